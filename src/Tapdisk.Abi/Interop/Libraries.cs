@@ -1,0 +1,10 @@
+namespace Tapdisk.Abi;
+
+internal static partial class Interop
+{
+    /// <summary>Shared-object names for LibraryImport; the soname is less fragile than "libc".</summary>
+    internal static class Libraries
+    {
+        internal const string Libc = "libc.so.6";
+    }
+}

@@ -1,0 +1,111 @@
+using System.Buffers;
+using Tapdisk.Abi;
+
+namespace Tapdisk.Storage;
+
+/// <summary>
+/// A small pool of page-aligned native buffers for O_DIRECT bounce copies and protocol receive buffers.
+/// Buffers bigger than <see cref="MaxPooledBytes"/> are allocated and freed per rent (cold path).
+/// </summary>
+public sealed class AlignedBufferPool
+{
+    public const int MaxPooledBytes = 1024 * 1024;
+    private const int MaxRetained = 64;
+
+    private readonly Lock _lock = new();
+    private readonly Stack<AlignedMemory>[] _buckets;
+
+    public AlignedBufferPool()
+    {
+        // Buckets by power of two from 4 KiB to 1 MiB.
+        _buckets = new Stack<AlignedMemory>[9];
+        for (int i = 0; i < _buckets.Length; i++)
+        {
+            _buckets[i] = new Stack<AlignedMemory>();
+        }
+    }
+
+    public static AlignedBufferPool Shared { get; } = new();
+
+    /// <summary>Rents at least <paramref name="minimumBytes"/> of page-aligned memory; Return it when done.</summary>
+    public AlignedMemory Rent(int minimumBytes)
+    {
+        int bucket = BucketOf(minimumBytes);
+        if (bucket < 0)
+        {
+            return new AlignedMemory(RoundUp(minimumBytes));
+        }
+
+        lock (_lock)
+        {
+            if (_buckets[bucket].TryPop(out AlignedMemory? memory))
+            {
+                return memory;
+            }
+        }
+
+        return new AlignedMemory(4096 << bucket);
+    }
+
+    public void Return(AlignedMemory memory)
+    {
+        int bucket = BucketOf(memory.Length);
+        if (bucket >= 0 && (4096 << bucket) == memory.Length)
+        {
+            lock (_lock)
+            {
+                if (_buckets[bucket].Count < MaxRetained)
+                {
+                    _buckets[bucket].Push(memory);
+                    return;
+                }
+            }
+        }
+
+        ((IDisposable)memory).Dispose();
+    }
+
+    private static int BucketOf(int bytes)
+    {
+        if (bytes > MaxPooledBytes)
+        {
+            return -1;
+        }
+
+        int bucket = 0;
+        while ((4096 << bucket) < bytes)
+        {
+            bucket++;
+        }
+
+        return bucket;
+    }
+
+    private static int RoundUp(int bytes) => (bytes + 4095) & ~4095;
+}
+
+/// <summary>An <see cref="IMemoryOwner{T}"/> view of a rented aligned buffer, for protocol code.</summary>
+public sealed class AlignedBufferLease : IMemoryOwner<byte>
+{
+    private readonly AlignedBufferPool _pool;
+    private AlignedMemory? _buffer;
+    private readonly int _length;
+
+    public AlignedBufferLease(AlignedBufferPool pool, int length)
+    {
+        _pool = pool;
+        _length = length;
+        _buffer = pool.Rent(length);
+    }
+
+    public Memory<byte> Memory => (_buffer ?? throw new ObjectDisposedException(nameof(AlignedBufferLease))).Memory[.._length];
+
+    public void Dispose()
+    {
+        AlignedMemory? buffer = Interlocked.Exchange(ref _buffer, null);
+        if (buffer is not null)
+        {
+            _pool.Return(buffer);
+        }
+    }
+}

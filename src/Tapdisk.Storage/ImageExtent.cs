@@ -1,0 +1,3 @@
+namespace Tapdisk.Storage;
+
+public readonly record struct ImageExtent(long OffsetBytes, long LengthBytes, ExtentFlags Flags);

@@ -1,0 +1,291 @@
+using Tapdisk.Abi;
+
+namespace Tapdisk.Storage;
+
+/// <summary>
+/// A file or block device opened for positional I/O, O_DIRECT by default. Requests that O_DIRECT cannot take
+/// (unaligned buffer: bounced; unaligned offset or length: through a second, buffered descriptor) still work,
+/// so drivers never see alignment errors. Linux keeps the page cache coherent with direct I/O on the same inode.
+/// </summary>
+public sealed class ImageFile : IDisposable
+{
+    private readonly SafeFdHandle _fd;
+    private SafeFdHandle? _bufferedFd;
+    private readonly Lock _bufferedLock = new();
+    private readonly OpenFlags _baseFlags;
+    private readonly bool _openedDirect;
+    private volatile bool _direct;
+
+    private ImageFile(string path, SafeFdHandle fd, OpenFlags baseFlags, bool direct, FileStatus status)
+    {
+        Path = path;
+        _fd = fd;
+        _baseFlags = baseFlags;
+        _direct = direct;
+        _openedDirect = direct;
+        IsBlockDevice = status.IsBlockDevice;
+        LogicalBlockSize = status.IsBlockDevice ? PosixFile.LogicalSectorSize(fd, path) : IoLimits.SectorSize;
+        IsReadOnly = (baseFlags & OpenFlags.ReadWrite) == 0;
+    }
+
+    public string Path { get; }
+
+    public bool IsReadOnly { get; }
+
+    public bool IsDirect => _direct;
+
+    public bool IsBlockDevice { get; }
+
+    /// <summary>The alignment O_DIRECT needs for offsets and lengths.</summary>
+    public int LogicalBlockSize { get; }
+
+    public SafeFdHandle Handle => _fd;
+
+    /// <summary>Opens an existing file or device; O_DIRECT unless <paramref name="direct"/> is false or the file system refuses it.</summary>
+    public static ImageFile Open(string path, bool readOnly, bool direct)
+    {
+        OpenFlags baseFlags = readOnly ? OpenFlags.ReadOnly : OpenFlags.ReadWrite;
+        SafeFdHandle fd;
+        bool isDirect = direct;
+        int errno = PosixFile.TryOpen(path, baseFlags | (direct ? OpenFlags.Direct : 0), 0, out fd);
+        if (errno == Errno.EINVAL && direct)
+        {
+            // tmpfs and some FUSE file systems refuse O_DIRECT: fall back to buffered I/O, as blktap does.
+            fd.Dispose();
+            isDirect = false;
+            errno = PosixFile.TryOpen(path, baseFlags, 0, out fd);
+        }
+
+        if (errno != 0)
+        {
+            fd.Dispose();
+            throw new ErrnoIOException(errno, path, "open");
+        }
+
+        try
+        {
+            FileStatus status = PosixFile.Stat(fd, path);
+            if (!status.IsBlockDevice && !status.IsRegularFile)
+            {
+                throw new ErrnoIOException(Errno.EINVAL, path, "open (not a regular file or block device)");
+            }
+
+            return new ImageFile(path, fd, baseFlags, isDirect, status);
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates a new file (fails if it exists) and opens it read-write, buffered.</summary>
+    public static ImageFile Create(string path)
+    {
+        SafeFdHandle fd = PosixFile.Open(path, OpenFlags.ReadWrite | OpenFlags.Create | OpenFlags.Exclusive);
+        return new ImageFile(path, fd, OpenFlags.ReadWrite, direct: false, PosixFile.Stat(fd, path));
+    }
+
+    /// <summary>Current size: st_size for files, BLKGETSIZE64 for devices.</summary>
+    public long Length => IsBlockDevice ? PosixFile.BlockDeviceSize(_fd, Path) : PosixFile.Stat(_fd, Path).Size;
+
+    public FileStatus Status => PosixFile.Stat(_fd, Path);
+
+    /// <summary>Reads up to the buffer's length; returns fewer bytes only at end of file.</summary>
+    public int Read(Span<byte> destination, long offsetBytes)
+    {
+        if (_direct && IsDirectAligned(offsetBytes, destination.Length))
+        {
+            if (PosixFile.IsAligned(destination, LogicalBlockSize))
+            {
+                try
+                {
+                    return PosixFile.Read(_fd, destination, offsetBytes, Path);
+                }
+                catch (ErrnoIOException e) when (e.Errno == Errno.EINVAL)
+                {
+                    DisableDirect();
+                }
+            }
+            else
+            {
+                return BounceRead(destination, offsetBytes);
+            }
+        }
+
+        return PosixFile.Read(BufferedFd(), destination, offsetBytes, Path);
+    }
+
+    /// <summary>Reads exactly the buffer's length or throws EIO naming the short range.</summary>
+    public void ReadExactly(Span<byte> destination, long offsetBytes)
+    {
+        int n = Read(destination, offsetBytes);
+        if (n != destination.Length)
+        {
+            throw new ErrnoIOException(Errno.EIO, Path, $"short read at offset {offsetBytes + n} (wanted {destination.Length} bytes at {offsetBytes}, file ends at {offsetBytes + n})");
+        }
+    }
+
+    public void Write(ReadOnlySpan<byte> source, long offsetBytes)
+    {
+        if (IsReadOnly)
+        {
+            throw StorageErrors.ReadOnly(Path);
+        }
+
+        if (_direct && IsDirectAligned(offsetBytes, source.Length))
+        {
+            if (PosixFile.IsAligned(source, LogicalBlockSize))
+            {
+                try
+                {
+                    PosixFile.Write(_fd, source, offsetBytes, Path);
+                    return;
+                }
+                catch (ErrnoIOException e) when (e.Errno == Errno.EINVAL)
+                {
+                    DisableDirect();
+                }
+            }
+            else
+            {
+                BounceWrite(source, offsetBytes);
+                return;
+            }
+        }
+
+        PosixFile.Write(BufferedFd(), source, offsetBytes, Path);
+    }
+
+    /// <summary>Writes zeros over a range with real writes (the range stays allocated).</summary>
+    public void WriteZeros(long offsetBytes, long lengthBytes)
+    {
+        AlignedMemory zeros = AlignedBufferPool.Shared.Rent((int)Math.Min(lengthBytes, AlignedBufferPool.MaxPooledBytes));
+        try
+        {
+            Span<byte> span = zeros.GetSpan();
+            span.Clear();
+            while (lengthBytes > 0)
+            {
+                int n = (int)Math.Min(lengthBytes, span.Length);
+                Write(span[..n], offsetBytes);
+                offsetBytes += n;
+                lengthBytes -= n;
+            }
+        }
+        finally
+        {
+            AlignedBufferPool.Shared.Return(zeros);
+        }
+    }
+
+    public void Flush() => PosixFile.DataSync(_fd, Path);
+
+    public void FlushAll() => PosixFile.Sync(_fd, Path);
+
+    public void SetLength(long lengthBytes) => PosixFile.Truncate(_fd, lengthBytes, Path);
+
+    /// <summary>Deallocates a range (it then reads as zeros); false if the file system cannot.</summary>
+    public bool TryPunchHole(long offsetBytes, long lengthBytes) => PosixFile.TryFallocate(_fd, FallocateMode.PunchHole, offsetBytes, lengthBytes) == 0;
+
+    /// <summary>Zeroes a range without writing data, keeping it allocated; false if the file system cannot.</summary>
+    public bool TryZeroRange(long offsetBytes, long lengthBytes) => PosixFile.TryFallocate(_fd, FallocateMode.ZeroRange, offsetBytes, lengthBytes) == 0;
+
+    /// <summary>Allocates space for a range without changing the file size; false if the file system cannot.</summary>
+    public bool TryPreallocate(long offsetBytes, long lengthBytes) => PosixFile.TryFallocate(_fd, FallocateMode.AllocateKeepSize, offsetBytes, lengthBytes) == 0;
+
+    /// <summary>SEEK_DATA/SEEK_HOLE; returns -1 when there is no further data (ENXIO) or the file system cannot say.</summary>
+    public long Seek(long offsetBytes, bool data)
+    {
+        long r = PosixFile.SeekDataOrHole(_fd, offsetBytes, data, out int errno);
+        if (r >= 0)
+        {
+            return r;
+        }
+
+        return errno is Errno.ENXIO or Errno.EINVAL or Errno.EOPNOTSUPP ? -1 : throw new ErrnoIOException(errno, Path, "lseek");
+    }
+
+    public void Dispose()
+    {
+        _bufferedFd?.Dispose();
+        _fd.Dispose();
+    }
+
+    private bool IsDirectAligned(long offsetBytes, int length) =>
+        (offsetBytes & (LogicalBlockSize - 1)) == 0 && (length & (LogicalBlockSize - 1)) == 0;
+
+    private int BounceRead(Span<byte> destination, long offsetBytes)
+    {
+        AlignedMemory bounce = AlignedBufferPool.Shared.Rent(Math.Min(destination.Length, AlignedBufferPool.MaxPooledBytes));
+        try
+        {
+            Span<byte> span = bounce.GetSpan();
+            int total = 0;
+            while (total < destination.Length)
+            {
+                int want = Math.Min(destination.Length - total, span.Length);
+                int n = Read(span[..want], offsetBytes + total);
+                span[..n].CopyTo(destination[total..]);
+                total += n;
+                if (n < want)
+                {
+                    break;
+                }
+            }
+
+            return total;
+        }
+        finally
+        {
+            AlignedBufferPool.Shared.Return(bounce);
+        }
+    }
+
+    private void BounceWrite(ReadOnlySpan<byte> source, long offsetBytes)
+    {
+        AlignedMemory bounce = AlignedBufferPool.Shared.Rent(Math.Min(source.Length, AlignedBufferPool.MaxPooledBytes));
+        try
+        {
+            Span<byte> span = bounce.GetSpan();
+            int total = 0;
+            while (total < source.Length)
+            {
+                int n = Math.Min(source.Length - total, span.Length);
+                source.Slice(total, n).CopyTo(span);
+                Write(span[..n], offsetBytes + total);
+                total += n;
+            }
+        }
+        finally
+        {
+            AlignedBufferPool.Shared.Return(bounce);
+        }
+    }
+
+    private void DisableDirect()
+    {
+        // An aligned O_DIRECT request was refused (e.g. a 4 KiB-sector file system): stay buffered from now on.
+        _direct = false;
+    }
+
+    private SafeFdHandle BufferedFd()
+    {
+        if (!_openedDirect)
+        {
+            return _fd;
+        }
+
+        SafeFdHandle? buffered = Volatile.Read(ref _bufferedFd);
+        if (buffered is not null)
+        {
+            return buffered;
+        }
+
+        lock (_bufferedLock)
+        {
+            _bufferedFd ??= PosixFile.Open(Path, _baseFlags);
+            return _bufferedFd;
+        }
+    }
+}

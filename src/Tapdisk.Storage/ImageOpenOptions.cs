@@ -1,0 +1,23 @@
+namespace Tapdisk.Storage;
+
+/// <summary>How to open an image; parents are always opened read-only with the rest of the child's options.</summary>
+public sealed record ImageOpenOptions
+{
+    public static ImageOpenOptions ReadWrite { get; } = new();
+
+    public static ImageOpenOptions ReadOnlyDefault { get; } = new() { ReadOnly = true };
+
+    public bool ReadOnly { get; init; }
+
+    /// <summary>O_DIRECT (the default, as blktap); falls back to buffered I/O where the file system refuses it.</summary>
+    public bool DirectIo { get; init; } = true;
+
+    /// <summary>Fsync data and zeroed bitmaps before a new VHD block's BAT entry is written (power-loss safety).</summary>
+    public bool SafeAllocation { get; init; } = true;
+
+    /// <summary>Canonical paths of the images above this one in the chain, leaf first (loop detection).</summary>
+    public IReadOnlyList<string> ChildPaths { get; init; } = [];
+
+    /// <summary>Options for opening the parent of <paramref name="childPath"/>: read-only, everything else inherited.</summary>
+    public ImageOpenOptions ForParentOf(string childPath) => this with { ReadOnly = true, ChildPaths = [.. ChildPaths, childPath] };
+}
