@@ -1,0 +1,234 @@
+using Tapdisk.Abi;
+using Tapdisk.Storage;
+
+namespace Tapdisk.Drivers.Raw;
+
+/// <summary>
+/// A raw image. I/O completes synchronously on the caller's thread (pread/pwrite); callers that want
+/// concurrency issue requests from several threads, as nbdkit's parallel thread model does.
+/// </summary>
+public sealed class RawImage : IBlockImage
+{
+    private readonly ImageFile _file;
+    private int _disposed;
+
+    private RawImage(ImageFile file, long sizeBytes)
+    {
+        _file = file;
+        SizeBytes = sizeBytes;
+        var caps = ImageCapabilities.Flush | ImageCapabilities.MultiConnSafe;
+        if (!file.IsReadOnly)
+        {
+            caps |= ImageCapabilities.Write | ImageCapabilities.Fua | ImageCapabilities.Trim | ImageCapabilities.Zero;
+            if (!file.IsBlockDevice)
+            {
+                caps |= ImageCapabilities.FastZero;
+            }
+        }
+
+        if (!file.IsBlockDevice)
+        {
+            caps |= ImageCapabilities.Extents;
+        }
+
+        Capabilities = caps;
+        Limits = new IoLimits(file.IsDirect ? file.LogicalBlockSize : 1, 4096, 32 * 1024 * 1024);
+    }
+
+    public string DriverName => RawImageDriver.DriverName;
+
+    public string Path => _file.Path;
+
+    public long SizeBytes { get; }
+
+    public bool IsReadOnly => _file.IsReadOnly;
+
+    public ImageCapabilities Capabilities { get; }
+
+    public IoLimits Limits { get; }
+
+    public IBlockImage? Parent => null;
+
+    /// <summary>True if the file is open with O_DIRECT.</summary>
+    public bool IsDirect => _file.IsDirect;
+
+    public static RawImage Open(string path, ImageOpenOptions options)
+    {
+        ImageFile file = ImageFile.Open(path, options.ReadOnly, options.DirectIo);
+        try
+        {
+            // blktap sizes a file by st_size rounded down to whole sectors; we keep bytes exact for NBD,
+            // and refuse nothing: a zero-length file is a zero-length disk (blktap's 16836057-sector quirk is not copied).
+            return new RawImage(file, file.Length);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            int n = _file.Read(destination.Span, offsetBytes);
+            if (n < destination.Length)
+            {
+                // The file shrank under us: what is gone reads as zeros rather than failing the guest.
+                destination.Span[n..].Clear();
+            }
+
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    public ValueTask WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            _file.Write(source.Span, offsetBytes);
+            if ((flags & WriteFlags.Fua) != 0)
+            {
+                _file.Flush();
+            }
+
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            _file.Flush();
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    public ValueTask TrimAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            if (IsReadOnly)
+            {
+                throw StorageErrors.ReadOnly(Path);
+            }
+
+            // Discard is advisory: a file system that cannot punch holes simply keeps the data (NBD allows this).
+            _file.TryPunchHole(offsetBytes, lengthBytes);
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    public ValueTask ZeroAsync(long offsetBytes, long lengthBytes, ZeroFlags flags = ZeroFlags.None, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            if (IsReadOnly)
+            {
+                throw StorageErrors.ReadOnly(Path);
+            }
+
+            bool done = (flags & ZeroFlags.NoHole) == 0 && !_file.IsBlockDevice
+                ? _file.TryPunchHole(offsetBytes, lengthBytes)
+                : _file.TryZeroRange(offsetBytes, lengthBytes);
+            if (!done && (flags & ZeroFlags.NoHole) == 0)
+            {
+                done = _file.TryZeroRange(offsetBytes, lengthBytes);
+            }
+
+            if (!done)
+            {
+                if ((flags & ZeroFlags.FastOnly) != 0)
+                {
+                    throw new ErrnoIOException(Errno.EOPNOTSUPP, Path, "fast zero");
+                }
+
+                _file.WriteZeros(offsetBytes, lengthBytes);
+            }
+
+            if ((flags & ZeroFlags.Fua) != 0)
+            {
+                _file.Flush();
+            }
+
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    public ValueTask GetExtentsAsync(long offsetBytes, long lengthBytes, ExtentList extents, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            long end = offsetBytes + lengthBytes;
+            if (_file.IsBlockDevice)
+            {
+                extents.Add(offsetBytes, lengthBytes, ExtentFlags.Data);
+                return ValueTask.CompletedTask;
+            }
+
+            long pos = offsetBytes;
+            while (pos < end)
+            {
+                long data = _file.Seek(pos, data: true);
+                if (data < 0 || data >= end)
+                {
+                    // No more data in range (or the file system cannot tell: then SEEK_DATA returns pos itself).
+                    extents.Add(pos, end - pos, ExtentFlags.Hole | ExtentFlags.Zero);
+                    break;
+                }
+
+                if (data > pos)
+                {
+                    extents.Add(pos, data - pos, ExtentFlags.Hole | ExtentFlags.Zero);
+                }
+
+                long hole = _file.Seek(data, data: false);
+                long dataEnd = hole < 0 ? end : Math.Min(hole, end);
+                extents.Add(data, dataEnd - data, ExtentFlags.Data);
+                pos = dataEnd;
+            }
+
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _file.Dispose();
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
