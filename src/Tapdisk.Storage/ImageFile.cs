@@ -79,10 +79,10 @@ public sealed class ImageFile : IDisposable
         }
     }
 
-    /// <summary>Creates a new file (fails if it exists) and opens it read-write, buffered.</summary>
-    public static ImageFile Create(string path)
+    /// <summary>Creates a file and opens it read-write, buffered; an existing file is truncated only if <paramref name="overwrite"/>.</summary>
+    public static ImageFile Create(string path, bool overwrite = false)
     {
-        SafeFdHandle fd = PosixFile.Open(path, OpenFlags.ReadWrite | OpenFlags.Create | OpenFlags.Exclusive);
+        SafeFdHandle fd = PosixFile.Open(path, OpenFlags.ReadWrite | OpenFlags.Create | (overwrite ? OpenFlags.Truncate : OpenFlags.Exclusive));
         return new ImageFile(path, fd, OpenFlags.ReadWrite, direct: false, PosixFile.Stat(fd, path));
     }
 
