@@ -1,0 +1,52 @@
+namespace Tapdisk.Architecture.Tests;
+
+/// <summary>STYLE.md section 2 as a table: which src projects each src project may reference.</summary>
+public static class DependencyRules
+{
+    public const string Abi = "Tapdisk.Abi";
+    public const string Storage = "Tapdisk.Storage";
+    public const string DriversRaw = "Tapdisk.Drivers.Raw";
+    public const string DriversVhd = "Tapdisk.Drivers.Vhd";
+    public const string DriversVhdCrypto = "Tapdisk.Drivers.VhdCrypto";
+    public const string Blkif = "Tapdisk.Blkif";
+    public const string Nbd = "Tapdisk.Nbd";
+    public const string Control = "Tapdisk.Control";
+    public const string Daemon = "Tapdisk.Daemon";
+    public const string TapCtl = "Tapdisk.TapCtl";
+    public const string VhdUtil = "Tapdisk.VhdUtil";
+
+    /// <summary>The executables: only they compose layers, and nothing references them.</summary>
+    public static IReadOnlySet<string> Executables { get; } = new HashSet<string>(StringComparer.Ordinal) { Daemon, TapCtl, VhdUtil };
+
+    /// <summary>
+    /// Allowed references per project. A project that does not exist yet is simply absent from the tree; a src project
+    /// missing from this table fails the test until its layer is decided here.
+    /// </summary>
+    public static IReadOnlyDictionary<string, IReadOnlySet<string>> MayReference { get; } = new Dictionary<string, IReadOnlySet<string>>(StringComparer.Ordinal)
+    {
+        // Bottom layer: Linux and Xen ABI only.
+        [Abi] = Set(),
+        // Driver contract; Abi for aligned memory and fallocate.
+        [Storage] = Set(Abi),
+        [DriversRaw] = Set(Storage, Abi),
+        [DriversVhd] = Set(Storage, Abi),
+        [DriversVhdCrypto] = Set(Storage, Abi, DriversVhd),
+        // Protocol front ends: never a concrete driver, each other, Control or Daemon.
+        [Blkif] = Set(Storage, Abi),
+        [Nbd] = Set(Storage),
+        // Pure codec plus socket client and server: BCL only.
+        [Control] = Set(),
+        // Executables.
+        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, Blkif, Nbd, Control),
+        [TapCtl] = Set(Control, Abi),
+        [VhdUtil] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto),
+    };
+
+    /// <summary>Projects allowed to set AllowUnsafeBlocks (STYLE.md section 4 rule 1).</summary>
+    public static IReadOnlySet<string> MayUseUnsafe { get; } = Set(Abi, Blkif);
+
+    /// <summary>The only project that may declare P/Invokes.</summary>
+    public const string InteropProject = Abi;
+
+    private static HashSet<string> Set(params string[] names) => new(names, StringComparer.Ordinal);
+}
