@@ -50,7 +50,7 @@ public static class VhdCreator
         }
         else
         {
-            using VhdImage parent = VhdImage.Open(parentCanonical, ImageOpenOptions.ReadOnlyDefault with { DirectIo = false }, NoParents.Instance);
+            using VhdImage parent = VhdImage.OpenSingle(parentCanonical, ImageOpenOptions.ReadOnlyDefault with { DirectIo = false });
             sizeBytes = parent.SizeBytes;
             parentUuid = parent.Footer.UniqueId;
             parentBatmap = parent.BatmapHeader;
@@ -183,14 +183,5 @@ public static class VhdCreator
             File.Delete(path);
             throw;
         }
-    }
-
-    /// <summary>An opener that refuses parents: creating a snapshot reads only the parent's own footer.</summary>
-    private sealed class NoParents : IImageOpener
-    {
-        public static readonly NoParents Instance = new();
-
-        public IBlockImage Open(string driverName, string path, ImageOpenOptions options) =>
-            throw new ImageOpenException(path, Errno.EINVAL, "parents are not opened here");
     }
 }

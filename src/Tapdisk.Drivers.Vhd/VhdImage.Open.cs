@@ -7,7 +7,12 @@ namespace Tapdisk.Drivers.Vhd;
 public sealed partial class VhdImage
 {
     /// <summary>Opens a VHD and, for a differencing disk, its parents through <paramref name="opener"/>.</summary>
-    public static VhdImage Open(string path, ImageOpenOptions options, IImageOpener opener)
+    public static VhdImage Open(string path, ImageOpenOptions options, IImageOpener opener) => Open(path, options, opener, openParents: true);
+
+    /// <summary>Opens one VHD file alone (tools inspecting a chain link by link); reads below it see zeros.</summary>
+    public static VhdImage OpenSingle(string path, ImageOpenOptions options) => Open(path, options, opener: null, openParents: false);
+
+    private static VhdImage Open(string path, ImageOpenOptions options, IImageOpener? opener, bool openParents)
     {
         ImageFile file = ImageFile.Open(path, options.ReadOnly, options.DirectIo);
         IBlockImage? parent = null;
@@ -32,9 +37,9 @@ public sealed partial class VhdImage
 
             VhdDynamicHeader header = VhdMetadataReader.ReadHeader(file, footer, length);
             DynamicState state = LoadDynamicState(file, footer, header, length);
-            if (footer.DiskType == VhdDiskType.Differencing)
+            if (footer.DiskType == VhdDiskType.Differencing && openParents)
             {
-                parent = OpenParent(file.Path, header, options, opener);
+                parent = OpenParent(file.Path, header, options, opener!);
             }
 
             return new VhdImage(file, footer, header, options, parent, state);

@@ -1,0 +1,52 @@
+using Tapdisk.Abi;
+using Tapdisk.Storage;
+
+namespace Tapdisk.VhdUtil;
+
+/// <summary>vhd-util: blktap's VHD tool, with the same commands, flags, output and exit codes.</summary>
+internal static class Program
+{
+    private static int Main(string[] args)
+    {
+        if (args.Length == 0)
+        {
+            Console.Out.Write(Usage.Main);
+            return 0;
+        }
+
+        string[] rest = args[1..];
+        try
+        {
+            return args[0] switch
+            {
+                "create" => Commands.Create(rest),
+                "snapshot" => Commands.Snapshot(rest),
+                "query" => Commands.Query(rest),
+                "read" => Commands.Read(rest),
+                "set" => Commands.Set(rest),
+                "check" => CheckCommand.Run(rest),
+                "repair" or "resize" or "fill" or "coalesce" or "modify" or "scan" or "revert" or "key" or "copy" => NotYet(args[0]),
+                _ => Invalid(args[0]),
+            };
+        }
+        catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
+        {
+            int errno = StorageErrors.ToErrno(e);
+            Console.Error.WriteLine($"vhd-util {args[0]}: {e.Message}");
+            return errno;
+        }
+    }
+
+    private static int Invalid(string command)
+    {
+        Console.Out.Write(Usage.Main);
+        Console.Error.WriteLine($"invalid COMMAND {command}");
+        return 0;
+    }
+
+    private static int NotYet(string command)
+    {
+        Console.Error.WriteLine($"vhd-util {command}: not implemented in this version");
+        return Errno.EOPNOTSUPP;
+    }
+}

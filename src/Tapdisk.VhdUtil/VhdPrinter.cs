@@ -1,0 +1,143 @@
+using System.Globalization;
+using System.Text;
+using Tapdisk.Drivers.Vhd;
+
+namespace Tapdisk.VhdUtil;
+
+/// <summary>vhd-util's "read -p" / check dump format, field for field (reference-transcript.md section 5).</summary>
+internal static class VhdPrinter
+{
+    public static string Ctime(uint vhdTimestamp)
+    {
+        DateTime t = VhdFooter.Epoch.AddSeconds(vhdTimestamp);
+        return string.Create(CultureInfo.InvariantCulture, $"{t:ddd MMM} {t.Day,2} {t:HH:mm:ss yyyy}");
+    }
+
+    public static string Footer(VhdFooter f)
+    {
+        var sb = new StringBuilder();
+        sb.Append("VHD Footer Summary:\n-------------------\n");
+        Line(sb, "Cookie", Encoding.ASCII.GetString(f.CookieBytes).TrimEnd('\0'));
+        string features = (f.Features & 1) != 0 ? "<TEMP>" : string.Empty;
+        features += (f.Features & 2) != 0 ? "<RESV>" : string.Empty;
+        Line(sb, "Features", $"(0x{f.Features:x8}) {features}");
+        Line(sb, "File format version", $"Major: {f.FileFormatVersion >> 16}, Minor: {f.FileFormatVersion & 0xFFFF}");
+        Line(sb, "Data offset", f.DataOffset.ToString(CultureInfo.InvariantCulture));
+        Line(sb, "Timestamp", Ctime(f.Timestamp));
+        Line(sb, "Creator Application", $"'{f.CreatorName}'");
+        Line(sb, "Creator version", $"Major: {f.CreatorVersion >> 16}, Minor: {f.CreatorVersion & 0xFFFF}");
+        string os = f.CreatorHostOs switch
+        {
+            0x5769326B => "Windows",
+            0x4D616320 => "Macintosh",
+            _ => "Unknown!",
+        };
+        Line(sb, "Creator OS", os);
+        Line(sb, "Original disk size", $"{f.OriginalSize >> 20} MB ({f.OriginalSize} Bytes)");
+        Line(sb, "Current disk size", $"{f.CurrentSize >> 20} MB ({f.CurrentSize} Bytes)");
+        VhdGeometry g = VhdGeometry.FromEncoded(f.Geometry);
+        Line(sb, "Geometry", $"Cyl: {g.Cylinders}, Hds: {g.Heads}, Sctrs: {g.SectorsPerTrack}");
+        Line(sb, string.Empty, $"= {g.SizeBytes >> 20} MB ({g.SizeBytes} Bytes)");
+        string type = f.DiskTypeValue switch
+        {
+            2 => "Fixed hard disk",
+            3 => "Dynamic hard disk",
+            4 => "Differencing hard disk",
+            _ => "Unknown type!",
+        };
+        Line(sb, "Disk type", type);
+        uint computed = f.ComputeChecksum();
+        Line(sb, "Checksum", $"0x{f.Checksum:x8}|0x{computed:x8} ({(computed == f.Checksum ? "Good!" : "Bad!")})");
+        Line(sb, "UUID", VhdUuid.Format(f.UniqueId));
+        Line(sb, "Saved state", f.SavedState == 0 ? "No" : "Yes");
+        Line(sb, "Hidden", f.Hidden.ToString(CultureInfo.InvariantCulture));
+        sb.Append('\n');
+        return sb.ToString();
+    }
+
+    public static string Header(VhdDynamicHeader h)
+    {
+        var sb = new StringBuilder();
+        sb.Append("VHD Header Summary:\n-------------------\n");
+        Line(sb, "Cookie", Encoding.ASCII.GetString(h.CookieBytes).TrimEnd('\0'));
+        Line(sb, "Data offset (unusd)", h.DataOffset.ToString(CultureInfo.InvariantCulture));
+        Line(sb, "Table offset", h.TableOffset.ToString(CultureInfo.InvariantCulture));
+        Line(sb, "Header version", $"0x{h.Version:x8}");
+        Line(sb, "Max BAT size", h.MaxTableEntries.ToString(CultureInfo.InvariantCulture));
+        Line(sb, "Block size", $"{h.BlockSize} ({h.BlockSize >> 20} MB)");
+        Line(sb, "Parent name", h.ParentName);
+        Line(sb, "Parent UUID", VhdUuid.Format(h.ParentUuid));
+        Line(sb, "Parent timestamp", Ctime(h.ParentTimestamp));
+        uint computed = h.ComputeChecksum();
+        Line(sb, "Checksum", $"0x{h.Checksum:x8}|0x{computed:x8} ({(computed == h.Checksum ? "Good!" : "Bad!")})");
+        sb.Append('\n');
+        return sb.ToString();
+    }
+
+    public static string Locators(VhdFileInfo info)
+    {
+        VhdDynamicHeader h = info.Header!;
+        var sb = new StringBuilder();
+        sb.Append("VHD Parent Locators:\n--------------------\n");
+        for (int i = 0; i < h.Locators.Length; i++)
+        {
+            VhdParentLocator loc = h.Locators[i];
+            if (loc.PlatformCode == VhdParentLocator.None)
+            {
+                continue;
+            }
+
+            sb.Append(CultureInfo.InvariantCulture, $"locator:            : {i}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"       code         : PLAT_CODE_{VhdParentLocator.CodeName(loc.PlatformCode).Trim().ToUpperInvariant()}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"       data_space   : {loc.DataSpace}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"       data_length  : {loc.DataLength}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"       data_offset  : {loc.DataOffset}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"       decoded name : {info.LocatorNames[i]}\n\n");
+        }
+
+        return sb.ToString();
+    }
+
+    public static string Batmap(VhdFileInfo info)
+    {
+        VhdBatmapHeader b = info.Batmap!;
+        var sb = new StringBuilder();
+        sb.Append("VHD Batmap Summary:\n-------------------\n");
+        Line(sb, "Batmap offset", b.BatmapOffset.ToString(CultureInfo.InvariantCulture));
+        Line(sb, "Batmap size (secs)", b.BatmapSize.ToString(CultureInfo.InvariantCulture));
+        Line(sb, "Batmap version", $"0x{b.Version:x8}");
+        uint computed = info.ComputedBatmapChecksum();
+        Line(sb, "Checksum", $"0x{b.Checksum:x8}|0x{computed:x8} ({(computed == b.Checksum ? "Good!" : "Bad!")})");
+        sb.Append('\n');
+        return sb.ToString();
+    }
+
+    /// <summary>Everything "read -p" prints for a file.</summary>
+    public static string All(VhdFileInfo info)
+    {
+        var sb = new StringBuilder();
+        if (info.Footer is not null)
+        {
+            sb.Append(Footer(info.Footer));
+        }
+
+        if (info.Header is not null)
+        {
+            sb.Append(Header(info.Header));
+            if (info.Footer?.DiskTypeValue == (uint)VhdDiskType.Differencing)
+            {
+                sb.Append(Locators(info));
+            }
+        }
+
+        if (info.Batmap is not null)
+        {
+            sb.Append(Batmap(info));
+        }
+
+        return sb.ToString();
+    }
+
+    private static void Line(StringBuilder sb, string label, string value) =>
+        sb.Append(label.PadRight(20)).Append(": ").Append(value).Append('\n');
+}
