@@ -1,0 +1,130 @@
+using System.Net.Sockets;
+
+namespace Tapdisk.Control;
+
+/// <summary>
+/// The ctl&lt;pid&gt; listener. Unlike the reference (10 connections, then starvation; partial reads corrupting
+/// memory), every connection is served concurrently and a request split across reads is reassembled; a client that
+/// sends fewer than 544 bytes within the read timeout is closed without a reply, as the reference does.
+/// </summary>
+public sealed class ControlServer : IAsyncDisposable
+{
+    private const int EINVAL = 22;
+
+    private readonly Socket _listener;
+    private readonly IControlHandler _handler;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly TimeSpan _requestTimeout;
+    private Task? _acceptLoop;
+    private int _connections;
+
+    private ControlServer(string path, Socket listener, IControlHandler handler, TimeSpan requestTimeout)
+    {
+        Path = path;
+        _listener = listener;
+        _handler = handler;
+        _requestTimeout = requestTimeout;
+    }
+
+    public string Path { get; }
+
+    /// <summary>Connections being served right now.</summary>
+    public int ActiveConnections => Volatile.Read(ref _connections);
+
+    /// <summary>Binds (unlinking a stale socket first, as the reference does) and listens with a backlog of 32.</summary>
+    public static ControlServer Listen(string path, IControlHandler handler, TimeSpan? requestTimeout = null)
+    {
+        File.Delete(path);
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            socket.Bind(new UnixDomainSocketEndPoint(path));
+            socket.Listen(32);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        return new ControlServer(path, socket, handler, requestTimeout ?? TimeSpan.FromSeconds(10));
+    }
+
+    public void Start() => _acceptLoop = Task.Run(AcceptLoopAsync);
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                if (_stop.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            _ = ServeAsync(client);
+        }
+    }
+
+    private async Task ServeAsync(Socket client)
+    {
+        Interlocked.Increment(ref _connections);
+        using var connection = new ControlConnection(client);
+        try
+        {
+            byte[] request = new byte[TapdiskMessage.Size];
+            if (!await connection.TryReadExactlyAsync(request, _requestTimeout, _stop.Token).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            TapdiskMessage message = TapdiskMessage.Parse(request);
+            if (!message.HasTerminatedPathSlot)
+            {
+                // control-xen.md 2.4: early rejections carry cookie 0.
+                await connection.SendAsync(TapdiskMessage.ErrorReply(0, EINVAL), _stop.Token).ConfigureAwait(false);
+                return;
+            }
+
+            await _handler.HandleAsync(connection, message, _stop.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException or IOException)
+        {
+            // The client went away or we are stopping: nothing to reply to.
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _connections);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        _listener.Dispose();
+        if (_acceptLoop is not null)
+        {
+            await _acceptLoop.ConfigureAwait(false);
+        }
+
+        try
+        {
+            File.Delete(Path);
+        }
+        catch (IOException)
+        {
+            // Teardown: a socket file that cannot be removed is only cosmetic.
+        }
+
+        _stop.Dispose();
+    }
+}

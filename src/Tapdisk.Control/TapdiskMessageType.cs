@@ -1,0 +1,36 @@
+namespace Tapdisk.Control;
+
+/// <summary>Control message ids (control-xen.md 3.1); replies are request + 1 except FORCE_SHUTDOWN (answered with 14).</summary>
+public enum TapdiskMessageType : ushort
+{
+    Error = 1,
+    RuntimeError = 2,
+    Pid = 3,
+    PidResponse = 4,
+    Attach = 5,
+    AttachResponse = 6,
+    Open = 7,
+    OpenResponse = 8,
+    Pause = 9,
+    PauseResponse = 10,
+    Resume = 11,
+    ResumeResponse = 12,
+    Close = 13,
+    CloseResponse = 14,
+    Detach = 15,
+    DetachResponse = 16,
+    ListMinors = 17,
+    ListMinorsResponse = 18,
+    List = 19,
+    ListResponse = 20,
+    Stats = 21,
+    StatsResponse = 22,
+    ForceShutdown = 23,
+    XenblkifConnect = 24,
+    XenblkifConnectResponse = 25,
+    XenblkifDisconnect = 26,
+    XenblkifDisconnectResponse = 27,
+    DiskInfo = 28,
+    DiskInfoResponse = 29,
+    Exit = 30,
+}
