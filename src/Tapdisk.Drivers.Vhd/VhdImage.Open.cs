@@ -135,6 +135,7 @@ public sealed partial class VhdImage
 
         ulong[] full = new ulong[(entries + 63) / 64];
         int writableSectors = 0;
+        bool batmapNeedsRepair = false;
         if (batmapHeader is not null)
         {
             writableSectors = (int)batmapHeader.BatmapSize;
@@ -154,10 +155,11 @@ public sealed partial class VhdImage
                 writableSectors--;
             }
 
-            VhdMetadataReader.LoadBatmap(file, footer, batmapHeader, bat, full, writableSectors);
+            // An unreadable or mis-summed map is treated as absent (no block known full) and rewritten at close.
+            batmapNeedsRepair = !VhdMetadataReader.LoadBatmap(file, footer, batmapHeader, bat, full, writableSectors);
         }
 
-        return new DynamicState(bat, batArea, full, batmapHeader, writableSectors, endOfMetadata, nextDataSector);
+        return new DynamicState(bat, batArea, full, batmapHeader, writableSectors, endOfMetadata, nextDataSector, batmapNeedsRepair);
     }
 
     private static IBlockImage OpenParent(string childPath, VhdDynamicHeader header, ImageOpenOptions options, IImageOpener opener)

@@ -66,6 +66,10 @@ public sealed partial class VhdImage : IBlockImage
             _batmapWritableSectors = state.BatmapWritableSectors;
             _endOfMetadataBytes = state.EndOfMetadataBytes;
             _nextDataSector = state.NextDataSector;
+
+            // Test-found fix: a bad batmap checksum was ignored but never rewritten unless a write happened, so the
+            // file stayed unopenable read-write for blktap. Marking the image dirty makes close repair it (data-plane.md 1.9).
+            _dirty = state.BatmapNeedsRepair && !file.IsReadOnly;
         }
 
         var caps = ImageCapabilities.Flush | ImageCapabilities.MultiConnSafe;
@@ -218,5 +222,6 @@ public sealed partial class VhdImage : IBlockImage
         VhdBatmapHeader? BatmapHeader,
         int BatmapWritableSectors,
         long EndOfMetadataBytes,
-        long NextDataSector);
+        long NextDataSector,
+        bool BatmapNeedsRepair);
 }
