@@ -1,0 +1,164 @@
+using System.Net.Sockets;
+using Xunit;
+
+namespace Tapdisk.Control.Tests;
+
+public sealed class ControlServerTests : IDisposable
+{
+    private static readonly TimeSpan s_hangGuard = TimeSpan.FromSeconds(30);
+    private readonly SocketDirectory _dir = new();
+
+    [Fact]
+    public async Task Request_PathSlotWithoutNul_EarlyErrorWithCookie0()
+    {
+        var handler = new PidHandler();
+        await using ControlServer server = Start(handler);
+        var request = new TapdiskMessage(TapdiskMessageType.Pid, 7);
+        byte[] bytes = request.Bytes.ToArray();
+        bytes.AsSpan(20, 256).Fill((byte)'A');
+
+        using Socket client = Connect(server);
+        client.Send(bytes);
+        TapdiskMessage reply = await ReceiveAsync(client);
+
+        Assert.Equal(TapdiskMessageType.Error, reply.Type);
+        Assert.Equal(0, reply.Cookie);
+        Assert.Equal(22, reply.ResponseError);
+        Assert.Equal(0, handler.Calls);
+    }
+
+    [Fact]
+    public async Task Request_SplitAcrossWrites_IsServed()
+    {
+        await using ControlServer server = Start(new PidHandler());
+        byte[] bytes = new TapdiskMessage(TapdiskMessageType.Pid, 3).Bytes.ToArray();
+
+        using Socket client = Connect(server);
+        foreach ((int start, int length) in new[] { (0, 1), (1, 7), (8, 300), (308, 236) })
+        {
+            client.Send(bytes, start, length, SocketFlags.None);
+            await Task.Delay(50);
+        }
+
+        TapdiskMessage reply = await ReceiveAsync(client);
+
+        Assert.Equal(TapdiskMessageType.PidResponse, reply.Type);
+        Assert.Equal(3, reply.Cookie);
+        Assert.Equal(4242, reply.Pid);
+    }
+
+    [Fact]
+    public async Task Request_TruncatedThenClosed_NoReplyAndServerSurvives()
+    {
+        var handler = new PidHandler();
+        await using ControlServer server = Start(handler);
+
+        using (Socket partial = Connect(server))
+        {
+            partial.Send(new byte[100]);
+            partial.Shutdown(SocketShutdown.Send);
+            byte[] buffer = new byte[TapdiskMessage.Size];
+            int n = await partial.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(s_hangGuard);
+            Assert.Equal(0, n);
+        }
+
+        using ControlClient client = ControlClient.ConnectPath(server.Path, s_hangGuard);
+        client.Send(new TapdiskMessage(TapdiskMessageType.Pid, 0));
+        TapdiskMessage reply = client.Receive();
+
+        Assert.Equal(4242, reply.Pid);
+        Assert.Equal(1, handler.Calls);
+    }
+
+    [Fact]
+    public async Task IdleConnections_DoNotStarveAnotherClient()
+    {
+        await using ControlServer server = Start(new PidHandler());
+        var idle = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < 20; i++)
+            {
+                idle.Add(Connect(server));
+            }
+
+            using ControlClient client = ControlClient.ConnectPath(server.Path, s_hangGuard);
+            client.Send(new TapdiskMessage(TapdiskMessageType.Pid, 0));
+            TapdiskMessage reply = client.Receive();
+
+            Assert.Equal(4242, reply.Pid);
+        }
+        finally
+        {
+            idle.ForEach(s => s.Dispose());
+        }
+    }
+
+    [Fact]
+    public void Client_MissingSocket_Enoent()
+    {
+        ControlException e = Assert.Throws<ControlException>(() => ControlClient.ConnectPath(_dir.File("ctl1")));
+
+        Assert.Equal(2, e.Errno);
+    }
+
+    [Fact]
+    public void Client_StaleSocket_Econnrefused()
+    {
+        string path = _dir.File("ctl2");
+        using (var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            // .NET unlinks a socket file it bound when the socket is disposed: move it away first, as a killed
+            // tapdisk leaves its ctl<pid> behind.
+            s.Bind(new UnixDomainSocketEndPoint(_dir.File("bound")));
+            File.Move(_dir.File("bound"), path);
+        }
+
+        ControlException e = Assert.Throws<ControlException>(() => ControlClient.ConnectPath(path));
+
+        Assert.Equal(111, e.Errno);
+    }
+
+    public void Dispose() => _dir.Dispose();
+
+    private ControlServer Start(IControlHandler handler)
+    {
+        ControlServer server = ControlServer.Listen(_dir.File("ctl4242"), handler);
+        server.Start();
+        return server;
+    }
+
+    private static Socket Connect(ControlServer server)
+    {
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        s.Connect(new UnixDomainSocketEndPoint(server.Path));
+        return s;
+    }
+
+    private static async Task<TapdiskMessage> ReceiveAsync(Socket s)
+    {
+        byte[] buffer = new byte[TapdiskMessage.Size];
+        int got = 0;
+        while (got < buffer.Length)
+        {
+            int n = await s.ReceiveAsync(buffer.AsMemory(got), SocketFlags.None).AsTask().WaitAsync(s_hangGuard);
+            Assert.True(n > 0, $"EOF after {got} bytes");
+            got += n;
+        }
+
+        return TapdiskMessage.Parse(buffer);
+    }
+
+    private sealed class PidHandler : IControlHandler
+    {
+        private int _calls;
+
+        public int Calls => Volatile.Read(ref _calls);
+
+        public Task HandleAsync(ControlConnection connection, TapdiskMessage request, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _calls);
+            return connection.SendAsync(new TapdiskMessage(TapdiskMessageType.PidResponse, request.Cookie) { Pid = 4242 }, cancellationToken);
+        }
+    }
+}
