@@ -1,0 +1,216 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
+using Tapdisk.Storage;
+using static Tapdisk.Nbd.NbdProtocol;
+
+namespace Tapdisk.Nbd;
+
+/// <summary>
+/// The send side: one loop per connection owns the PipeWriter (no lock needed, since only it writes), writes
+/// replies in completion order, and flushes when the queue runs dry or a lot of data is pending.
+/// </summary>
+internal sealed partial class NbdConnection
+{
+    private const int FlushThresholdBytes = 256 * 1024;
+    private long _unflushedBytes;
+    private bool _sendFailed;
+
+    private async Task SendLoopAsync(CancellationTokenSource stopReceiving)
+    {
+        var replies = _replies.Reader;
+        while (await replies.WaitToReadAsync().ConfigureAwait(false))
+        {
+            while (replies.TryRead(out NbdRequest? request))
+            {
+                if (!_sendFailed)
+                {
+                    try
+                    {
+                        await WriteReplyAsync(request).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (IsTransportFault(e) || e is OperationCanceledException)
+                    {
+                        FailSend(stopReceiving, e);
+                    }
+                }
+
+                ReturnRequest(request);
+            }
+
+            if (!_sendFailed && _unflushedBytes > 0)
+            {
+                try
+                {
+                    await FlushAsync().ConfigureAwait(false);
+                }
+                catch (Exception e) when (IsTransportFault(e) || e is OperationCanceledException)
+                {
+                    FailSend(stopReceiving, e);
+                }
+            }
+        }
+    }
+
+    private void FailSend(CancellationTokenSource stopReceiving, Exception e)
+    {
+        // The peer stopped taking replies: stop reading its requests too; the rest are recycled unanswered.
+        _sendFailed = true;
+        if (e is not OperationCanceledException)
+        {
+            Log.PeerReset(_logger, _id, e);
+        }
+
+        stopReceiving.Cancel();
+    }
+
+    private async ValueTask FlushAsync()
+    {
+        _unflushedBytes = 0;
+        FlushResult result = await _output.FlushAsync(_token).ConfigureAwait(false);
+        if (result.IsCompleted || result.IsCanceled)
+        {
+            throw new IOException("the peer stopped reading replies");
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteReplyAsync(NbdRequest request)
+    {
+        switch (request.Command)
+        {
+            case NBD_CMD_READ when request.Error == 0:
+                if (!_structuredReplies)
+                {
+                    WriteSimpleReply(request.Handle, 0);
+                }
+                else if (request.LengthBytes == 0)
+                {
+                    WriteChunkHeader(request.Handle, NBD_REPLY_TYPE_NONE, 0);
+                }
+                else
+                {
+                    WriteChunkHeader(request.Handle, NBD_REPLY_TYPE_OFFSET_DATA, 8 + request.LengthBytes);
+                    BinaryPrimitives.WriteUInt64BigEndian(_output.GetSpan(8), request.OffsetBytes);
+                    _output.Advance(8);
+                }
+
+                await WriteDataAsync(request.Data).ConfigureAwait(false);
+                break;
+
+            case NBD_CMD_BLOCK_STATUS when request.Error == 0:
+                WriteBlockStatus(request);
+                break;
+
+            case NBD_CMD_READ or NBD_CMD_BLOCK_STATUS when _structuredReplies:
+                WriteErrorChunk(request.Handle, request.Error);
+                break;
+
+            default:
+                WriteSimpleReply(request.Handle, request.Error);
+                break;
+        }
+
+        if (_unflushedBytes >= FlushThresholdBytes)
+        {
+            await FlushAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask WriteDataAsync(ReadOnlyMemory<byte> data)
+    {
+        // Copy in slices with flushes between, so a 32 MiB read never sits twice in memory.
+        while (!data.IsEmpty)
+        {
+            int n = Math.Min(data.Length, FlushThresholdBytes);
+            _output.Write(data.Span[..n]);
+            _unflushedBytes += n;
+            data = data[n..];
+            if (_unflushedBytes >= FlushThresholdBytes)
+            {
+                await FlushAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private void WriteSimpleReply(ulong handle, uint error)
+    {
+        Span<byte> span = _output.GetSpan(SimpleReplySize);
+        BinaryPrimitives.WriteUInt32BigEndian(span, NBD_SIMPLE_REPLY_MAGIC);
+        BinaryPrimitives.WriteUInt32BigEndian(span[4..], error);
+        BinaryPrimitives.WriteUInt64BigEndian(span[8..], handle);
+        _output.Advance(SimpleReplySize);
+        _unflushedBytes += SimpleReplySize;
+    }
+
+    private void WriteChunkHeader(ulong handle, ushort type, uint length)
+    {
+        Span<byte> span = _output.GetSpan(StructuredReplySize);
+        BinaryPrimitives.WriteUInt32BigEndian(span, NBD_STRUCTURED_REPLY_MAGIC);
+        BinaryPrimitives.WriteUInt16BigEndian(span[4..], NBD_REPLY_FLAG_DONE);
+        BinaryPrimitives.WriteUInt16BigEndian(span[6..], type);
+        BinaryPrimitives.WriteUInt64BigEndian(span[8..], handle);
+        BinaryPrimitives.WriteUInt32BigEndian(span[16..], length);
+        _output.Advance(StructuredReplySize);
+        _unflushedBytes += StructuredReplySize + (long)length;
+    }
+
+    private void WriteErrorChunk(ulong handle, uint error)
+    {
+        // ERROR payload: u32 error, u16 message length (0: no message).
+        WriteChunkHeader(handle, NBD_REPLY_TYPE_ERROR, 6);
+        Span<byte> span = _output.GetSpan(6);
+        BinaryPrimitives.WriteUInt32BigEndian(span, error);
+        BinaryPrimitives.WriteUInt16BigEndian(span[4..], 0);
+        _output.Advance(6);
+    }
+
+    private void WriteBlockStatus(NbdRequest request)
+    {
+        // Clip the (possibly widened) extents to the request; at least one extent is guaranteed by the executor.
+        long start = (long)request.OffsetBytes;
+        long end = start + request.LengthBytes;
+        int limit = (request.Flags & NBD_CMD_FLAG_REQ_ONE) != 0 ? 1 : _options.MaxExtentsPerReply;
+        ReadOnlySpan<ImageExtent> extents = request.Extents.AsSpan();
+        int count = 0;
+        foreach (ImageExtent extent in extents)
+        {
+            if (count == limit)
+            {
+                break;
+            }
+
+            if (Math.Min(end, extent.OffsetBytes + extent.LengthBytes) > Math.Max(start, extent.OffsetBytes))
+            {
+                count++;
+            }
+        }
+
+        WriteChunkHeader(request.Handle, NBD_REPLY_TYPE_BLOCK_STATUS, (uint)(4 + (8 * count)));
+        Span<byte> span = _output.GetSpan(4);
+        BinaryPrimitives.WriteUInt32BigEndian(span, BaseAllocationContextId);
+        _output.Advance(4);
+        int written = 0;
+        foreach (ImageExtent extent in extents)
+        {
+            if (written == count)
+            {
+                break;
+            }
+
+            long from = Math.Max(start, extent.OffsetBytes);
+            long to = Math.Min(end, extent.OffsetBytes + extent.LengthBytes);
+            if (to <= from)
+            {
+                continue;
+            }
+
+            span = _output.GetSpan(8);
+            BinaryPrimitives.WriteUInt32BigEndian(span, (uint)(to - from));
+            BinaryPrimitives.WriteUInt32BigEndian(span[4..], (uint)extent.Flags);
+            _output.Advance(8);
+            written++;
+        }
+    }
+}

@@ -1,0 +1,161 @@
+using System.Buffers.Binary;
+using System.Threading.Channels;
+using Tapdisk.Storage;
+using static Tapdisk.Nbd.NbdProtocol;
+
+namespace Tapdisk.Nbd;
+
+/// <summary>The receive side of transmission: parse, read payload, pass the export gate, dispatch.</summary>
+internal sealed partial class NbdConnection
+{
+    private readonly SemaphoreSlim _slots;
+    private readonly Channel<NbdRequest> _replies;
+    private readonly Stack<NbdRequest> _freeRequests = new();
+    private readonly Lock _freeLock = new();
+    private CancellationToken _token;
+
+    // Dispatched requests whose reply is not yet queued, plus one held by the receive loop while it runs;
+    // whoever brings it to zero completes the reply channel so the send loop can finish (DISC drains).
+    private int _outstanding = 1;
+
+    private async Task TransmitAsync(CancellationToken cancellationToken)
+    {
+        using var sendFailed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _token = sendFailed.Token;
+        Task sender = SendLoopAsync(sendFailed);
+        try
+        {
+            await ReceiveLoopAsync(_token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopped by the owner or because the peer stopped taking replies.
+        }
+        catch (Exception e) when (IsTransportFault(e))
+        {
+            Log.PeerReset(_logger, _id, e);
+        }
+        finally
+        {
+            ReleaseOutstanding();
+            await sender.ConfigureAwait(false);
+        }
+    }
+
+    private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
+    {
+        NbdExport export = _export!;
+        while (true)
+        {
+            if (!await ReadExactAsync(_header, cancellationToken).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            uint magic = BinaryPrimitives.ReadUInt32BigEndian(_header);
+            if (magic != NBD_REQUEST_MAGIC)
+            {
+                Log.ProtocolViolation(_logger, _id, $"bad request magic 0x{magic:x8}");
+                return;
+            }
+
+            ushort flags = BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(4));
+            ushort command = BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(6));
+            if (command == NBD_CMD_DISC)
+            {
+                return;
+            }
+
+            await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
+            NbdRequest request = RentRequest();
+            request.Flags = flags;
+            request.Command = command;
+            request.Handle = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(8));
+            request.OffsetBytes = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(16));
+            request.LengthBytes = BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(24));
+            Interlocked.Increment(ref _outstanding);
+
+            int maxBytes = MaxRequestBytes(export.Image);
+            if (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes > (uint)maxBytes)
+            {
+                // Too big to serve: a write's payload is still consumed (never buffered) so the stream stays in sync.
+                if (command == NBD_CMD_WRITE && !await SkipAsync(request.LengthBytes, cancellationToken).ConfigureAwait(false))
+                {
+                    FailWithoutReply(request);
+                    return;
+                }
+
+                request.Error = NBD_EINVAL;
+                QueueReply(request);
+                continue;
+            }
+
+            if (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes != 0)
+            {
+                request.Buffer = AlignedBufferPool.Shared.Rent((int)request.LengthBytes);
+            }
+
+            if (command == NBD_CMD_WRITE && !await ReadExactAsync(request.Data, cancellationToken).ConfigureAwait(false))
+            {
+                FailWithoutReply(request);
+                return;
+            }
+
+            // The gate: while the export is paused this waits, and no more requests are read from this client.
+            request.Image = await export.BeginRequestAsync(cancellationToken).ConfigureAwait(false);
+            ThreadPool.UnsafeQueueUserWorkItem(request, preferLocal: false);
+        }
+    }
+
+    private NbdRequest RentRequest()
+    {
+        lock (_freeLock)
+        {
+            if (_freeRequests.TryPop(out NbdRequest? request))
+            {
+                return request;
+            }
+        }
+
+        return new NbdRequest(this);
+    }
+
+    private void ReturnRequest(NbdRequest request)
+    {
+        if (request.Buffer is not null)
+        {
+            AlignedBufferPool.Shared.Return(request.Buffer);
+        }
+
+        request.Reset();
+        lock (_freeLock)
+        {
+            _freeRequests.Push(request);
+        }
+
+        _slots.Release();
+    }
+
+    /// <summary>Hands a finished request to the send loop.</summary>
+    private void QueueReply(NbdRequest request)
+    {
+        bool queued = _replies.Writer.TryWrite(request);
+        System.Diagnostics.Debug.Assert(queued, "the reply channel completes only after every request is queued");
+        ReleaseOutstanding();
+    }
+
+    /// <summary>The client vanished mid-request: nothing to answer, just recycle.</summary>
+    private void FailWithoutReply(NbdRequest request)
+    {
+        ReturnRequest(request);
+        ReleaseOutstanding();
+    }
+
+    private void ReleaseOutstanding()
+    {
+        if (Interlocked.Decrement(ref _outstanding) == 0)
+        {
+            _replies.Writer.TryComplete();
+        }
+    }
+}

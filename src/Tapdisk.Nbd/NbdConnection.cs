@@ -1,0 +1,137 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+
+namespace Tapdisk.Nbd;
+
+/// <summary>
+/// One client: the handshake, then a receive loop that dispatches requests to the thread pool and a send loop
+/// that writes replies in completion order. Split by concern into partial files.
+/// </summary>
+internal sealed partial class NbdConnection : IDisposable
+{
+    private readonly NbdServer _server;
+    private readonly NbdServerOptions _options;
+    private readonly PipeReader _input;
+    private readonly PipeWriter _output;
+    private readonly ILogger _logger;
+    private readonly long _id;
+    private readonly byte[] _header = new byte[NbdProtocol.RequestSize];
+
+    private bool _clientNoZeroes;
+    private bool _structuredReplies;
+    private bool _baseAllocation;
+    private NbdExport? _export;
+
+    public NbdConnection(NbdServer server, IDuplexPipe transport, long id)
+    {
+        _server = server;
+        _options = server.Options;
+        _input = transport.Input;
+        _output = transport.Output;
+        _logger = server.Logger;
+        _id = id;
+        _slots = new SemaphoreSlim(_options.MaxInFlightPerConnection, _options.MaxInFlightPerConnection);
+        _replies = Channel.CreateUnbounded<NbdRequest>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false });
+    }
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        Log.ConnectionOpened(_logger, _id);
+        try
+        {
+            NbdExport? export = await HandshakeAsync(cancellationToken).ConfigureAwait(false);
+            if (export is not null)
+            {
+                _export = export;
+                Log.TransmissionStarted(_logger, _id, export.Name);
+                await TransmitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Cancelled by the owner (server stop): not a fault.
+        }
+        catch (Exception e) when (IsTransportFault(e))
+        {
+            Log.PeerReset(_logger, _id, e);
+        }
+        catch (Exception e)
+        {
+            // Untrusted input must never take the process down (STYLE.md section 6): log and drop this client.
+            Log.ConnectionFailed(_logger, _id, e);
+        }
+        finally
+        {
+            await CompleteTransportAsync().ConfigureAwait(false);
+            Log.ConnectionClosed(_logger, _id);
+        }
+    }
+
+    /// <summary>Called once <see cref="RunAsync"/> has completed, when no request is left in flight.</summary>
+    public void Dispose() => _slots.Dispose();
+
+    private static bool IsTransportFault(Exception e) =>
+        e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException;
+
+    private async ValueTask CompleteTransportAsync()
+    {
+        try
+        {
+            await _output.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsTransportFault(e))
+        {
+            // Teardown: the final flush to a vanished peer may fail; nothing is owed to it any more.
+        }
+
+        await _input.CompleteAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Fills <paramref name="destination"/> from the input; false if the peer closed first.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> ReadExactAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        while (!destination.IsEmpty)
+        {
+            ReadResult result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            int n = (int)Math.Min(buffer.Length, destination.Length);
+            buffer.Slice(0, n).CopyTo(destination.Span);
+            destination = destination[n..];
+            _input.AdvanceTo(buffer.GetPosition(n));
+            if (n == 0 && (result.IsCompleted || result.IsCanceled))
+            {
+                return false;
+            }
+
+            if (!destination.IsEmpty && (result.IsCompleted || result.IsCanceled) && buffer.Length == n)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Reads and drops <paramref name="count"/> bytes without buffering them; false if the peer closed first.</summary>
+    private async ValueTask<bool> SkipAsync(long count, CancellationToken cancellationToken)
+    {
+        while (count > 0)
+        {
+            ReadResult result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            ReadOnlySequence<byte> buffer = result.Buffer;
+            long n = Math.Min(buffer.Length, count);
+            _input.AdvanceTo(buffer.GetPosition(n));
+            count -= n;
+            if (count > 0 && (result.IsCompleted || result.IsCanceled) && buffer.Length == n)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}

@@ -1,0 +1,54 @@
+using Tapdisk.Abi;
+using Tapdisk.Storage;
+
+namespace Tapdisk.Nbd;
+
+/// <summary>Per-request state, pooled per connection and queued to the thread pool without allocating.</summary>
+internal sealed class NbdRequest : IThreadPoolWorkItem
+{
+    private readonly NbdConnection _connection;
+
+    public NbdRequest(NbdConnection connection)
+    {
+        _connection = connection;
+    }
+
+    public ushort Flags { get; set; }
+
+    public ushort Command { get; set; }
+
+    public ulong Handle { get; set; }
+
+    public ulong OffsetBytes { get; set; }
+
+    public uint LengthBytes { get; set; }
+
+    /// <summary>READ result or WRITE payload, exactly <see cref="LengthBytes"/> long at index 0.</summary>
+    public AlignedMemory? Buffer { get; set; }
+
+    /// <summary>The image chosen when the request passed the export's gate; null if it never reached the gate.</summary>
+    public IBlockImage? Image { get; set; }
+
+    /// <summary>NBD error value to reply with (0 = success).</summary>
+    public uint Error { get; set; }
+
+    /// <summary>Raw extents from the image for BLOCK_STATUS (may extend outside the request; clipped when sent).</summary>
+    public ExtentList Extents { get; } = new();
+
+    public Memory<byte> Data => Buffer is null ? Memory<byte>.Empty : Buffer.Memory[..(int)LengthBytes];
+
+    public void Reset()
+    {
+        Flags = 0;
+        Command = 0;
+        Handle = 0;
+        OffsetBytes = 0;
+        LengthBytes = 0;
+        Buffer = null;
+        Image = null;
+        Error = 0;
+        Extents.Clear();
+    }
+
+    void IThreadPoolWorkItem.Execute() => _connection.Execute(this);
+}

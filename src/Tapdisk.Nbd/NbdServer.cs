@@ -1,0 +1,93 @@
+using System.IO.Pipelines;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Tapdisk.Storage;
+
+namespace Tapdisk.Nbd;
+
+/// <summary>A transport-agnostic NBD server (fixed newstyle) over one or more exports.</summary>
+public sealed class NbdServer
+{
+    private readonly NbdExport[] _exports;
+    private long _nextConnectionId;
+
+    public NbdServer(IReadOnlyList<NbdExport> exports, NbdServerOptions? options = null, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(exports);
+        ArgumentOutOfRangeException.ThrowIfZero(exports.Count);
+        _exports = [.. exports];
+        Options = options ?? new NbdServerOptions();
+        Options.Validate();
+        Logger = logger ?? NullLogger.Instance;
+    }
+
+    public NbdServer(NbdExport export, NbdServerOptions? options = null, ILogger? logger = null)
+        : this([export], options, logger)
+    {
+    }
+
+    public IReadOnlyList<NbdExport> Exports => _exports;
+
+    public NbdServerOptions Options { get; }
+
+    internal ILogger Logger { get; }
+
+    /// <summary>
+    /// Runs one client from handshake to close. Never throws for client or transport faults; completes both pipe ends.
+    /// Cancelling stops reading requests and drops the client (requests already at the image still finish).
+    /// </summary>
+    public Task HandleConnectionAsync(IDuplexPipe transport, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transport);
+        return RunConnectionAsync(transport, cancellationToken);
+    }
+
+    private async Task RunConnectionAsync(IDuplexPipe transport, CancellationToken cancellationToken)
+    {
+        using var connection = new NbdConnection(this, transport, Interlocked.Increment(ref _nextConnectionId));
+        await connection.RunAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Pauses every export: no new request reaches an image; completes when in-flight requests drained.</summary>
+    public Task PauseAsync(CancellationToken cancellationToken = default)
+    {
+        var tasks = new Task[_exports.Length];
+        for (int i = 0; i < _exports.Length; i++)
+        {
+            tasks[i] = _exports[i].PauseAsync(cancellationToken);
+        }
+
+        return Task.WhenAll(tasks);
+    }
+
+    /// <summary>Resumes every export; <paramref name="newImage"/> replaces the image of a single-export server.</summary>
+    public void Resume(IBlockImage? newImage = null)
+    {
+        if (newImage is not null && _exports.Length != 1)
+        {
+            throw new InvalidOperationException("a new image can only be given to a single-export server; resume the export itself");
+        }
+
+        foreach (NbdExport export in _exports)
+        {
+            export.Resume(newImage);
+        }
+    }
+
+    /// <summary>
+    /// Finds the export a client named. Like tapdisk, a single-export server accepts any name;
+    /// otherwise the name must match, and "" means the first (default) export.
+    /// </summary>
+    internal NbdExport? Resolve(string name)
+    {
+        foreach (NbdExport export in _exports)
+        {
+            if (string.Equals(export.Name, name, StringComparison.Ordinal))
+            {
+                return export;
+            }
+        }
+
+        return _exports.Length == 1 || name.Length == 0 ? _exports[0] : null;
+    }
+}

@@ -1,0 +1,33 @@
+namespace Tapdisk.Nbd;
+
+/// <summary>Per-server limits; the defaults suit a tapdisk VBD.</summary>
+public sealed class NbdServerOptions
+{
+    /// <summary>Largest READ/WRITE payload served and advertised as the maximum block size.</summary>
+    public int MaxRequestBytes { get; init; } = 32 * 1024 * 1024;
+
+    /// <summary>Requests a connection may have dispatched at once; the reader stops reading at this many.</summary>
+    public int MaxInFlightPerConnection { get; init; } = 64;
+
+    /// <summary>Option payloads above this get NBD_REP_ERR_TOO_BIG (the payload is skipped, not buffered).</summary>
+    public int MaxOptionBytes { get; init; } = 64 * 1024;
+
+    /// <summary>Option payloads above this are not even skipped: the server answers TOO_BIG and drops the client.</summary>
+    public long MaxSkippableOptionBytes { get; init; } = 64 * 1024 * 1024;
+
+    /// <summary>Options one handshake may send before the server gives up on the client.</summary>
+    public int MaxOptions { get; init; } = 256;
+
+    /// <summary>Most base:allocation extents sent in one BLOCK_STATUS reply (the client asks again for the rest).</summary>
+    public int MaxExtentsPerReply { get; init; } = 128 * 1024;
+
+    internal void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestBytes, 4096);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxInFlightPerConnection, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptionBytes, 1024);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxSkippableOptionBytes, MaxOptionBytes);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptions, 4);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxExtentsPerReply, 1);
+    }
+}

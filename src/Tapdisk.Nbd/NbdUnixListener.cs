@@ -1,0 +1,213 @@
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Tapdisk.Storage;
+
+namespace Tapdisk.Nbd;
+
+/// <summary>Serves an <see cref="NbdServer"/> on a UNIX stream socket path (tapdisk's nbd&lt;pid&gt;.&lt;minor&gt;).</summary>
+public sealed class NbdUnixListener : IAsyncDisposable
+{
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopAccepting = new();
+    private readonly CancellationTokenSource _dropClients = new();
+    private readonly Lock _lock = new();
+    private readonly HashSet<Task> _connections = [];
+    private Socket? _socket;
+    private Task _acceptLoop = Task.CompletedTask;
+    private int _stopped;
+
+    public NbdUnixListener(string path, NbdServer server)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(server);
+        Path = path;
+        Server = server;
+        _logger = server.Logger;
+    }
+
+    public string Path { get; }
+
+    public NbdServer Server { get; }
+
+    /// <summary>Clients currently connected.</summary>
+    public int ConnectionCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _connections.Count;
+            }
+        }
+    }
+
+    /// <summary>Creates a listener on <paramref name="path"/> and starts accepting (see <see cref="Listen"/>).</summary>
+    public static NbdUnixListener Start(string path, NbdServer server, int backlog = 10)
+    {
+        var listener = new NbdUnixListener(path, server);
+        listener.Listen(backlog);
+        return listener;
+    }
+
+    /// <summary>Binds (removing a stale socket file first), listens and starts accepting.</summary>
+    public void Listen(int backlog = 10)
+    {
+        if (_socket is not null)
+        {
+            throw new InvalidOperationException("the listener is already started");
+        }
+
+        if (File.Exists(Path))
+        {
+            // A socket left by a dead process would make bind fail with EADDRINUSE.
+            File.Delete(Path);
+        }
+
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            socket.Bind(new UnixDomainSocketEndPoint(Path));
+            socket.Listen(backlog);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        _socket = socket;
+        _acceptLoop = AcceptLoopAsync(socket);
+        Log.ListenerStarted(_logger, Path);
+    }
+
+    /// <summary>Pauses every export of the server (see <see cref="NbdServer.PauseAsync"/>); clients stay connected.</summary>
+    public Task PauseAsync(CancellationToken cancellationToken = default) => Server.PauseAsync(cancellationToken);
+
+    /// <summary>Resumes the server, optionally with a new image under its single export.</summary>
+    public void Resume(IBlockImage? newImage = null) => Server.Resume(newImage);
+
+    /// <summary>
+    /// Stops accepting and removes the socket path, then waits for clients to leave. If
+    /// <paramref name="cancellationToken"/> fires first, clients are dropped (requests already at the image finish).
+    /// </summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 0)
+        {
+            await _stopAccepting.CancelAsync().ConfigureAwait(false);
+            _socket?.Dispose();
+            await _acceptLoop.ConfigureAwait(false);
+            TryDeletePath();
+            Log.ListenerStopped(_logger, Path);
+        }
+
+        using (cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), _dropClients))
+        {
+            while (true)
+            {
+                Task[] remaining;
+                lock (_lock)
+                {
+                    remaining = [.. _connections];
+                }
+
+                if (remaining.Length == 0)
+                {
+                    break;
+                }
+
+                await Task.WhenAll(remaining).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Stops at once, dropping clients.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _dropClients.CancelAsync().ConfigureAwait(false);
+        await StopAsync().ConfigureAwait(false);
+        _stopAccepting.Dispose();
+        _dropClients.Dispose();
+    }
+
+    private async Task AcceptLoopAsync(Socket listener)
+    {
+        while (!_stopAccepting.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await listener.AcceptAsync(_stopAccepting.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException e)
+            {
+                // ECONNABORTED, EMFILE and the like: keep listening, but do not spin on a persistent error.
+                Log.AcceptFailed(_logger, Path, e);
+                await Task.Delay(100, CancellationToken.None).ConfigureAwait(false);
+                continue;
+            }
+
+            Task connection = ServeAsync(client);
+            lock (_lock)
+            {
+                _connections.Add(connection);
+            }
+
+            // Registered after the Add, so the removal can never run first.
+            _ = connection.ContinueWith(
+                (task, state) =>
+                {
+                    var self = (NbdUnixListener)state!;
+                    lock (self._lock)
+                    {
+                        self._connections.Remove(task);
+                    }
+                },
+                this,
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+        }
+    }
+
+    private async Task ServeAsync(Socket client)
+    {
+        await Task.Yield();
+        var stream = new NetworkStream(client, ownsSocket: true);
+        try
+        {
+            PipeReader input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
+            PipeWriter output = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 64 * 1024, leaveOpen: true));
+            await Server.HandleConnectionAsync(new DuplexPipe(input, output), _dropClients.Token).ConfigureAwait(false);
+            try
+            {
+                client.Shutdown(SocketShutdown.Both);
+            }
+            catch (SocketException)
+            {
+                // Teardown: the peer may already be gone.
+            }
+        }
+        finally
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private void TryDeletePath()
+    {
+        try
+        {
+            File.Delete(Path);
+        }
+        catch (IOException)
+        {
+            // Teardown: a path we cannot remove is left for the next Start, which unlinks stale sockets.
+        }
+    }
+}

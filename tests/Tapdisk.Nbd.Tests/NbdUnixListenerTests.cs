@@ -1,0 +1,151 @@
+using System.Text.Json;
+using Tapdisk.Testing;
+
+namespace Tapdisk.Nbd.Tests;
+
+/// <summary>Real peers (libnbd tools, qemu) against the server on a real UNIX socket.</summary>
+public sealed class NbdUnixListenerTests
+{
+    private const long Size = 16 * 1024 * 1024;
+
+    [Fact]
+    public async Task NbdInfo_Json_ReportsExport()
+    {
+        await using UnixServerScope scope = UnixServerScope.Start(new MemoryImage(Size));
+        ProcessResult r = UnixServerScope.Run("nbdinfo", "--json", scope.Uri).EnsureSuccess("nbdinfo --json");
+        using JsonDocument doc = JsonDocument.Parse(r.StandardOutput);
+        JsonElement root = doc.RootElement;
+        Assert.Equal("newstyle-fixed", root.GetProperty("protocol").GetString());
+        JsonElement export = root.GetProperty("exports")[0];
+        Assert.Equal(Size, export.GetProperty("export-size").GetInt64());
+        Assert.True(export.GetProperty("can_flush").GetBoolean());
+        Assert.True(export.GetProperty("can_fua").GetBoolean());
+        Assert.True(export.GetProperty("can_trim").GetBoolean());
+        Assert.True(export.GetProperty("can_zero").GetBoolean());
+        Assert.True(export.GetProperty("can_fast_zero").GetBoolean());
+        Assert.True(export.GetProperty("can_cache").GetBoolean());
+        Assert.True(export.GetProperty("can_df").GetBoolean());
+        Assert.True(export.GetProperty("can_multi_conn").GetBoolean());
+        Assert.False(export.GetProperty("is_read_only").GetBoolean());
+        Assert.Equal(4096, export.GetProperty("block_size_preferred").GetInt32());
+        Assert.Equal(32 * 1024 * 1024, export.GetProperty("block_size_maximum").GetInt32());
+        Assert.Contains("base:allocation", export.GetProperty("contexts").EnumerateArray().Select(e => e.GetString()));
+    }
+
+    [Fact]
+    public async Task NbdInfo_ReadOnlyImage_ReportsReadOnly()
+    {
+        await using UnixServerScope scope = UnixServerScope.Start(new MemoryImage(Size, readOnly: true));
+        ProcessResult r = UnixServerScope.Run("nbdinfo", "--json", scope.Uri).EnsureSuccess("nbdinfo --json");
+        using JsonDocument doc = JsonDocument.Parse(r.StandardOutput);
+        JsonElement export = doc.RootElement.GetProperty("exports")[0];
+        Assert.True(export.GetProperty("is_read_only").GetBoolean());
+        Assert.False(export.GetProperty("can_zero").GetBoolean());
+    }
+
+    [Fact]
+    public async Task NbdInfo_List_ShowsExportName()
+    {
+        await using UnixServerScope scope = UnixServerScope.Start(new MemoryImage(Size));
+        ProcessResult r = UnixServerScope.Run("nbdinfo", "--list", scope.Uri).EnsureSuccess("nbdinfo --list");
+        Assert.Contains("tapdisk_client", r.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("tapdisk test export", r.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task NbdInfo_Map_ReportsDataAndHoles()
+    {
+        var image = new MemoryImage(Size);
+        await image.WriteAsync(1024 * 1024, new byte[64 * 1024].Select(_ => (byte)1).ToArray());
+        await using UnixServerScope scope = UnixServerScope.Start(image);
+        ProcessResult r = UnixServerScope.Run("nbdinfo", "--map", scope.Uri).EnsureSuccess("nbdinfo --map");
+        string[] lines = r.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, lines.Length);
+        Assert.Matches(@"^\s*0\s+1048576\s+3\s+hole,zero", lines[0]);
+        Assert.Matches(@"^\s*1048576\s+65536\s+0\s+data", lines[1]);
+        Assert.Matches(@"^\s*1114112\s+15663104\s+3\s+hole,zero", lines[2]);
+    }
+
+    [Fact]
+    public async Task QemuImg_InfoAndMap_SeeSizeAndAllocation()
+    {
+        await using UnixServerScope scope = UnixServerScope.StartRaw(Size, f =>
+        {
+            f.Position = 4 * 1024 * 1024;
+            f.Write(Enumerable.Repeat((byte)0x5a, 128 * 1024).ToArray());
+        });
+        ProcessResult info = UnixServerScope.Run("qemu-img", "info", "--output=json", "-f", "raw", scope.Uri).EnsureSuccess("qemu-img info");
+        using (JsonDocument doc = JsonDocument.Parse(info.StandardOutput))
+        {
+            Assert.Equal(Size, doc.RootElement.GetProperty("virtual-size").GetInt64());
+        }
+
+        ProcessResult map = UnixServerScope.Run("qemu-img", "map", "--output=json", "-f", "raw", scope.Uri).EnsureSuccess("qemu-img map");
+        using JsonDocument mapDoc = JsonDocument.Parse(map.StandardOutput);
+        JsonElement data = mapDoc.RootElement.EnumerateArray().Single(e => e.GetProperty("data").GetBoolean());
+        Assert.Equal(4 * 1024 * 1024, data.GetProperty("start").GetInt64());
+        Assert.Equal(128 * 1024, data.GetProperty("length").GetInt64());
+    }
+
+    [Fact]
+    public async Task QemuImg_ConvertAndCompare_RoundTripsContent()
+    {
+        using var work = new TempDirectory();
+        string source = work.File("source.raw");
+        byte[] content = new byte[Size];
+        new Random(1234).NextBytes(content.AsSpan(0, 3 * 1024 * 1024 + 777));
+        await File.WriteAllBytesAsync(source, content);
+
+        await using UnixServerScope scope = UnixServerScope.StartRaw(Size);
+        UnixServerScope.Run("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", source, scope.Uri).EnsureSuccess("qemu-img convert to nbd");
+        UnixServerScope.Run("qemu-img", "compare", "-f", "raw", "-F", "raw", source, scope.Uri).EnsureSuccess("qemu-img compare");
+
+        string back = work.File("back.raw");
+        UnixServerScope.Run("qemu-img", "convert", "-f", "raw", "-O", "raw", scope.Uri, back).EnsureSuccess("qemu-img convert from nbd");
+        Assert.Equal(content, await File.ReadAllBytesAsync(back));
+    }
+
+    [Fact]
+    public async Task QemuIo_WriteReadDiscardZero_AllSucceed()
+    {
+        await using UnixServerScope scope = UnixServerScope.StartRaw(Size);
+        ProcessResult r = UnixServerScope.Run(
+            "qemu-io", "-f", "raw",
+            "-c", "write -P 0xab 0 64k",
+            "-c", "read -P 0xab 0 64k",
+            "-c", "discard 0 64k",
+            "-c", "write -z 64k 64k",
+            "-c", "read -P 0 64k 64k",
+            "-c", "write -P 0xcd 1000 3000",
+            "-c", "read -P 0xcd 1000 3000",
+            "-c", "flush",
+            scope.Uri).EnsureSuccess("qemu-io");
+        Assert.DoesNotContain("failed", r.StandardOutput + r.StandardError, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("Pattern verification", r.StandardOutput, StringComparison.Ordinal);
+
+        byte[] buffer = new byte[3000];
+        await scope.Image.ReadAsync(1000, buffer);
+        Assert.All(buffer, b => Assert.Equal(0xcd, b));
+    }
+
+    [Fact]
+    public async Task NbdCopy_BothDirections_PreservesContent()
+    {
+        using var work = new TempDirectory();
+        string source = work.File("in.raw");
+        byte[] content = new byte[Size];
+        new Random(42).NextBytes(content);
+        content.AsSpan(8 * 1024 * 1024, 2 * 1024 * 1024).Clear();
+        await File.WriteAllBytesAsync(source, content);
+
+        await using UnixServerScope scope = UnixServerScope.Start(new MemoryImage(Size));
+        UnixServerScope.Run("nbdcopy", source, scope.Uri).EnsureSuccess("nbdcopy to nbd");
+        byte[] served = new byte[Size];
+        await scope.Image.ReadAsync(0, served);
+        Assert.Equal(content, served);
+
+        string target = work.File("out.raw");
+        UnixServerScope.Run("nbdcopy", scope.Uri, target).EnsureSuccess("nbdcopy from nbd");
+        Assert.Equal(content, await File.ReadAllBytesAsync(target));
+    }
+}
