@@ -375,7 +375,7 @@ internal static class Commands
         int n;
         try
         {
-            using Stream stdin = Console.OpenStandardInput();
+            using Stream stdin = Terminal.OpenStdin();
             n = stdin.Read(buffer, 0, buffer.Length);
         }
         catch (IOException)
