@@ -47,7 +47,8 @@ public sealed class VhdImageMutationTests
         int prefix = differencing ? 0x1200 : 0xC00;
         string parentHash = Sha256(parent);
 
-        int randomSeed = Random.Shared.Next();
+        // TAPDISK_TEST_SEED replays a logged random seed.
+        int randomSeed = int.TryParse(Environment.GetEnvironmentVariable("TAPDISK_TEST_SEED"), out int replay) ? replay : Random.Shared.Next();
         _output.WriteLine($"random seed: {randomSeed} (fixed seeds: {string.Join(", ", s_fixedSeeds)})");
         foreach (int seed in s_fixedSeeds.Append(randomSeed))
         {
