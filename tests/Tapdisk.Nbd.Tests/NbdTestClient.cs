@@ -30,13 +30,36 @@ internal sealed class NbdTestClient : IAsyncDisposable
 
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
-    private readonly Pipe _toServer = new(new PipeOptions(pauseWriterThreshold: 0));
-    private readonly Pipe _toClient = new(new PipeOptions(pauseWriterThreshold: 0));
+    private readonly PipeWriter _send;
+    private readonly PipeReader _receive;
     private readonly CancellationTokenSource _cts = new();
+    private readonly System.Net.Sockets.NetworkStream? _socket;
 
+    /// <summary>Runs <paramref name="server"/> in process over a pair of in-memory pipes.</summary>
     public NbdTestClient(NbdServer server)
     {
-        ServerTask = Task.Run(() => server.HandleConnectionAsync(new TestDuplexPipe(_toServer.Reader, _toClient.Writer), _cts.Token));
+        var toServer = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
+        var toClient = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
+        _send = toServer.Writer;
+        _receive = toClient.Reader;
+        ServerTask = Task.Run(() => server.HandleConnectionAsync(new TestDuplexPipe(toServer.Reader, toClient.Writer), _cts.Token));
+    }
+
+    private NbdTestClient(System.Net.Sockets.Socket socket)
+    {
+        var stream = new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+        _socket = stream;
+        _send = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+        _receive = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
+        ServerTask = Task.CompletedTask;
+    }
+
+    /// <summary>Connects to a real UNIX socket (the server runs elsewhere; <see cref="ServerTask"/> is not tracked).</summary>
+    public static NbdTestClient ConnectUnix(string path)
+    {
+        var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        socket.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+        return new NbdTestClient(socket);
     }
 
     public Task ServerTask { get; }
@@ -50,11 +73,11 @@ internal sealed class NbdTestClient : IAsyncDisposable
 
     public async Task SendAsync(ReadOnlyMemory<byte> bytes)
     {
-        await _toServer.Writer.WriteAsync(bytes);
+        await _send.WriteAsync(bytes);
     }
 
     /// <summary>The client hangs up (half-close towards the server).</summary>
-    public async Task CloseSendAsync() => await _toServer.Writer.CompleteAsync();
+    public async Task CloseSendAsync() => await _send.CompleteAsync();
 
     public async Task<byte[]> ReadExactAsync(int count)
     {
@@ -63,11 +86,11 @@ internal sealed class NbdTestClient : IAsyncDisposable
         int filled = 0;
         while (filled < count)
         {
-            ReadResult r = await _toClient.Reader.ReadAsync(timeout.Token);
+            ReadResult r = await _receive.ReadAsync(timeout.Token);
             int n = (int)Math.Min(r.Buffer.Length, count - filled);
             r.Buffer.Slice(0, n).CopyTo(result.AsSpan(filled));
             filled += n;
-            _toClient.Reader.AdvanceTo(r.Buffer.GetPosition(n));
+            _receive.AdvanceTo(r.Buffer.GetPosition(n));
             if (filled < count && r.IsCompleted)
             {
                 throw new EndOfStreamException($"server closed after {filled} of {count} bytes");
@@ -81,9 +104,9 @@ internal sealed class NbdTestClient : IAsyncDisposable
     public async Task<bool> IsClosedByServerAsync()
     {
         using var timeout = new CancellationTokenSource(Timeout);
-        ReadResult r = await _toClient.Reader.ReadAsync(timeout.Token);
+        ReadResult r = await _receive.ReadAsync(timeout.Token);
         bool closed = r.IsCompleted && r.Buffer.IsEmpty;
-        _toClient.Reader.AdvanceTo(r.Buffer.Start, r.Buffer.End);
+        _receive.AdvanceTo(r.Buffer.Start, r.Buffer.End);
         return closed;
     }
 
@@ -265,7 +288,7 @@ internal sealed class NbdTestClient : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _toServer.Writer.CompleteAsync();
+        await _send.CompleteAsync();
         try
         {
             await ServerTask.WaitAsync(Timeout);
@@ -274,6 +297,8 @@ internal sealed class NbdTestClient : IAsyncDisposable
         {
             await _cts.CancelAsync();
             _cts.Dispose();
+            await _receive.CompleteAsync();
+            _socket?.Dispose();
         }
     }
 

@@ -148,4 +148,125 @@ public sealed class NbdUnixListenerTests
         UnixServerScope.Run("nbdcopy", scope.Uri, target).EnsureSuccess("nbdcopy from nbd");
         Assert.Equal(content, await File.ReadAllBytesAsync(target));
     }
+
+    [Fact]
+    public async Task RawSocket_MalformedInput_AnsweredOrDroppedAndServerKeepsServing()
+    {
+        await using UnixServerScope scope = UnixServerScope.Start(new MemoryImage(Size));
+
+        // An unknown option with a payload (the tapdisk desync of data-plane.md 6.3), then a bad header.
+        await using (NbdTestClient raw = NbdTestClient.ConnectUnix(scope.Listener.Path))
+        {
+            await raw.GreetAsync();
+            await raw.SendOptionAsync(NbdTestClient.OptExtendedHeaders, "IHAVEOPT"u8);
+            Assert.Equal(NbdTestClient.RepErrUnsup, (await raw.ReadOptionReplyAsync()).Type);
+            await raw.SendOptionAsync(NbdTestClient.OptInfo, new byte[200 * 1024]);
+            Assert.Equal(NbdTestClient.RepErrTooBig, (await raw.ReadOptionReplyAsync()).Type);
+            await raw.SendAsync(new byte[16]);
+            Assert.True(await raw.IsClosedByServerAsync());
+        }
+
+        // Transmission garbage after a good handshake.
+        await using (NbdTestClient raw = NbdTestClient.ConnectUnix(scope.Listener.Path))
+        {
+            await raw.NegotiateAsync();
+            await raw.SendAsync(Enumerable.Repeat((byte)0xff, 64).ToArray());
+            Assert.True(await raw.IsClosedByServerAsync());
+        }
+
+        // A client that hangs up mid-write.
+        await using (NbdTestClient raw = NbdTestClient.ConnectUnix(scope.Listener.Path))
+        {
+            await raw.NegotiateAsync();
+            await raw.SendAsync(NbdTestClient.Request(0, NbdTestClient.CmdWrite, 1, 0, 65536));
+        }
+
+        UnixServerScope.Run("nbdinfo", "--size", scope.Uri).EnsureSuccess("nbdinfo after malformed clients");
+    }
+
+    [Fact]
+    public async Task RawSocket_UnalignedRequestsOnDirectIoRawFile_ReadModifyWrite()
+    {
+        await using UnixServerScope scope = UnixServerScope.StartRaw(Size);
+        int minimum = scope.Image.Limits.MinimumBlockBytes;
+        await using NbdTestClient raw = NbdTestClient.ConnectUnix(scope.Listener.Path);
+        await raw.NegotiateAsync();
+        byte[] data = Enumerable.Range(0, 5000).Select(i => (byte)(i % 251)).ToArray();
+        await raw.SendRequestAsync(NbdTestClient.CmdWrite, 1, 777, 5000, 0, data);
+        Assert.Equal((0u, 1ul), await raw.ReadSimpleReplyAsync());
+        await raw.SendRequestAsync(NbdTestClient.CmdRead, 2, 700, 5100);
+        (_, _, ulong handle, byte[] payload) = await raw.ReadChunkAsync();
+        Assert.Equal(2ul, handle);
+        byte[] expected = new byte[5100];
+        data.CopyTo(expected, 77);
+        Assert.Equal(expected, payload[8..]);
+        Assert.True(minimum >= 1);
+    }
+
+    [Fact]
+    public async Task NbdCopy_FourConnections_AllServedConcurrently()
+    {
+        using var work = new TempDirectory();
+        string source = work.File("in.raw");
+        byte[] content = new byte[Size];
+        new Random(7).NextBytes(content);
+        await File.WriteAllBytesAsync(source, content);
+        await using UnixServerScope scope = UnixServerScope.StartRaw(Size);
+        UnixServerScope.Run("nbdcopy", "--connections=4", "--requests=16", source, scope.Uri).EnsureSuccess("nbdcopy with 4 connections");
+        string target = work.File("out.raw");
+        UnixServerScope.Run("nbdcopy", "--connections=4", scope.Uri, target).EnsureSuccess("nbdcopy back");
+        Assert.Equal(content, await File.ReadAllBytesAsync(target));
+    }
+
+    [Fact]
+    public async Task Start_StaleSocketFile_IsReplaced()
+    {
+        using var work = new TempDirectory();
+        string path = work.File("stale.sock");
+        await File.WriteAllTextAsync(path, "left over by a dead tapdisk");
+        var server = new NbdServer(new NbdExport("", "", new MemoryImage(Size)));
+        await using (NbdUnixListener listener = NbdUnixListener.Start(path, server))
+        {
+            UnixServerScope.Run("nbdinfo", "--size", $"nbd+unix:///?socket={path}").EnsureSuccess("nbdinfo on replaced socket");
+        }
+
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public async Task StopAsync_ClientConnected_DropsItWhenTokenFires()
+    {
+        using var work = new TempDirectory();
+        string path = work.File("nbd.sock");
+        var server = new NbdServer(new NbdExport("", "", new MemoryImage(Size)));
+        NbdUnixListener listener = NbdUnixListener.Start(path, server);
+        await using NbdTestClient client = NbdTestClient.ConnectUnix(path);
+        await client.NegotiateAsync();
+        Assert.Equal(1, listener.ConnectionCount);
+
+        using var cts = new CancellationTokenSource();
+        Task stop = listener.StopAsync(cts.Token);
+        await cts.CancelAsync();
+        await stop.WaitAsync(NbdTestClient.Timeout);
+        Assert.False(File.Exists(path));
+        Assert.Equal(0, listener.ConnectionCount);
+        Assert.True(await client.IsClosedByServerAsync());
+        await listener.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task StopAsync_ClientDisconnects_CompletesWithoutCancellation()
+    {
+        using var work = new TempDirectory();
+        string path = work.File("nbd.sock");
+        var server = new NbdServer(new NbdExport("", "", new MemoryImage(Size)));
+        await using NbdUnixListener listener = NbdUnixListener.Start(path, server);
+        NbdTestClient client = NbdTestClient.ConnectUnix(path);
+        await client.NegotiateAsync();
+        Task stop = listener.StopAsync();
+        await client.SendRequestAsync(NbdTestClient.CmdDisc, 0, 0, 0);
+        Assert.True(await client.IsClosedByServerAsync());
+        await client.DisposeAsync();
+        await stop.WaitAsync(NbdTestClient.Timeout);
+    }
 }
