@@ -74,36 +74,47 @@ internal sealed partial class NbdConnection
             request.OffsetBytes = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(16));
             request.LengthBytes = BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(24));
             Interlocked.Increment(ref _outstanding);
-
-            int maxBytes = MaxRequestBytes(export.Image);
-            if (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes > (uint)maxBytes)
+            bool handedOff = false;
+            try
             {
-                // Too big to serve: a write's payload is still consumed (never buffered) so the stream stays in sync.
-                if (command == NBD_CMD_WRITE && !await SkipAsync(request.LengthBytes, cancellationToken).ConfigureAwait(false))
+                int maxBytes = MaxRequestBytes(export.Image);
+                if (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes > (uint)maxBytes)
                 {
-                    FailWithoutReply(request);
+                    // Too big to serve: a write's payload is still consumed (never buffered) so the stream stays in sync.
+                    if (command == NBD_CMD_WRITE && !await SkipAsync(request.LengthBytes, cancellationToken).ConfigureAwait(false))
+                    {
+                        return;
+                    }
+
+                    request.Error = NBD_EINVAL;
+                    handedOff = true;
+                    QueueReply(request);
+                    continue;
+                }
+
+                if (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes != 0)
+                {
+                    request.Buffer = AlignedBufferPool.Shared.Rent((int)request.LengthBytes);
+                }
+
+                if (command == NBD_CMD_WRITE && !await ReadExactAsync(request.Data, cancellationToken).ConfigureAwait(false))
+                {
                     return;
                 }
 
-                request.Error = NBD_EINVAL;
-                QueueReply(request);
-                continue;
+                // The gate: while the export is paused this waits, and no more requests are read from this client.
+                request.Image = await export.BeginRequestAsync(cancellationToken).ConfigureAwait(false);
+                handedOff = true;
+                ThreadPool.UnsafeQueueUserWorkItem(request, preferLocal: false);
             }
-
-            if (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes != 0)
+            finally
             {
-                request.Buffer = AlignedBufferPool.Shared.Rent((int)request.LengthBytes);
+                if (!handedOff)
+                {
+                    // The client vanished or the connection was cancelled before the request could run.
+                    FailWithoutReply(request);
+                }
             }
-
-            if (command == NBD_CMD_WRITE && !await ReadExactAsync(request.Data, cancellationToken).ConfigureAwait(false))
-            {
-                FailWithoutReply(request);
-                return;
-            }
-
-            // The gate: while the export is paused this waits, and no more requests are read from this client.
-            request.Image = await export.BeginRequestAsync(cancellationToken).ConfigureAwait(false);
-            ThreadPool.UnsafeQueueUserWorkItem(request, preferLocal: false);
         }
     }
 

@@ -42,7 +42,20 @@ internal sealed partial class NbdConnection : IDisposable
         Log.ConnectionOpened(_logger, _id);
         try
         {
-            NbdExport? export = await HandshakeAsync(cancellationToken).ConfigureAwait(false);
+            NbdExport? export;
+            using (var handshakeTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                handshakeTimeout.CancelAfter(_options.HandshakeTimeout);
+                try
+                {
+                    export = await HandshakeAsync(handshakeTimeout.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    export = EndHandshake("negotiation timed out");
+                }
+            }
+
             if (export is not null)
             {
                 _export = export;

@@ -18,6 +18,9 @@ public sealed class NbdServerOptions
     /// <summary>Options one handshake may send before the server gives up on the client.</summary>
     public int MaxOptions { get; init; } = 256;
 
+    /// <summary>Time a client gets to finish negotiating before it is dropped (a silent client holds no connection forever).</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Most base:allocation extents sent in one BLOCK_STATUS reply (the client asks again for the rest).</summary>
     public int MaxExtentsPerReply { get; init; } = 128 * 1024;
 
@@ -29,5 +32,6 @@ public sealed class NbdServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxSkippableOptionBytes, MaxOptionBytes);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptions, 4);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxExtentsPerReply, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HandshakeTimeout, TimeSpan.Zero);
     }
 }

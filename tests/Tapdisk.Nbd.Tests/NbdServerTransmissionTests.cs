@@ -423,4 +423,40 @@ public sealed class NbdServerTransmissionTests
         await client.WaitServerAsync();
         await client.DisposeAsync();
     }
+
+    [Fact]
+    public async Task Reset_MidWritePayload_ServerFinishes()
+    {
+        NbdTestClient client = await ConnectedAsync(new MemoryImage(Size));
+        await client.SendAsync((byte[])[.. Request(0, CmdWrite, 1, 0, 4096), .. new byte[100]]);
+        await client.ResetSendAsync();
+        await client.WaitServerAsync();
+        await client.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Cancel_WhileRequestWaitsAtPausedExport_ServerFinishes()
+    {
+        var export = new NbdExport("x", "", new MemoryImage(Size));
+        var client = new NbdTestClient(new NbdServer(export));
+        await client.NegotiateAsync();
+        await export.PauseAsync();
+        await client.SendRequestAsync(CmdWrite, 1, 0, 512, 0, new byte[512]);
+        await client.CancelServerAsync();
+        await client.WaitServerAsync();
+        await client.DisposeAsync();
+
+        // Nothing leaked through the gate: a pause of the still-paused export has nothing to drain.
+        await export.PauseAsync().WaitAsync(NbdTestClient.Timeout);
+        export.Resume();
+    }
+
+    [Fact]
+    public async Task Handshake_SilentClient_DroppedAfterTimeout()
+    {
+        var options = new NbdServerOptions { HandshakeTimeout = TimeSpan.FromMilliseconds(100) };
+        await using NbdTestClient client = Connect(new MemoryImage(Size), options);
+        await client.ReadExactAsync(18);
+        Assert.True(await client.IsClosedByServerAsync());
+    }
 }

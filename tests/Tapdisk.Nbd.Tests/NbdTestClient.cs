@@ -79,6 +79,12 @@ internal sealed class NbdTestClient : IAsyncDisposable
     /// <summary>The client hangs up (half-close towards the server).</summary>
     public async Task CloseSendAsync() => await _send.CompleteAsync();
 
+    /// <summary>The connection breaks: the server's next read fails with an IOException (a reset).</summary>
+    public async Task ResetSendAsync() => await _send.CompleteAsync(new IOException("connection reset by peer"));
+
+    /// <summary>Cancels the token the server runs this connection with.</summary>
+    public async Task CancelServerAsync() => await _cts.CancelAsync();
+
     public async Task<byte[]> ReadExactAsync(int count)
     {
         using var timeout = new CancellationTokenSource(Timeout);
