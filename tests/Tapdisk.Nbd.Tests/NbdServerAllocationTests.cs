@@ -1,0 +1,121 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Tapdisk.Testing;
+using Xunit.Abstractions;
+using static Tapdisk.Nbd.Tests.NbdTestClient;
+
+namespace Tapdisk.Nbd.Tests;
+
+[CollectionDefinition(nameof(NbdServerAllocationTests), DisableParallelization = true)]
+public sealed class NbdServerAllocationCollection;
+
+/// <summary>Steady-state READ/WRITE must not allocate per request (STYLE.md section 5); measured process-wide.</summary>
+[Collection(nameof(NbdServerAllocationTests))]
+public sealed class NbdServerAllocationTests(ITestOutputHelper output)
+{
+    private readonly ITestOutputHelper _output = output;
+
+    private const int RequestBytes = 4096;
+    private const int Batch = 32;
+
+    [Fact]
+    public async Task ReadWrite_SteadyState_AllocatesAlmostNothingPerRequest()
+    {
+        var image = new MemoryImage(16L * 1024 * 1024);
+        await image.WriteAsync(0, new byte[Batch * RequestBytes]);
+        var toServer = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
+        var toClient = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
+        var server = new NbdServer(new NbdExport("", "", image));
+        Task serverTask = server.HandleConnectionAsync(new Duplex(toServer.Reader, toClient.Writer));
+
+        // Negotiate with the regular client code over the same pipes, then switch to a lean loop.
+        ReadResult greet = await toClient.Reader.ReadAtLeastAsync(18);
+        toClient.Reader.AdvanceTo(greet.Buffer.GetPosition(18));
+        byte[] go = [0, 0, 0, 3, .. OptionBytes(OptGo, InfoPayload(""))];
+        await toServer.Writer.WriteAsync(go);
+        await DrainOptionRepliesAsync(toClient.Reader);
+
+        byte[] writes = [.. Enumerable.Range(0, Batch).SelectMany(i => (byte[])[.. Request(0, CmdWrite, (ulong)i, (ulong)i * RequestBytes, RequestBytes), .. new byte[RequestBytes]])];
+        byte[] reads = [.. Enumerable.Range(0, Batch).SelectMany(i => Request(0, CmdRead, (ulong)i, (ulong)i * RequestBytes, RequestBytes))];
+        int writeReplyBytes = Batch * 16, readReplyBytes = Batch * (16 + RequestBytes);
+
+        async Task RoundAsync()
+        {
+            await toServer.Writer.WriteAsync(writes);
+            await ConsumeAsync(toClient.Reader, writeReplyBytes);
+            await toServer.Writer.WriteAsync(reads);
+            await ConsumeAsync(toClient.Reader, readReplyBytes);
+        }
+
+        for (int i = 0; i < 200; i++)
+        {
+            await RoundAsync();
+        }
+
+        const int Rounds = 500;
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        for (int i = 0; i < Rounds; i++)
+        {
+            await RoundAsync();
+        }
+
+        long perRequest = (GC.GetTotalAllocatedBytes(precise: true) - before) / (Rounds * 2L * Batch);
+        await toServer.Writer.CompleteAsync();
+        await serverTask.WaitAsync(NbdTestClient.Timeout);
+
+        // Release: only the test's own awaits and the BCL's amortized queue segments remain (a request object or a
+        // buffer would be >= 100 B). Debug compiles async state machines as classes (about 650 B a request here),
+        // so there the budget only catches buffers and request objects.
+        long budget = IsOptimized(typeof(NbdServer).Assembly) ? 64 : 1024;
+        _output.WriteLine($"{perRequest} bytes per request (budget {budget})");
+        Assert.True(perRequest < budget, $"{perRequest} bytes allocated per request in steady state (budget {budget})");
+    }
+
+    private static bool IsOptimized(System.Reflection.Assembly assembly) =>
+        assembly.GetCustomAttributes(typeof(System.Diagnostics.DebuggableAttribute), false) is not [System.Diagnostics.DebuggableAttribute { IsJITOptimizerDisabled: true }];
+
+    private static byte[] OptionBytes(uint option, byte[] payload)
+    {
+        byte[] header = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(header, IHaveOpt);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(8), option);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(12), (uint)payload.Length);
+        return [.. header, .. payload];
+    }
+
+    private static async Task DrainOptionRepliesAsync(PipeReader reader)
+    {
+        while (true)
+        {
+            ReadResult r = await reader.ReadAtLeastAsync(20);
+            byte[] header = r.Buffer.Slice(0, 20).ToArray();
+            uint type = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(12));
+            int length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16));
+            reader.AdvanceTo(r.Buffer.Start);
+            r = await reader.ReadAtLeastAsync(20 + length);
+            reader.AdvanceTo(r.Buffer.GetPosition(20 + length));
+            if (type == RepAck)
+            {
+                return;
+            }
+        }
+    }
+
+    private static async Task ConsumeAsync(PipeReader reader, long count)
+    {
+        while (count > 0)
+        {
+            ReadResult r = await reader.ReadAsync();
+            long n = Math.Min(r.Buffer.Length, count);
+            reader.AdvanceTo(r.Buffer.GetPosition(n));
+            count -= n;
+        }
+    }
+
+    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+}
