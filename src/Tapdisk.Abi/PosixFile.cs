@@ -94,6 +94,34 @@ public static unsafe class PosixFile
         }
     }
 
+    /// <summary>write(2) the whole buffer at the descriptor's current offset (stdout, pipes, O_APPEND files).</summary>
+    public static void WriteAll(SafeFdHandle fd, ReadOnlySpan<byte> buffer)
+    {
+        fixed (byte* p = buffer)
+        {
+            int total = 0;
+            while (total < buffer.Length)
+            {
+                nint n = Interop.Libc.Write(fd, p + total, (nuint)(buffer.Length - total));
+                if (n < 0)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == Errno.EINTR)
+                    {
+                        continue;
+                    }
+
+                    throw new ErrnoIOException(errno, null, "write");
+                }
+
+                total += (int)n;
+            }
+        }
+    }
+
+    /// <summary>A non-owning handle for an inherited descriptor such as 0, 1 or 2.</summary>
+    public static SafeFdHandle Borrow(int fd) => new(fd, ownsHandle: false);
+
     public static void DataSync(SafeFdHandle fd, string? path = null)
     {
         if (Interop.Libc.Fdatasync(fd) != 0)

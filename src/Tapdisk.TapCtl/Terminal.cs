@@ -6,10 +6,11 @@ namespace Tapdisk.TapCtl;
 /// <summary>Unbuffered stdout/stderr writes (raw bytes for the stats payload), and the isatty(1) test.</summary>
 internal static class Terminal
 {
-    // Raw fds rather than System.Console: on a terminal, Console's initialisation writes keypad escape sequences
-    // ("\e[?1h\e=") that the C tool never prints.
-    private static readonly Lazy<Stream> s_stdout = new(() => OpenFd(1, FileAccess.Write));
-    private static readonly Lazy<Stream> s_stderr = new(() => OpenFd(2, FileAccess.Write));
+    // write(2) on fds 1 and 2 rather than System.Console: on a terminal, Console's initialisation writes keypad escape
+    // sequences ("\e[?1h\e=") that the C tool never prints. Not a FileStream either: on a redirected regular file it
+    // writes at its own offset 0 (pwrite), clobbering what earlier commands appended to the same file.
+    private static readonly Lazy<Stream> s_stdout = new(() => new FdWriteStream(1));
+    private static readonly Lazy<Stream> s_stderr = new(() => new FdWriteStream(2));
 
     /// <summary>True if stdout is a terminal: list and spawn print their human formats then.</summary>
     public static bool StdoutIsTty => !Console.IsOutputRedirected;
@@ -54,5 +55,35 @@ internal static class Terminal
             // A closed standard descriptor: behave as if it were /dev/null.
             return Stream.Null;
         }
+    }
+
+    /// <summary>An unbuffered write-only stream over an inherited descriptor, writing at its current offset.</summary>
+    private sealed class FdWriteStream(int fd) : Stream
+    {
+        private readonly Tapdisk.Abi.SafeFdHandle _fd = Tapdisk.Abi.PosixFile.Borrow(fd);
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer) => Tapdisk.Abi.PosixFile.WriteAll(_fd, buffer);
     }
 }
