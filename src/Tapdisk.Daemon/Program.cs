@@ -1,0 +1,139 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Tapdisk.Abi;
+using Tapdisk.Control;
+
+namespace Tapdisk.Daemon;
+
+/// <summary>
+/// tapdisk. With no arguments it starts as tap-ctl spawn expects (control-xen.md 4.1): it detaches, and the process
+/// tap-ctl started prints "&lt;root&gt;/ctl&lt;pid&gt;" once the daemon's control socket listens, then exits 0.
+/// </summary>
+internal static class Program
+{
+    private const string DaemonChildFlag = "--daemon-child";
+    private const string Usage = "usage: tapdisk [-D] [-h]\n       tapdisk serve -s SOCKET [-R] [-N] TYPE:PATH\n";
+
+    private static int Main(string[] args)
+    {
+        if (args.Length > 0 && args[0] == "serve")
+        {
+            return ServeCommand.Run(args[1..]);
+        }
+
+        bool foreground = false, child = false, verbose = false;
+        foreach (string arg in args)
+        {
+            switch (arg)
+            {
+                case "-D": foreground = true; break;
+                case "-v": verbose = true; break;
+                case DaemonChildFlag: child = true; break;
+                case "-h":
+                    Console.Out.Write(Usage);
+                    return 0;
+                default:
+                    Console.Error.Write(Usage);
+                    return Errno.EINVAL;
+            }
+        }
+
+        if (!foreground && !child)
+        {
+            return SpawnDetached(verbose);
+        }
+
+        return RunDaemon(detached: child, verbose).GetAwaiter().GetResult();
+    }
+
+    /// <summary>Starts the real daemon as a child in its own session and relays its control path line.</summary>
+    private static int SpawnDetached(bool verbose)
+    {
+        var psi = new ProcessStartInfo(Environment.ProcessPath ?? "tapdisk")
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(DaemonChildFlag);
+        if (verbose)
+        {
+            psi.ArgumentList.Add("-v");
+        }
+
+        using Process daemon = Process.Start(psi) ?? throw new InvalidOperationException("cannot start the tapdisk daemon process");
+        daemon.StandardInput.Close();
+        Task<string> errors = daemon.StandardError.ReadToEndAsync();
+        string? line = daemon.StandardOutput.ReadLine();
+
+        // Once the line is here the daemon runs on; the runtime may keep a copy of its original stderr open, so
+        // its errors are relayed only when it failed to start (then the pipe closes as the process exits).
+        if (line is null)
+        {
+            daemon.WaitForExit(TimeSpan.FromSeconds(30));
+            if (errors.Wait(TimeSpan.FromSeconds(5)) && errors.Result.Length > 0)
+            {
+                Console.Error.Write(errors.Result);
+            }
+
+            return daemon.HasExited && daemon.ExitCode != 0 ? daemon.ExitCode : 1;
+        }
+
+        Console.Out.WriteLine(line);
+        Console.Out.Flush();
+        return 0;
+    }
+
+    private static async Task<int> RunDaemon(bool detached, bool verbose)
+    {
+        if (detached)
+        {
+            ProcessControl.NewSession();
+        }
+
+        using var log = new DaemonLog("tapdisk") { Verbose = verbose };
+        Directory.CreateDirectory(ControlPaths.Root);
+        var host = new TapdiskHost(log);
+        string controlPath = ControlPaths.ControlSocket(host.Pid);
+        ControlServer server;
+        try
+        {
+            server = ControlServer.Listen(controlPath, host);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        {
+            log.Error($"cannot listen on {controlPath}: {e.Message}");
+            return Errno.EIO;
+        }
+
+        server.Start();
+        using var stop = new CancellationTokenSource();
+        using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using PosixSignalRegistration intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+
+        // The spawner reads exactly this line (control-xen.md 4.1); nothing may be printed before it.
+        Console.Out.WriteLine(controlPath);
+        Console.Out.Flush();
+        if (detached)
+        {
+            ProcessControl.RedirectStdioToDevNull();
+            log.DetachStderr();
+        }
+
+        log.Info($"started, control socket {controlPath}");
+        try
+        {
+            await host.LastDetached.WaitAsync(stop.Token).ConfigureAwait(false);
+            log.Info("last VBD detached; exiting");
+        }
+        catch (OperationCanceledException)
+        {
+            log.Info("signal received: closing every VBD");
+        }
+
+        await host.DisposeAsync().ConfigureAwait(false);
+        await server.DisposeAsync().ConfigureAwait(false);
+        return 0;
+    }
+}

@@ -1,0 +1,84 @@
+using System.Runtime.InteropServices;
+using Tapdisk.Abi;
+using Tapdisk.Nbd;
+using Tapdisk.Storage;
+
+namespace Tapdisk.Daemon;
+
+/// <summary>"tapdisk serve": one image on one NBD UNIX socket, for users who just want an NBD server for VHD.</summary>
+internal static class ServeCommand
+{
+    private const string Usage = "usage: tapdisk serve -s SOCKET [-R read-only] [-N no O_DIRECT] TYPE:PATH\n";
+
+    public static int Run(string[] args)
+    {
+        string? socket = null, parameters = null;
+        bool readOnly = false, buffered = false;
+        for (int i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "-s" when i + 1 < args.Length: socket = args[++i]; break;
+                case "-R": readOnly = true; break;
+                case "-N": buffered = true; break;
+                case "-h":
+                    Console.Out.Write(Usage);
+                    return 0;
+                default:
+                    if (args[i].StartsWith('-') || parameters is not null)
+                    {
+                        Console.Error.Write(Usage);
+                        return Errno.EINVAL;
+                    }
+
+                    parameters = args[i];
+                    break;
+            }
+        }
+
+        if (socket is null || parameters is null)
+        {
+            Console.Error.Write(Usage);
+            return Errno.EINVAL;
+        }
+
+        return ServeAsync(socket, parameters, new ImageOpenOptions { ReadOnly = readOnly, DirectIo = !buffered }).GetAwaiter().GetResult();
+    }
+
+    private static async Task<int> ServeAsync(string socket, string parameters, ImageOpenOptions options)
+    {
+        using var log = new DaemonLog("tapdisk");
+        IBlockImage image;
+        try
+        {
+            image = DiskTypes.Open(parameters, options);
+        }
+        catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"tapdisk serve: {e.Message}");
+            return StorageErrors.ToErrno(e);
+        }
+
+        var counting = new CountingImage(image, (what, e) => log.RateLimitedError("serve", $"{parameters}: {what} failed: {e.Message}"));
+        var export = new NbdExport(string.Empty, parameters, counting);
+        var server = new NbdServer(export);
+        using var stop = new CancellationTokenSource();
+        using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using PosixSignalRegistration intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+        NbdUnixListener listener = NbdUnixListener.Start(socket, server);
+        Console.Error.WriteLine($"tapdisk serve: serving {parameters} ({image.SizeBytes} bytes) on nbd+unix:///?socket={socket}");
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // SIGTERM or SIGINT: drain and close cleanly below (footers written).
+        }
+
+        await export.PauseAsync().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        await listener.DisposeAsync().ConfigureAwait(false);
+        await counting.DisposeAsync().ConfigureAwait(false);
+        return 0;
+    }
+}

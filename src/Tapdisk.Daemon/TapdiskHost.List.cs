@@ -1,0 +1,126 @@
+using System.Text;
+using Tapdisk.Abi;
+using Tapdisk.Control;
+using Tapdisk.Storage;
+
+namespace Tapdisk.Daemon;
+
+internal sealed partial class TapdiskHost
+{
+    /// <summary>LIST: N entries counting down, then a count-0 terminator with minor -1 (control-xen.md 2.6).</summary>
+    private byte[] ListReply(ushort cookie)
+    {
+        List<(int Minor, int State, string? Path)> rows;
+        lock (_lock)
+        {
+            rows = _vbds.ConvertAll(v => (v.Minor, (int)v.State, v.Params));
+        }
+
+        byte[] reply = new byte[TapdiskMessage.Size * (rows.Count + 1)];
+        int lastState = 0;
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var m = new TapdiskMessage(TapdiskMessageType.ListResponse, cookie)
+            {
+                ListCount = rows.Count - i,
+                ListMinor = rows[i].Minor,
+                ListState = rows[i].State,
+                ListPath = Truncate(rows[i].Path ?? string.Empty, TapdiskMessage.PathLength - 1),
+            };
+            m.Bytes.CopyTo(reply.AsSpan(i * TapdiskMessage.Size));
+            lastState = rows[i].State;
+        }
+
+        var end = new TapdiskMessage(TapdiskMessageType.ListResponse, cookie) { ListCount = 0, ListMinor = -1, ListState = lastState, ListPath = string.Empty };
+        end.Bytes.CopyTo(reply.AsSpan(rows.Count * TapdiskMessage.Size));
+        return reply;
+    }
+
+    /// <summary>STATS: the header with info.length, then the JSON; cookie 0xFFFF gives an array of every VBD (which crashes the reference).</summary>
+    private byte[] StatsReply(ushort cookie)
+    {
+        string json;
+        lock (_lock)
+        {
+            if (cookie == TapdiskMessage.AllMinors)
+            {
+                var all = new StatsJson();
+                all.BeginArray();
+                foreach (Vbd v in _vbds)
+                {
+                    WriteVbdStats(all, v);
+                }
+
+                all.EndArray();
+                json = all.ToString();
+            }
+            else
+            {
+                Vbd? vbd = _vbds.Find(v => v.Minor == cookie);
+                if (vbd is null)
+                {
+                    return TapdiskMessage.ErrorReply(cookie, Errno.ENODEV).Bytes.ToArray();
+                }
+
+                var one = new StatsJson();
+                WriteVbdStats(one, vbd);
+                json = one.ToString();
+            }
+        }
+
+        byte[] text = Encoding.UTF8.GetBytes(json);
+        byte[] reply = new byte[TapdiskMessage.Size + text.Length];
+        new TapdiskMessage(TapdiskMessageType.StatsResponse, cookie) { InfoLength = (ulong)text.Length }.Bytes.CopyTo(reply);
+        text.CopyTo(reply, TapdiskMessage.Size);
+        return reply;
+    }
+
+    private static void WriteVbdStats(StatsJson json, Vbd vbd)
+    {
+        CountingImage? image = vbd.Image;
+        json.BeginObject();
+        json.String("name", vbd.Params ?? "(null)");
+        json.Pair("secs", image?.ReadSectors ?? 0, image?.WriteSectors ?? 0);
+        json.BeginArray("images");
+        bool leaf = true;
+        for (IBlockImage? layer = image?.Inner; layer is not null; layer = layer.Parent)
+        {
+            json.BeginObject();
+            json.String("name", layer.Path);
+            json.Pair("hits", leaf ? image!.ReadSectors : 0, leaf ? image!.WriteSectors : 0);
+            json.Pair("fail", leaf ? image!.ReadFailedSectors : 0, leaf ? image!.WriteFailedSectors : 0);
+            json.BeginObject("driver");
+            json.Number("type", DiskTypes.Id(layer.DriverName));
+            json.String("name", layer.DriverName);
+            if (layer.DriverName == "aio")
+            {
+                json.BeginObject("status").BeginObject("reqs").Number("max", 352).Number("pending", leaf ? image!.InFlight : 0).EndObject().EndObject();
+            }
+            else
+            {
+                json.Null("status");
+            }
+
+            json.EndObject();
+            json.EndObject();
+            leaf = false;
+        }
+
+        json.EndArray();
+        json.Number("FIXME_enospc_redirect_count", 0);
+        json.Number("nbd_mirror_failed", 0);
+        json.Number("reqs_outstanding", image?.InFlight ?? 0);
+        json.String("read_caching", (vbd.Flags & TapdiskOpenFlags.NoODirect) != 0 ? "true" : "false");
+        json.EndObject();
+    }
+
+    private static string Truncate(string text, int maxBytes)
+    {
+        while (Encoding.UTF8.GetByteCount(text) > maxBytes)
+        {
+            text = text[..^1];
+        }
+
+        return text;
+    }
+}

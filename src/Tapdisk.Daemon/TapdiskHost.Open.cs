@@ -1,0 +1,351 @@
+using Tapdisk.Abi;
+using Tapdisk.Control;
+using Tapdisk.Nbd;
+using Tapdisk.Storage;
+
+namespace Tapdisk.Daemon;
+
+internal sealed partial class TapdiskHost
+{
+    private const int EALREADY = 114;
+    private const int EMEDIUMTYPE = 124;
+    private const int LogPathLength = 256;
+
+    private async Task<TapdiskMessage> OpenAsync(ControlConnection connection, TapdiskMessage request, CancellationToken cancellationToken)
+    {
+        ushort cookie = request.Cookie;
+        Vbd? vbd = Find(cookie);
+        if (vbd is null)
+        {
+            // The reference answers EINVAL, not ENODEV, for OPEN on an unattached minor (control-xen.md 3.4).
+            return Fail(cookie, Errno.EINVAL);
+        }
+
+        if (vbd.IsOpen)
+        {
+            return Fail(cookie, EALREADY);
+        }
+
+        TapdiskOpenFlags flags = request.ParamsFlags;
+        (int trailerErrno, byte[]? key) = await ReadTrailersAsync(connection, flags, allowKey: true, cancellationToken).ConfigureAwait(false);
+        if (trailerErrno != 0)
+        {
+            return Fail(cookie, trailerErrno);
+        }
+
+        try
+        {
+            int unsupported = CheckSupported(vbd.Minor, flags, request.ParamsSecondary, key);
+            if (unsupported != 0)
+            {
+                return Fail(cookie, unsupported);
+            }
+        }
+        finally
+        {
+            if (key is not null)
+            {
+                Array.Clear(key);
+            }
+        }
+
+        string parameters = request.ParamsPath ?? string.Empty;
+        vbd.Flags = flags;
+        CountingImage image;
+        try
+        {
+            image = OpenChain(vbd, parameters);
+        }
+        catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
+        {
+            _log.Error($"minor {vbd.Minor}: open {parameters} failed: {e.Message}");
+            return Fail(cookie, StorageErrors.ToErrno(e));
+        }
+
+        vbd.Image = image;
+        vbd.Sectors = (ulong)(image.SizeBytes / IoLimits.SectorSize);
+        vbd.SectorSize = IoLimits.SectorSize;
+        vbd.Info = 0; // As the reference: RDONLY does not set VDISK_READONLY in info (control-xen.md 2.3).
+        try
+        {
+            StartNbd(vbd, image);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        {
+            _log.Error($"minor {vbd.Minor}: cannot start NBD endpoints: {e.Message}");
+            await StopNbdAsync(vbd).ConfigureAwait(false);
+            image.Dispose();
+            vbd.Image = null;
+            return Fail(cookie, StorageErrors.ToErrno(e));
+        }
+
+        vbd.Params = parameters;
+        vbd.State = VbdState.None;
+        _log.Info($"minor {vbd.Minor}: opened {parameters} ({image.SizeBytes} bytes{(image.IsReadOnly ? ", read-only" : string.Empty)})");
+        return new TapdiskMessage(TapdiskMessageType.OpenResponse, cookie) { ImageSectors = vbd.Sectors, ImageSectorSize = vbd.SectorSize, ImageInfo = vbd.Info };
+    }
+
+    /// <summary>Reads what follows OPEN/RESUME: a 256-byte log path with ADD_LOG, then u8 length + key with OPEN_ENCRYPTED.</summary>
+    private static async Task<(int Errno, byte[]? Key)> ReadTrailersAsync(ControlConnection connection, TapdiskOpenFlags flags, bool allowKey, CancellationToken cancellationToken)
+    {
+        if ((flags & TapdiskOpenFlags.AddLog) != 0)
+        {
+            byte[] logPath = new byte[LogPathLength];
+            if (!await connection.TryReadExactlyAsync(logPath, s_trailerTimeout, cancellationToken).ConfigureAwait(false))
+            {
+                return (Errno.EIO, null);
+            }
+        }
+
+        if (allowKey && (flags & TapdiskOpenFlags.OpenEncrypted) != 0)
+        {
+            byte[] length = new byte[1];
+            if (!await connection.TryReadExactlyAsync(length, s_trailerTimeout, cancellationToken).ConfigureAwait(false))
+            {
+                return (Errno.EIO, null);
+            }
+
+            if (length[0] is 0 or > 128)
+            {
+                return (Errno.EINVAL, null);
+            }
+
+            byte[] key = new byte[length[0]];
+            if (!await connection.TryReadExactlyAsync(key, s_trailerTimeout, cancellationToken).ConfigureAwait(false))
+            {
+                Array.Clear(key);
+                return (Errno.EIO, null);
+            }
+
+            return (0, key);
+        }
+
+        return (0, null);
+    }
+
+    /// <summary>Features this build does not have are refused with a clear reason, never silently dropped.</summary>
+    private int CheckSupported(int minor, TapdiskOpenFlags flags, string? secondary, byte[]? key)
+    {
+        if ((flags & TapdiskOpenFlags.AddLog) != 0)
+        {
+            _log.Error($"minor {minor}: changed block tracking (-C) is not supported by this tapdisk");
+            return Errno.ENOSYS;
+        }
+
+        if (key is not null)
+        {
+            _log.Error($"minor {minor}: encrypted VHDs (-E) are not supported by this tapdisk yet");
+            return Errno.ENOSYS;
+        }
+
+        if ((flags & TapdiskOpenFlags.Secondary) != 0 && secondary is not (null or "" or "null"))
+        {
+            _log.Error($"minor {minor}: mirroring to a secondary image (-2) is not supported by this tapdisk");
+            return Errno.ENOSYS;
+        }
+
+        if ((flags & TapdiskOpenFlags.ReuseParent) != 0)
+        {
+            _log.Error($"minor {minor}: stacking on another tapdisk (-e) is not supported by this tapdisk");
+            return Errno.ENOSYS;
+        }
+
+        if ((flags & (TapdiskOpenFlags.AddCache | TapdiskOpenFlags.AddLcache)) != 0)
+        {
+            // Caches change speed, not content: serving without them is correct, and we say so.
+            _log.Warning($"minor {minor}: read caches (-r, block cache) are not available; serving without them");
+        }
+
+        return 0;
+    }
+
+    private CountingImage OpenChain(Vbd vbd, string parameters)
+    {
+        var options = new ImageOpenOptions
+        {
+            ReadOnly = (vbd.Flags & TapdiskOpenFlags.ReadOnly) != 0,
+            DirectIo = (vbd.Flags & TapdiskOpenFlags.NoODirect) == 0,
+        };
+        IBlockImage chain = DiskTypes.Open(parameters, options);
+        int minor = vbd.Minor;
+        return new CountingImage(chain, (what, e) => _log.RateLimitedError($"minor {minor}", $"minor {minor} ({chain.Path}): {what} failed: {e.Message}"));
+    }
+
+    private void StartNbd(Vbd vbd, CountingImage image)
+    {
+        var export = new NbdExport("tapdisk_client", $"tapdisk minor {vbd.Minor}", image);
+        var server = new NbdServer(export, _nbdOptions);
+        vbd.Export = export;
+
+        // Both of blktap's UNIX endpoints speak fixed newstyle (data-plane.md 6.1).
+        vbd.Endpoints.Add(NbdUnixListener.Start(ControlPaths.NbdSocket(Pid, vbd.Minor), server));
+        vbd.Endpoints.Add(NbdUnixListener.Start(ControlPaths.NbdOldSocket(Pid, vbd.Minor), server));
+    }
+
+    private static async Task StopNbdAsync(Vbd vbd)
+    {
+        foreach (IAsyncDisposable endpoint in vbd.Endpoints)
+        {
+            await endpoint.DisposeAsync().ConfigureAwait(false);
+        }
+
+        vbd.Endpoints.Clear();
+        vbd.Export = null;
+    }
+
+    private async Task<TapdiskMessage> PauseAsync(int minor)
+    {
+        ushort cookie = (ushort)minor;
+        Vbd? vbd = Find(minor);
+        if (vbd is null)
+        {
+            return Fail(cookie, Errno.ENODEV);
+        }
+
+        if ((vbd.State & VbdState.Paused) != 0 || vbd.Image is null)
+        {
+            return Ok(TapdiskMessageType.PauseResponse, cookie);
+        }
+
+        vbd.State |= VbdState.PauseRequested;
+        if (!await DrainAsync(vbd, "pause").ConfigureAwait(false))
+        {
+            vbd.State &= ~VbdState.PauseRequested;
+            vbd.Export?.Resume();
+            return Fail(cookie, Errno.EBUSY);
+        }
+
+        // Pausing closes the chain so the toolstack can snapshot the files (vhd-util snapshot, then RESUME).
+        await vbd.Image.DisposeAsync().ConfigureAwait(false);
+        vbd.Image = null;
+        vbd.State = VbdState.Closed | VbdState.Quiesced | VbdState.Paused;
+        _log.Info($"minor {minor}: paused");
+        return Ok(TapdiskMessageType.PauseResponse, cookie);
+    }
+
+    /// <summary>Stops new requests and waits (bounded) for those in flight; false, with a log line saying what it waited for, on timeout.</summary>
+    private async Task<bool> DrainAsync(Vbd vbd, string what)
+    {
+        if (vbd.Export is null)
+        {
+            return true;
+        }
+
+        try
+        {
+            await vbd.Export.PauseAsync().WaitAsync(s_drainTimeout).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            _log.Error($"minor {vbd.Minor}: {what}: {vbd.Image?.InFlight ?? 0} image requests still in flight after {s_drainTimeout.TotalSeconds} s");
+            return false;
+        }
+    }
+
+    private async Task<TapdiskMessage> ResumeAsync(ControlConnection connection, TapdiskMessage request, CancellationToken cancellationToken)
+    {
+        ushort cookie = request.Cookie;
+        Vbd? vbd = Find(cookie);
+        if (vbd is null)
+        {
+            return Fail(cookie, Errno.ENODEV);
+        }
+
+        (int trailerErrno, _) = await ReadTrailersAsync(connection, request.ParamsFlags, allowKey: false, cancellationToken).ConfigureAwait(false);
+        if (trailerErrno != 0)
+        {
+            return Fail(cookie, trailerErrno);
+        }
+
+        if ((vbd.State & VbdState.Paused) == 0)
+        {
+            return Fail(cookie, Errno.EINVAL);
+        }
+
+        if ((request.ParamsFlags & TapdiskOpenFlags.AddLog) != 0)
+        {
+            return Fail(cookie, Errno.ENOSYS);
+        }
+
+        string parameters = string.IsNullOrEmpty(request.ParamsPath) ? vbd.Params! : request.ParamsPath;
+        CountingImage image;
+        try
+        {
+            image = OpenChain(vbd, parameters);
+        }
+        catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
+        {
+            vbd.State |= VbdState.ResumeFailed;
+            _log.Error($"minor {vbd.Minor}: resume with {parameters} failed: {e.Message}");
+            return Fail(cookie, StorageErrors.ToErrno(e));
+        }
+
+        if ((ulong)(image.SizeBytes / IoLimits.SectorSize) != vbd.Sectors)
+        {
+            // Unlike the reference, a failed resume keeps the old name, so a retry without -a reopens what was open.
+            image.Dispose();
+            vbd.State |= VbdState.ResumeFailed;
+            _log.Error($"minor {vbd.Minor}: resume with {parameters}: size {image.SizeBytes} bytes differs from {vbd.Sectors * IoLimits.SectorSize}");
+            return Fail(cookie, EMEDIUMTYPE);
+        }
+
+        vbd.Image = image;
+        vbd.Params = parameters;
+        vbd.State = VbdState.None;
+        vbd.Export?.Resume(image);
+        _log.Info($"minor {vbd.Minor}: resumed with {parameters}");
+        return Ok(TapdiskMessageType.ResumeResponse, cookie);
+    }
+
+    private async Task<TapdiskMessage> CloseAsync(int minor, bool force)
+    {
+        ushort cookie = (ushort)minor;
+        Vbd? vbd = Find(minor);
+        if (vbd is null)
+        {
+            return Fail(cookie, Errno.ENODEV);
+        }
+
+        await CloseVbdAsync(vbd, force).ConfigureAwait(false);
+        return Ok(TapdiskMessageType.CloseResponse, cookie);
+    }
+
+    private async Task CloseVbdAsync(Vbd vbd, bool force)
+    {
+        if ((vbd.State & VbdState.Paused) != 0)
+        {
+            _log.Info($"minor {vbd.Minor}: closing while paused");
+        }
+
+        // Bounded, unlike the reference's stuck close: after the drain timeout the chain is closed anyway and the
+        // requests still running fail; the log says how many there were.
+        if (!force)
+        {
+            await DrainAsync(vbd, "close").ConfigureAwait(false);
+        }
+
+        await StopNbdAsync(vbd).ConfigureAwait(false);
+        if (vbd.Image is not null)
+        {
+            try
+            {
+                await vbd.Image.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or ImageFormatException)
+            {
+                _log.Error($"minor {vbd.Minor}: closing {vbd.Params}: {e.Message}");
+            }
+
+            vbd.Image = null;
+        }
+
+        if (vbd.Params is not null)
+        {
+            _log.Info($"minor {vbd.Minor}: closed {vbd.Params}");
+        }
+
+        vbd.Params = null;
+        vbd.State = VbdState.Closed;
+    }
+}

@@ -1,0 +1,42 @@
+using Tapdisk.Abi;
+using Tapdisk.Control;
+using Tapdisk.Nbd;
+
+namespace Tapdisk.Daemon;
+
+/// <summary>One virtual block device (a minor): its marker lock, its image chain and its NBD endpoints.</summary>
+internal sealed class Vbd
+{
+    public Vbd(int minor, SafeFdHandle markerLock)
+    {
+        Minor = minor;
+        MarkerLock = markerLock;
+    }
+
+    public int Minor { get; }
+
+    /// <summary>The flock'ed minor marker, held while attached so tap-ctl free refuses (control-xen.md 5.5).</summary>
+    public SafeFdHandle MarkerLock { get; }
+
+    public VbdState State { get; set; }
+
+    /// <summary>The params string as given to OPEN or RESUME ("type:/path"); null when not open.</summary>
+    public string? Params { get; set; }
+
+    public TapdiskOpenFlags Flags { get; set; }
+
+    public CountingImage? Image { get; set; }
+
+    public NbdExport? Export { get; set; }
+
+    public List<IAsyncDisposable> Endpoints { get; } = [];
+
+    /// <summary>Disk info cached at OPEN: valid while paused (DISK_INFO), compared at RESUME.</summary>
+    public ulong Sectors { get; set; }
+
+    public uint SectorSize { get; set; } = 512;
+
+    public uint Info { get; set; }
+
+    public bool IsOpen => Params is not null;
+}
