@@ -75,7 +75,8 @@ public sealed partial class VhdImage : IBlockImage
         var caps = ImageCapabilities.Flush | ImageCapabilities.MultiConnSafe;
         if (!file.IsReadOnly)
         {
-            caps |= ImageCapabilities.Write | ImageCapabilities.Fua | ImageCapabilities.Zero;
+            // Trim is advisory: it frees space under parentless dynamic disks and is a no-op otherwise (TrimAsync).
+            caps |= ImageCapabilities.Write | ImageCapabilities.Fua | ImageCapabilities.Zero | ImageCapabilities.Trim;
         }
 
         if (header is not null)
