@@ -1,0 +1,166 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+
+namespace Tapdisk.Integration.Tests;
+
+/// <summary>
+/// A minimal NBD client written from the protocol document (fixed newstyle, NBD_OPT_GO, simple replies), so a test
+/// can hold one connection open across PAUSE/RESUME and see what a long-lived client (qemu) would see.
+/// </summary>
+public sealed class RawNbdClient : IDisposable
+{
+    private const ulong IHaveOpt = 0x49484156454F5054;
+    private const ulong OptReplyMagic = 0x0003e889045565a9;
+    private const uint RequestMagic = 0x25609513, SimpleReplyMagic = 0x67446698;
+    private const uint OptGo = 7, RepAck = 1, RepInfo = 3;
+    private readonly Socket _socket;
+    private ulong _handle;
+    private bool _disposed;
+
+    private RawNbdClient(Socket socket)
+    {
+        _socket = socket;
+    }
+
+    public long Size { get; private set; }
+
+    public static RawNbdClient Connect(string path)
+    {
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 120_000, SendTimeout = 120_000 };
+        s.Connect(new UnixDomainSocketEndPoint(path));
+        var c = new RawNbdClient(s);
+        try
+        {
+            c.Handshake();
+        }
+        catch
+        {
+            c.Dispose();
+            throw;
+        }
+
+        return c;
+    }
+
+    private void Handshake()
+    {
+        byte[] greeting = ReadExactly(18);
+        if (BinaryPrimitives.ReadUInt64BigEndian(greeting) != 0x4e42444d41474943 || BinaryPrimitives.ReadUInt64BigEndian(greeting.AsSpan(8)) != IHaveOpt)
+        {
+            throw new IOException("not an NBD newstyle server");
+        }
+
+        ushort serverFlags = BinaryPrimitives.ReadUInt16BigEndian(greeting.AsSpan(16));
+        byte[] clientFlags = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(clientFlags, serverFlags & 3u); // FIXED_NEWSTYLE | NO_ZEROES as offered
+        _socket.Send(clientFlags);
+
+        // NBD_OPT_GO, export name "", no information requests.
+        byte[] go = new byte[16 + 6];
+        BinaryPrimitives.WriteUInt64BigEndian(go, IHaveOpt);
+        BinaryPrimitives.WriteUInt32BigEndian(go.AsSpan(8), OptGo);
+        BinaryPrimitives.WriteUInt32BigEndian(go.AsSpan(12), 6);
+        _socket.Send(go);
+        while (true)
+        {
+            byte[] header = ReadExactly(20);
+            if (BinaryPrimitives.ReadUInt64BigEndian(header) != OptReplyMagic)
+            {
+                throw new IOException("bad option reply magic");
+            }
+
+            uint type = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(12));
+            byte[] data = ReadExactly((int)BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16)));
+            if (type == RepAck)
+            {
+                return;
+            }
+
+            if ((type & 0x80000000) != 0)
+            {
+                throw new IOException($"NBD_OPT_GO refused: reply type 0x{type:x}");
+            }
+
+            if (type == RepInfo && data.Length >= 12 && BinaryPrimitives.ReadUInt16BigEndian(data) == 0)
+            {
+                Size = (long)BinaryPrimitives.ReadUInt64BigEndian(data.AsSpan(2));
+            }
+        }
+    }
+
+    /// <summary>Sends NBD_CMD_READ without waiting for the reply.</summary>
+    public ulong SendRead(long offset, int length)
+    {
+        byte[] request = new byte[28];
+        BinaryPrimitives.WriteUInt32BigEndian(request, RequestMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6), 0); // NBD_CMD_READ
+        ulong handle = ++_handle;
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(8), handle);
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(16), (ulong)offset);
+        BinaryPrimitives.WriteUInt32BigEndian(request.AsSpan(24), (uint)length);
+        _socket.Send(request);
+        return handle;
+    }
+
+    /// <summary>Reads the simple reply to a READ: its data, or throws with the NBD error.</summary>
+    public byte[] ReceiveRead(ulong handle, int length)
+    {
+        byte[] reply = ReadExactly(16);
+        if (BinaryPrimitives.ReadUInt32BigEndian(reply) != SimpleReplyMagic)
+        {
+            throw new IOException("expected a simple reply");
+        }
+
+        uint error = BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(4));
+        if (BinaryPrimitives.ReadUInt64BigEndian(reply.AsSpan(8)) != handle)
+        {
+            throw new IOException("reply for another handle");
+        }
+
+        return error != 0 ? throw new IOException($"NBD error {error}") : ReadExactly(length);
+    }
+
+    public byte[] Read(long offset, int length) => ReceiveRead(SendRead(offset, length), length);
+
+    private byte[] ReadExactly(int count)
+    {
+        byte[] buffer = new byte[count];
+        int got = 0;
+        while (got < count)
+        {
+            int n = _socket.Receive(buffer, got, count - got, SocketFlags.None);
+            if (n == 0)
+            {
+                throw new IOException($"NBD server closed the connection ({got} of {count} bytes)");
+            }
+
+            got += n;
+        }
+
+        return buffer;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        try
+        {
+            // NBD_CMD_DISC, politely.
+            byte[] request = new byte[28];
+            BinaryPrimitives.WriteUInt32BigEndian(request, RequestMagic);
+            BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6), 2);
+            _socket.Send(request);
+        }
+        catch (SocketException)
+        {
+            // The server is gone: nothing to say goodbye to.
+        }
+
+        _socket.Dispose();
+    }
+}
