@@ -107,9 +107,28 @@ public sealed class VhdImageChainTests
         AssertSameContent(shadow, ReadAll(again), "child over raw parent after reopen");
     }
 
-    [Fact(Skip = "VhdCreator.CreateDifferencing always gives the child its parent's size; a larger child cannot be made")]
+    [Fact]
     public void Differencing_ChildLargerThanParent_ReadsZerosPastParent()
     {
+        // A raw parent sizes the child at creation; shrinking the parent afterwards leaves a child larger than it.
+        using var dir = new TempDirectory();
+        string raw = dir.File("base.raw");
+        string child = dir.File("c.vhd");
+        byte[] parent = Pattern((int)Size, 43);
+        File.WriteAllBytes(raw, parent);
+        VhdCreator.CreateDifferencing(child, raw, parentIsRaw: true);
+        long parentSize = Size - (3 * MiB) - 512;
+        using (FileStream f = File.OpenWrite(raw))
+        {
+            f.SetLength(parentSize);
+        }
+
+        using IBlockImage c = Open(child, readOnly: true);
+        Assert.Equal(Size, c.SizeBytes);
+        Assert.Equal(parentSize, c.Parent!.SizeBytes);
+        byte[] expected = (byte[])parent.Clone();
+        expected.AsSpan((int)parentSize).Clear();
+        AssertSameContent(expected, ReadAll(c), "child larger than its parent");
     }
 
     [Fact]
