@@ -123,9 +123,19 @@ public abstract class IntegrationTest : IDisposable
     // ---- NBD peers ----
 
     /// <summary>Runs qemu-io commands against an NBD socket; fails on a non-zero exit or any failure in the output.</summary>
-    protected static string QemuIo(string socket, params string[] commands)
+    protected static string QemuIo(string socket, params string[] commands) => QemuIo(socket, readOnly: false, commands);
+
+    /// <summary>qemu-io on a read-only export (-r: qemu refuses to open those read-write).</summary>
+    protected static string QemuIoReadOnly(string socket, params string[] commands) => QemuIo(socket, readOnly: true, commands);
+
+    private static string QemuIo(string socket, bool readOnly, string[] commands)
     {
         var args = new List<string> { "-f", "raw" };
+        if (readOnly)
+        {
+            args.Add("-r");
+        }
+
         foreach (string c in commands)
         {
             args.Add("-c");

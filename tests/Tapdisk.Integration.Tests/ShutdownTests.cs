@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using System.Globalization;
+using Tapdisk.Testing;
+using Xunit;
+
+namespace Tapdisk.Integration.Tests;
+
+/// <summary>A tapdisk ended by a signal while a writer is busy: flushed data survives, the image stays usable.</summary>
+public sealed class ShutdownTests : IntegrationTest
+{
+    private const long Mib = 1024 * 1024;
+
+    /// <summary>create, 4 MiB of 0x5a written and flushed, then a background writer busy further on.</summary>
+    private (int Pid, string File, Process Writer) StartBusyDisk()
+    {
+        string file = CreateVhd("disk.vhd", 256);
+        TapCtlOk("create", "-a", "vhd:" + file);
+        Dictionary<string, string> row = Assert.Single(List());
+        int pid = int.Parse(row["pid"], CultureInfo.InvariantCulture);
+        TrackTapdisk(pid);
+        string nbd = NbdSocket(pid, int.Parse(row["minor"], CultureInfo.InvariantCulture));
+        QemuIo(nbd, "write -P 0x5a 0 4M", "flush");
+
+        long flushedLength = new FileInfo(file).Length;
+        // Rewrites of the same 200 MiB, long enough for the signal to land while it writes (it is killed anyway).
+        var args = new List<string> { "-f", "raw" };
+        for (int i = 0; i < 30; i++)
+        {
+            args.AddRange(["-c", "write -P 0x77 8M 200M"]);
+        }
+
+        args.Add(NbdUri(nbd));
+        Process writer = StartHelper(ExternalTool.Require("qemu-io"), [.. args]);
+        WaitUntil(() => writer.HasExited || new FileInfo(file).Length > flushedLength + (8 * Mib), "the background writer to get going");
+        return (pid, file, writer);
+    }
+
+    private void AssertFlushedDataReadable(string file)
+    {
+        using Served served = Serve("vhd:" + file);
+        QemuIoReadOnly(served.Socket, "read -P 0x5a 0 4M");
+    }
+
+    [Fact]
+    public void Sigterm_WithWriterBusy_ExitsCleanly_ImageValid_FlushedDataKept()
+    {
+        (int pid, string file, Process writer) = StartBusyDisk();
+        Signal(pid, "TERM");
+        WaitForExit(pid);
+        writer.WaitForExit(HangGuard);
+
+        // SIGTERM closes every VBD cleanly (unlike the reference, which dies): the image is consistent.
+        Assert.False(File.Exists(ControlSocket(pid)), "control socket left behind");
+        Assert.Contains("is valid", VhdUtilOk("check", "-n", file), StringComparison.Ordinal);
+        AssertFlushedDataReadable(file);
+    }
+
+    [Fact]
+    public void Sigkill_WithWriterBusy_FlushedDataKept_OpensWithoutTrailingFooter()
+    {
+        (int pid, string file, Process writer) = StartBusyDisk();
+        Signal(pid, "KILL");
+        WaitForExit(pid);
+        writer.WaitForExit(HangGuard);
+
+        AssertFlushedDataReadable(file);
+
+        // Whatever the kill left at the end of the file, the copy of the footer at offset 0 is enough to open it.
+        using (FileStream f = File.OpenWrite(file))
+        {
+            f.Seek(-512, SeekOrigin.End);
+            f.Write(new byte[512]);
+        }
+
+        AssertFlushedDataReadable(file);
+    }
+}
