@@ -42,7 +42,7 @@ stop() { kill "${pids[-1]}" 2>/dev/null || true; wait "${pids[-1]}" 2>/dev/null 
 fio_job() { # rw bs iodepth -> "iops MB/s"
     fio --name=j --ioengine=nbd --uri="nbd+unix:///?socket=$sock" --rw="$1" --bs="$2" --iodepth="$3" \
         --size="${size_mb}M" --time_based --runtime="$secs" --ramp_time=1 --output-format=json 2>/dev/null |
-        python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; r=j["read"] if j["read"]["io_bytes"] else j["write"]; print("%.0f %.1f" % (r["iops"], r["bw_bytes"]/1e6))'
+        python3 -c 'import json,sys; t=sys.stdin.read(); j=json.loads(t[t.index("{"):])["jobs"][0]; r=j["read"] if j["read"]["io_bytes"] else j["write"]; print("%.0f %.1f" % (r["iops"], r["bw_bytes"]/1e6))'
 }
 copy_job() { # -> "- MB/s"
     local t0 t1
