@@ -1,4 +1,7 @@
+using System.Buffers.Binary;
 using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
 using Xunit;
 
 namespace Tapdisk.Integration.Tests;
@@ -183,6 +186,86 @@ public sealed class ControlProtocolTests : IntegrationTest
 
         WaitForExit(_pid);
         Assert.False(File.Exists(Ctl), "control socket left behind");
+    }
+
+    /// <summary>STATS: one 544-byte header (type 22, u64 JSON length at union offset 8), then exactly that much JSON.</summary>
+    private string Stats(ushort cookie)
+    {
+        using Socket s = RawControl.Connect(Ctl);
+        s.Send(RawControl.Message(21, cookie));
+        byte[] header = RawControl.ReadMessage(s) ?? throw new IOException("no STATS reply");
+        Assert.Equal(22, RawControl.Type(header));
+        ulong length = BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(16));
+        byte[] json = new byte[length];
+        int got = 0;
+        while (got < json.Length)
+        {
+            int n = s.Receive(json, got, json.Length - got, SocketFlags.None);
+            Assert.True(n > 0, $"EOF after {got} of {length} JSON bytes");
+            got += n;
+        }
+
+        Assert.Null(RawControl.ReadMessage(s)); // nothing after the JSON: the daemon closes
+        return Encoding.UTF8.GetString(json);
+    }
+
+    [Fact]
+    public void Stats_OneMinorAndAll_HeaderThenExactJson()
+    {
+        StartDaemon();
+        string file = CreateVhd("s.vhd", 8);
+        foreach (ushort minor in new ushort[] { 1, 2 })
+        {
+            MakeMarker(minor);
+            Ok(RawControl.Message(RawControl.Attach, minor), RawControl.AttachRsp);
+        }
+
+        Assert.Equal(RawControl.OpenRsp, RawControl.Type(RawControl.Exchange(Ctl, RawControl.OpenMessage(2, "vhd:" + file))));
+        using (JsonDocument one = JsonDocument.Parse(Stats(2)))
+        {
+            Assert.Equal("vhd:" + file, one.RootElement.GetProperty("name").GetString());
+            Assert.Equal("vhd", one.RootElement.GetProperty("images")[0].GetProperty("driver").GetProperty("name").GetString());
+        }
+
+        using (JsonDocument all = JsonDocument.Parse(Stats(0xFFFF)))
+        {
+            Assert.Equal(JsonValueKind.Array, all.RootElement.ValueKind);
+            Assert.Equal(2, all.RootElement.GetArrayLength());
+        }
+
+        AssertError(RawControl.Exchange(Ctl, RawControl.Message(21, 9)), 9, ENODEV);
+    }
+
+    [Fact]
+    public void PauseDiskInfoResume_Raw()
+    {
+        StartDaemon();
+        string file = CreateVhd("p.vhd", 8);
+        MakeMarker(1);
+        Ok(RawControl.Message(RawControl.Attach, 1), RawControl.AttachRsp);
+        AssertError(RawControl.Exchange(Ctl, RawControl.Message(9, 7)), 7, ENODEV);
+        Assert.Equal(RawControl.OpenRsp, RawControl.Type(RawControl.Exchange(Ctl, RawControl.OpenMessage(1, "vhd:" + file))));
+
+        // RESUME of a running VBD: EINVAL.
+        byte[] resume = RawControl.OpenMessage(1, string.Empty);
+        resume[0] = 11;
+        AssertError(RawControl.Exchange(Ctl, resume), 1, EINVAL);
+
+        Ok(RawControl.Message(9, 1), 10);
+        Assert.Equal(0x2a, RawControl.ListState(RawControl.ExchangeList(Ctl)[0]));
+
+        // DISK_INFO is answered from the cache while paused.
+        byte[] info = RawControl.Exchange(Ctl, RawControl.Message(28, 1));
+        Assert.Equal(29, RawControl.Type(info));
+        Assert.Equal(8UL * 1024 * 1024 / 512, RawControl.ImageSectors(info));
+        Assert.Equal(512U, RawControl.ImageSectorSize(info));
+
+        // An empty path resumes the same image.
+        Ok(resume, 12);
+        List<byte[]> list = RawControl.ExchangeList(Ctl);
+        Assert.Equal(0, RawControl.ListState(list[0]));
+        Assert.Equal("vhd:" + file, RawControl.ListPath(list[0]));
+        Assert.Equal(8L * 1024 * 1024, NbdExportSize(NbdSocket(_pid, 1)));
     }
 
     [Fact]

@@ -97,4 +97,37 @@ public sealed class TapdiskLifecycleTests : IntegrationTest
         Assert.Equal(expected.Length, actual.Length);
         Assert.True(expected.AsSpan().SequenceEqual(actual), "chain content differs from the pattern written");
     }
+
+    [Fact]
+    public void Unpause_OtherSize_Emediumtype_KeepsOldName_ThenOriginalResumes()
+    {
+        string file = CreateVhd("a.vhd", 16);
+        string other = CreateVhd("b.vhd", 32);
+        TapCtlOk("create", "-a", "vhd:" + file);
+        Dictionary<string, string> row = Assert.Single(List());
+        int pid = int.Parse(row["pid"], CultureInfo.InvariantCulture);
+        TrackTapdisk(pid);
+        string p = row["pid"], m = row["minor"];
+
+        ProcessResult notPaused = TapCtl("unpause", "-p", p, "-m", m);
+        Assert.Equal(22, notPaused.ExitCode);
+
+        TapCtlOk("pause", "-p", p, "-m", m);
+        ProcessResult wrong = TapCtl("unpause", "-p", p, "-m", m, "-a", "vhd:" + other);
+        Assert.Equal(124, wrong.ExitCode);
+        row = Assert.Single(List());
+        Assert.Equal("0x22a", row["state"]);
+
+        // Deliberately unlike the reference (which keeps the rejected name, control-xen.md 3.4): the old name stays.
+        Assert.Equal("vhd:" + file, row["args"]);
+
+        TapCtlOk("unpause", "-p", p, "-m", m, "-a", "vhd:" + file);
+        row = Assert.Single(List());
+        Assert.Equal("0", row["state"]);
+        Assert.Equal("vhd:" + file, row["args"]);
+        QemuIo(NbdSocket(pid, int.Parse(m, CultureInfo.InvariantCulture)), "write -P 0x44 0 64k", "read -P 0x44 0 64k");
+
+        TapCtlOk("destroy", "-p", p, "-m", m);
+        WaitForExit(pid);
+    }
 }
