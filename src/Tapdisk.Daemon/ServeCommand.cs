@@ -76,7 +76,15 @@ internal static class ServeCommand
             // SIGTERM or SIGINT: drain and close cleanly below (footers written).
         }
 
-        await export.PauseAsync().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        try
+        {
+            await export.PauseAsync().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // Bounded shutdown: say what we waited for, then close; the stuck requests fail.
+            log.Error($"{parameters}: {counting.InFlight} requests still in flight after 30 s; closing anyway");
+        }
         await listener.DisposeAsync().ConfigureAwait(false);
         await counting.DisposeAsync().ConfigureAwait(false);
         return 0;

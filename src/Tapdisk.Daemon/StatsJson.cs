@@ -76,10 +76,8 @@ internal sealed class StatsJson
 
     private StatsJson Close(string token)
     {
-        bool empty = _first.Pop();
-
         // An empty container prints as "[  ]": the opening "[ " then the closing " ]", as the reference does.
-        _ = empty;
+        _first.Pop();
         _sb.Append(token);
         return this;
     }
