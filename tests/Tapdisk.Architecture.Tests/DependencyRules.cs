@@ -14,9 +14,11 @@ public static class DependencyRules
     public const string Daemon = "Tapdisk.Daemon";
     public const string TapCtl = "Tapdisk.TapCtl";
     public const string VhdUtil = "Tapdisk.VhdUtil";
+    public const string XenStore = "Tapdisk.XenStore";
+    public const string Tapback = "Tapdisk.Tapback";
 
     /// <summary>The executables: only they compose layers, and nothing references them.</summary>
-    public static IReadOnlySet<string> Executables { get; } = new HashSet<string>(StringComparer.Ordinal) { Daemon, TapCtl, VhdUtil };
+    public static IReadOnlySet<string> Executables { get; } = new HashSet<string>(StringComparer.Ordinal) { Daemon, TapCtl, VhdUtil, Tapback };
 
     /// <summary>
     /// Allowed references per project. A project that does not exist yet is simply absent from the tree; a src project
@@ -36,10 +38,13 @@ public static class DependencyRules
         [Nbd] = Set(Storage),
         // Pure codec plus socket client and server: BCL only.
         [Control] = Set(),
+        // XenStore wire protocol client: BCL only.
+        [XenStore] = Set(),
         // Executables.
         [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, Blkif, Nbd, Control),
         [TapCtl] = Set(Control, Abi),
         [VhdUtil] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto),
+        [Tapback] = Set(XenStore, Control, Abi),
     };
 
     /// <summary>Projects allowed to set AllowUnsafeBlocks (STYLE.md section 4 rule 1).</summary>
