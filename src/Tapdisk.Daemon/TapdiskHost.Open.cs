@@ -180,6 +180,11 @@ internal sealed partial class TapdiskHost
         // Both of blktap's UNIX endpoints speak fixed newstyle (data-plane.md 6.1).
         vbd.Endpoints.Add(NbdUnixListener.Start(ControlPaths.NbdSocket(Pid, vbd.Minor), server));
         vbd.Endpoints.Add(NbdUnixListener.Start(ControlPaths.NbdOldSocket(Pid, vbd.Minor), server));
+
+        // The fd receivers: a peer (xapi) hands over an already-connected client; the "old" server's receiver greets
+        // it oldstyle, the "new" one fixed newstyle.
+        vbd.Endpoints.Add(NbdUnixListener.StartFdReceiver(ControlPaths.NbdServerSocket(Pid, vbd.Minor), server, NbdHandshakeStyle.Oldstyle));
+        vbd.Endpoints.Add(NbdUnixListener.StartFdReceiver(ControlPaths.NbdServerNewSocket(Pid, vbd.Minor), server, NbdHandshakeStyle.FixedNewstyle));
     }
 
     private static async Task StopNbdAsync(Vbd vbd)

@@ -37,4 +37,7 @@ internal static partial class Log
 
     [LoggerMessage(22, LogLevel.Warning, "NBD listener on {Path}: accept failed")]
     public static partial void AcceptFailed(ILogger logger, string path, Exception exception);
+
+    [LoggerMessage(23, LogLevel.Warning, "NBD fd receiver on {Path}: no client socket taken: {Reason}")]
+    public static partial void FdReceiveFailed(ILogger logger, string path, string reason);
 }

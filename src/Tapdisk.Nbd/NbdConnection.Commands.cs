@@ -64,7 +64,14 @@ internal sealed partial class NbdConnection
 
                 if (length != 0)
                 {
-                    await ReadAsync(image, offset, request.Data).ConfigureAwait(false);
+                    if (_structuredReplies && length >= _options.SparseReadMinBytes && (caps & ImageCapabilities.Extents) != 0)
+                    {
+                        await ReadSparseAsync(image, offset, request).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await ReadAsync(image, offset, request.Data).ConfigureAwait(false);
+                    }
                 }
 
                 return 0;
@@ -305,6 +312,57 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>Fills the request's extent list, widening an unaligned query to whole blocks (clipped when sent).</summary>
+    /// <summary>
+    /// Reads only the runs that do not read as zeros, and marks the request sparse when some run does: the reply
+    /// then carries OFFSET_HOLE chunks for those runs (qemu-nbd does the same), so reading an empty disk costs
+    /// neither disk I/O nor bandwidth. Runs the extent map does not cover are read as data.
+    /// </summary>
+    private async ValueTask ReadSparseAsync(IBlockImage image, long offset, NbdRequest request)
+    {
+        Memory<byte> data = request.Data;
+        long end = offset + data.Length;
+        await GetExtentsAsync(image, offset, data.Length, request).ConfigureAwait(false);
+        bool anyZero = false;
+        foreach (ImageExtent extent in request.Extents.AsSpan())
+        {
+            if ((extent.Flags & ExtentFlags.Zero) != 0 && Math.Min(end, extent.OffsetBytes + extent.LengthBytes) > Math.Max(offset, extent.OffsetBytes))
+            {
+                anyZero = true;
+                break;
+            }
+        }
+
+        if (!anyZero)
+        {
+            await ReadAsync(image, offset, data).ConfigureAwait(false);
+            return;
+        }
+
+        request.Sparse = true;
+        long position = offset;
+        for (int i = 0; i < request.Extents.Count && position < end; i++)
+        {
+            ImageExtent extent = request.Extents[i];
+            long runEnd = Math.Min(end, extent.OffsetBytes + extent.LengthBytes);
+            if (runEnd <= position)
+            {
+                continue;
+            }
+
+            if ((extent.Flags & ExtentFlags.Zero) == 0)
+            {
+                await ReadAsync(image, position, data.Slice((int)(position - offset), (int)(runEnd - position))).ConfigureAwait(false);
+            }
+
+            position = runEnd;
+        }
+
+        if (position < end)
+        {
+            await ReadAsync(image, position, data[(int)(position - offset)..]).ConfigureAwait(false);
+        }
+    }
+
     private async ValueTask GetExtentsAsync(IBlockImage image, long offset, long length, NbdRequest request)
     {
         ExtentList extents = request.Extents;

@@ -21,6 +21,14 @@ internal sealed partial class NbdConnection
     /// <summary>Negotiates; returns the export to serve, or null when the connection should close.</summary>
     private async ValueTask<NbdExport?> HandshakeAsync(CancellationToken cancellationToken)
     {
+        if (_oldstyle)
+        {
+            NbdExport export = _server.Resolve(string.Empty)!;
+            WriteOldstyleGreeting(export.Image);
+            await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            return export;
+        }
+
         WriteGreeting();
         await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
 
@@ -99,6 +107,23 @@ internal sealed partial class NbdConnection
     {
         Log.HandshakeEnded(_logger, _id, reason);
         return null;
+    }
+
+    /// <summary>
+    /// Oldstyle: magic, cliserv magic, size, 32-bit flags (transmission flags in the low half), 124 zeros, and
+    /// transmission starts. The reference sends flags 0 (not even HAS_FLAGS), which hides FLUSH from the client;
+    /// we advertise the real flags, which a client that ignores them is not affected by.
+    /// </summary>
+    private void WriteOldstyleGreeting(IBlockImage image)
+    {
+        const int length = 8 + 8 + 8 + 4 + ExportNameZeroPad;
+        Span<byte> span = _output.GetSpan(length)[..length];
+        span.Clear();
+        BinaryPrimitives.WriteUInt64BigEndian(span, NBDMAGIC);
+        BinaryPrimitives.WriteUInt64BigEndian(span[8..], OldstyleMagic);
+        BinaryPrimitives.WriteUInt64BigEndian(span[16..], (ulong)image.SizeBytes);
+        BinaryPrimitives.WriteUInt32BigEndian(span[24..], TransmissionFlags(image));
+        _output.Advance(length);
     }
 
     private void WriteGreeting()

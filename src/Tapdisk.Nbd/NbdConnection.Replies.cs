@@ -89,6 +89,11 @@ internal sealed partial class NbdConnection
                 {
                     WriteChunkHeader(request.Handle, NBD_REPLY_TYPE_NONE, 0);
                 }
+                else if (request.Sparse)
+                {
+                    await WriteSparseReadAsync(request).ConfigureAwait(false);
+                    break;
+                }
                 else
                 {
                     WriteChunkHeader(request.Handle, NBD_REPLY_TYPE_OFFSET_DATA, 8 + request.LengthBytes);
@@ -144,11 +149,77 @@ internal sealed partial class NbdConnection
         _unflushedBytes += SimpleReplySize;
     }
 
-    private void WriteChunkHeader(ulong handle, ushort type, uint length)
+    /// <summary>
+    /// One chunk per run: OFFSET_HOLE for runs that read as zeros, OFFSET_DATA for the rest, DONE on the last.
+    /// Adjacent runs of the same kind are merged so a fragmented map does not fragment the reply.
+    /// </summary>
+    private async ValueTask WriteSparseReadAsync(NbdRequest request)
+    {
+        long start = (long)request.OffsetBytes;
+        long end = start + request.LengthBytes;
+        ReadOnlyMemory<byte> data = request.Data;
+        long runStart = start;
+        bool runZero = false;
+        long position = start;
+        int i = 0;
+        while (position < end)
+        {
+            // The kind of the piece at 'position': extents not covering it (past the map) count as data.
+            bool zero = false;
+            long pieceEnd = end;
+            while (i < request.Extents.Count)
+            {
+                ImageExtent extent = request.Extents[i];
+                long extentEnd = extent.OffsetBytes + extent.LengthBytes;
+                if (extentEnd <= position)
+                {
+                    i++;
+                    continue;
+                }
+
+                zero = (extent.Flags & ExtentFlags.Zero) != 0;
+                pieceEnd = Math.Min(end, extentEnd);
+                break;
+            }
+
+            if (position > runStart && zero != runZero)
+            {
+                await WriteReadChunkAsync(request.Handle, runStart, position, runZero, data[(int)(runStart - start)..(int)(position - start)], done: false).ConfigureAwait(false);
+                runStart = position;
+            }
+
+            runZero = zero;
+            position = pieceEnd;
+        }
+
+        await WriteReadChunkAsync(request.Handle, runStart, end, runZero, data[(int)(runStart - start)..], done: true).ConfigureAwait(false);
+    }
+
+    private async ValueTask WriteReadChunkAsync(ulong handle, long from, long to, bool zero, ReadOnlyMemory<byte> data, bool done)
+    {
+        ushort flags = done ? NBD_REPLY_FLAG_DONE : (ushort)0;
+        if (zero)
+        {
+            // OFFSET_HOLE payload: u64 offset, u32 length.
+            WriteChunkHeader(handle, NBD_REPLY_TYPE_OFFSET_HOLE, 12, flags);
+            Span<byte> span = _output.GetSpan(12);
+            BinaryPrimitives.WriteUInt64BigEndian(span, (ulong)from);
+            BinaryPrimitives.WriteUInt32BigEndian(span[8..], (uint)(to - from));
+            _output.Advance(12);
+            return;
+        }
+
+        WriteChunkHeader(handle, NBD_REPLY_TYPE_OFFSET_DATA, (uint)(8 + (to - from)), flags);
+        BinaryPrimitives.WriteUInt64BigEndian(_output.GetSpan(8), (ulong)from);
+        _output.Advance(8);
+        await WriteDataAsync(data).ConfigureAwait(false);
+    }
+
+    private void WriteChunkHeader(ulong handle, ushort type, uint length, ushort flags = NBD_REPLY_FLAG_DONE)
     {
         Span<byte> span = _output.GetSpan(StructuredReplySize);
         BinaryPrimitives.WriteUInt32BigEndian(span, NBD_STRUCTURED_REPLY_MAGIC);
-        BinaryPrimitives.WriteUInt16BigEndian(span[4..], NBD_REPLY_FLAG_DONE);
+        BinaryPrimitives.WriteUInt16BigEndian(span[4..], flags);
         BinaryPrimitives.WriteUInt16BigEndian(span[6..], type);
         BinaryPrimitives.WriteUInt64BigEndian(span[8..], handle);
         BinaryPrimitives.WriteUInt32BigEndian(span[16..], length);

@@ -20,13 +20,15 @@ internal sealed partial class NbdConnection : IDisposable
     private readonly long _id;
     private readonly byte[] _header = new byte[NbdProtocol.RequestSize];
 
+    private readonly bool _oldstyle;
     private bool _clientNoZeroes;
     private bool _structuredReplies;
     private bool _baseAllocation;
     private NbdExport? _export;
 
-    public NbdConnection(NbdServer server, IDuplexPipe transport, long id)
+    public NbdConnection(NbdServer server, IDuplexPipe transport, long id, NbdHandshakeStyle style = NbdHandshakeStyle.FixedNewstyle)
     {
+        _oldstyle = style == NbdHandshakeStyle.Oldstyle;
         _server = server;
         _options = server.Options;
         _input = transport.Input;

@@ -6,6 +6,9 @@ internal static class NbdProtocol
     // Magics.
     public const ulong NBDMAGIC = 0x4E42444D41474943;
     public const ulong IHAVEOPT = 0x49484156454F5054;
+
+    /// <summary>The oldstyle greeting's second magic ("cliserv_magic").</summary>
+    public const ulong OldstyleMagic = 0x00420281861253;
     public const ulong NBD_REP_MAGIC = 0x0003E889045565A9;
     public const uint NBD_REQUEST_MAGIC = 0x25609513;
     public const uint NBD_SIMPLE_REPLY_MAGIC = 0x67446698;

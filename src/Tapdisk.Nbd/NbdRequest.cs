@@ -35,6 +35,9 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
     /// <summary>Raw extents from the image for BLOCK_STATUS (may extend outside the request; clipped when sent).</summary>
     public ExtentList Extents { get; } = new();
 
+    /// <summary>A structured READ whose <see cref="Extents"/> mark runs that read as zeros (sent as OFFSET_HOLE).</summary>
+    public bool Sparse { get; set; }
+
     public Memory<byte> Data => Buffer is null ? Memory<byte>.Empty : Buffer.Memory[..(int)LengthBytes];
 
     public void Reset()
@@ -47,6 +50,7 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
         Buffer = null;
         Image = null;
         Error = 0;
+        Sparse = false;
         Extents.Clear();
     }
 

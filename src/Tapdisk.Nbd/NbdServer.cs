@@ -36,15 +36,19 @@ public sealed class NbdServer
     /// Runs one client from handshake to close. Never throws for client or transport faults; completes both pipe ends.
     /// Cancelling stops reading requests and drops the client (requests already at the image still finish).
     /// </summary>
-    public Task HandleConnectionAsync(IDuplexPipe transport, CancellationToken cancellationToken = default)
+    public Task HandleConnectionAsync(IDuplexPipe transport, CancellationToken cancellationToken = default) =>
+        HandleConnectionAsync(transport, NbdHandshakeStyle.FixedNewstyle, cancellationToken);
+
+    /// <summary>As <see cref="HandleConnectionAsync(IDuplexPipe, CancellationToken)"/>, with the given handshake.</summary>
+    public Task HandleConnectionAsync(IDuplexPipe transport, NbdHandshakeStyle style, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(transport);
-        return RunConnectionAsync(transport, cancellationToken);
+        return RunConnectionAsync(transport, style, cancellationToken);
     }
 
-    private async Task RunConnectionAsync(IDuplexPipe transport, CancellationToken cancellationToken)
+    private async Task RunConnectionAsync(IDuplexPipe transport, NbdHandshakeStyle style, CancellationToken cancellationToken)
     {
-        using var connection = new NbdConnection(this, transport, Interlocked.Increment(ref _nextConnectionId));
+        using var connection = new NbdConnection(this, transport, Interlocked.Increment(ref _nextConnectionId), style);
         await connection.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 

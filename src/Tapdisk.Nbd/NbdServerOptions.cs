@@ -24,6 +24,12 @@ public sealed class NbdServerOptions
     /// <summary>Most base:allocation extents sent in one BLOCK_STATUS reply (the client asks again for the rest).</summary>
     public int MaxExtentsPerReply { get; init; } = 128 * 1024;
 
+    /// <summary>
+    /// Structured READs of at least this many bytes ask the image's allocation map first and send runs that read as
+    /// zeros as OFFSET_HOLE chunks; smaller reads skip the lookup (it would cost more than it saves).
+    /// </summary>
+    public int SparseReadMinBytes { get; init; } = 64 * 1024;
+
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestBytes, 4096);
@@ -32,6 +38,7 @@ public sealed class NbdServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxSkippableOptionBytes, MaxOptionBytes);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptions, 4);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxExtentsPerReply, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(SparseReadMinBytes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HandshakeTimeout, TimeSpan.Zero);
     }
 }

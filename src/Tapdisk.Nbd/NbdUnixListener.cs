@@ -1,13 +1,21 @@
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Tapdisk.Abi;
 using Tapdisk.Storage;
 
 namespace Tapdisk.Nbd;
 
-/// <summary>Serves an <see cref="NbdServer"/> on a UNIX stream socket path (tapdisk's nbd&lt;pid&gt;.&lt;minor&gt;).</summary>
+/// <summary>
+/// Serves an <see cref="NbdServer"/> on a UNIX stream socket path: either clients connect to it (tapdisk's
+/// nbd&lt;pid&gt;.&lt;minor&gt;), or it is an fd receiver (nbdserver[-new]&lt;pid&gt;.&lt;minor&gt;): a peer connects and
+/// sends one message carrying an already-connected NBD client's socket, which is then served.
+/// </summary>
 public sealed class NbdUnixListener : IAsyncDisposable
 {
+    /// <summary>blktap's fd receivers read one message of at most this size with the descriptor.</summary>
+    private const int FdMessageBytes = 16384;
+
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopAccepting = new();
     private readonly CancellationTokenSource _dropClients = new();
@@ -18,7 +26,14 @@ public sealed class NbdUnixListener : IAsyncDisposable
     private int _stopped;
 
     public NbdUnixListener(string path, NbdServer server)
+        : this(path, server, receivesDescriptors: false, NbdHandshakeStyle.FixedNewstyle)
     {
+    }
+
+    private NbdUnixListener(string path, NbdServer server, bool receivesDescriptors, NbdHandshakeStyle style)
+    {
+        ReceivesDescriptors = receivesDescriptors;
+        Style = style;
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(server);
         Path = path;
@@ -27,6 +42,12 @@ public sealed class NbdUnixListener : IAsyncDisposable
     }
 
     public string Path { get; }
+
+    /// <summary>True for an fd receiver: connections carry client sockets instead of being clients.</summary>
+    public bool ReceivesDescriptors { get; }
+
+    /// <summary>The handshake clients get.</summary>
+    public NbdHandshakeStyle Style { get; }
 
     public NbdServer Server { get; }
 
@@ -46,6 +67,18 @@ public sealed class NbdUnixListener : IAsyncDisposable
     public static NbdUnixListener Start(string path, NbdServer server, int backlog = 10)
     {
         var listener = new NbdUnixListener(path, server);
+        listener.Listen(backlog);
+        return listener;
+    }
+
+    /// <summary>
+    /// Creates an fd receiver on <paramref name="path"/>: each connection sends one message (up to 16 KiB, an id or
+    /// log text) with one descriptor, an NBD client's connected socket, which is served with <paramref name="style"/>.
+    /// Unlike the reference, which takes one connection at a time, senders are handled concurrently.
+    /// </summary>
+    public static NbdUnixListener StartFdReceiver(string path, NbdServer server, NbdHandshakeStyle style, int backlog = 5)
+    {
+        var listener = new NbdUnixListener(path, server, receivesDescriptors: true, style);
         listener.Listen(backlog);
         return listener;
     }
@@ -152,7 +185,7 @@ public sealed class NbdUnixListener : IAsyncDisposable
                 continue;
             }
 
-            Task connection = ServeAsync(client);
+            Task connection = ReceivesDescriptors ? ReceiveAndServeAsync(client) : ServeAsync(client);
             lock (_lock)
             {
                 _connections.Add(connection);
@@ -175,6 +208,74 @@ public sealed class NbdUnixListener : IAsyncDisposable
         }
     }
 
+    /// <summary>Takes the one message of an fd-passing peer, closes its connection, and serves the passed socket.</summary>
+    private async Task ReceiveAndServeAsync(Socket carrier)
+    {
+        await Task.Yield();
+        Socket? client = null;
+        using (carrier)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_dropClients.Token);
+            timeout.CancelAfter(Server.Options.HandshakeTimeout);
+            byte[] message = new byte[FdMessageBytes];
+            try
+            {
+                while (client is null)
+                {
+                    // A zero-byte receive waits until the message is readable without consuming it.
+                    await carrier.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, timeout.Token).ConfigureAwait(false);
+                    int n = FdPassing.TryReceive(carrier.SafeHandle, message, out int fd, out int errno);
+                    if (n < 0 && errno is Errno.EAGAIN or Errno.EINTR)
+                    {
+                        continue;
+                    }
+
+                    if (n < 0 || fd < 0)
+                    {
+                        Log.FdReceiveFailed(_logger, Path, n < 0 ? Errno.Describe(errno) : n == 0 ? "peer closed without sending" : "message carried no descriptor");
+                        return;
+                    }
+
+                    client = AdoptSocket(fd);
+                    if (client is null)
+                    {
+                        Log.FdReceiveFailed(_logger, Path, "the descriptor is not a stream socket");
+                        return;
+                    }
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                Log.FdReceiveFailed(_logger, Path, e is OperationCanceledException ? "no descriptor before the timeout" : e.Message);
+                return;
+            }
+        }
+
+        await ServeAsync(client).ConfigureAwait(false);
+    }
+
+    private static Socket? AdoptSocket(int fd)
+    {
+        var handle = new SafeSocketHandle(fd, ownsHandle: true);
+        try
+        {
+            var socket = new Socket(handle);
+            if (socket.SocketType == SocketType.Stream)
+            {
+                return socket;
+            }
+
+            socket.Dispose();
+            return null;
+        }
+        catch (SocketException)
+        {
+            // ENOTSOCK and the like: a file or pipe was passed.
+            handle.Dispose();
+            return null;
+        }
+    }
+
     private async Task ServeAsync(Socket client)
     {
         await Task.Yield();
@@ -183,7 +284,7 @@ public sealed class NbdUnixListener : IAsyncDisposable
         {
             PipeReader input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
             PipeWriter output = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 64 * 1024, leaveOpen: true));
-            await Server.HandleConnectionAsync(new DuplexPipe(input, output), _dropClients.Token).ConfigureAwait(false);
+            await Server.HandleConnectionAsync(new DuplexPipe(input, output), Style, _dropClients.Token).ConfigureAwait(false);
             try
             {
                 client.Shutdown(SocketShutdown.Both);

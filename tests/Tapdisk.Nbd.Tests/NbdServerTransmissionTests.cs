@@ -9,7 +9,7 @@ namespace Tapdisk.Nbd.Tests;
 public sealed class NbdServerTransmissionTests
 {
     private const long Size = 1024 * 1024;
-    private const ushort ChunkOffsetData = 1, ChunkBlockStatus = 5, ChunkError = 0x8001, ChunkNone = 0;
+    private const ushort ChunkOffsetData = 1, ChunkOffsetHole = 2, ChunkBlockStatus = 5, ChunkError = 0x8001, ChunkNone = 0;
 
     private static byte[] Pattern(int length, byte seed) => [.. Enumerable.Range(0, length).Select(i => (byte)(seed + (i * 7)))];
 
@@ -47,6 +47,74 @@ public sealed class NbdServerTransmissionTests
         Assert.Equal(0x1122334455667788ul, handle);
         Assert.Equal(4096ul, BinaryPrimitives.ReadUInt64BigEndian(payload));
         Assert.Equal(data, payload[8..]);
+    }
+
+    [Fact]
+    public async Task Read_Structured_SparseRange_SendsHoleChunksForZeroRuns()
+    {
+        var image = new MemoryImage(Size);
+        byte[] data = Pattern(65536, 5);
+        await image.WriteAsync(131072, data);
+        await using NbdTestClient client = await ConnectedAsync(image);
+
+        await client.SendRequestAsync(CmdRead, 7, 65536, 262144);
+        var chunks = new List<(ushort Flags, ushort Type, byte[] Payload)>();
+        while (true)
+        {
+            (ushort flags, ushort type, ulong handle, byte[] payload) = await client.ReadChunkAsync();
+            Assert.Equal(7ul, handle);
+            chunks.Add((flags, type, payload));
+            if ((flags & 1) != 0)
+            {
+                break;
+            }
+        }
+
+        Assert.Equal([ChunkOffsetHole, ChunkOffsetData, ChunkOffsetHole], chunks.Select(c => c.Type));
+        Assert.Equal(65536ul, BinaryPrimitives.ReadUInt64BigEndian(chunks[0].Payload));
+        Assert.Equal(65536u, BinaryPrimitives.ReadUInt32BigEndian(chunks[0].Payload.AsSpan(8)));
+        Assert.Equal(131072ul, BinaryPrimitives.ReadUInt64BigEndian(chunks[1].Payload));
+        Assert.Equal(data, chunks[1].Payload[8..]);
+        Assert.Equal(196608ul, BinaryPrimitives.ReadUInt64BigEndian(chunks[2].Payload));
+        Assert.Equal(131072u, BinaryPrimitives.ReadUInt32BigEndian(chunks[2].Payload.AsSpan(8)));
+    }
+
+    [Fact]
+    public async Task Read_Structured_AllZeroRange_SendsOneHoleChunk()
+    {
+        await using NbdTestClient client = await ConnectedAsync(new MemoryImage(Size));
+        await client.SendRequestAsync(CmdRead, 8, 0, 524288);
+        (ushort flags, ushort type, _, byte[] payload) = await client.ReadChunkAsync();
+        Assert.Equal(1, flags);
+        Assert.Equal(ChunkOffsetHole, type);
+        Assert.Equal(0ul, BinaryPrimitives.ReadUInt64BigEndian(payload));
+        Assert.Equal(524288u, BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(8)));
+    }
+
+    [Fact]
+    public async Task Read_Structured_BelowSparseThreshold_SendsData()
+    {
+        await using NbdTestClient client = await ConnectedAsync(new MemoryImage(Size), options: new NbdServerOptions { SparseReadMinBytes = 1024 * 1024 });
+        await client.SendRequestAsync(CmdRead, 9, 0, 524288);
+        (ushort flags, ushort type, _, byte[] payload) = await client.ReadChunkAsync();
+        Assert.Equal(1, flags);
+        Assert.Equal(ChunkOffsetData, type);
+        Assert.Equal(new byte[524288], payload[8..]);
+    }
+
+    [Fact]
+    public async Task Read_Simple_SparseRange_SendsZeros()
+    {
+        var image = new MemoryImage(Size);
+        byte[] data = Pattern(4096, 1);
+        await image.WriteAsync(131072, data);
+        await using NbdTestClient client = await ConnectedAsync(image, structured: false);
+        await client.SendRequestAsync(CmdRead, 10, 65536, 262144);
+        Assert.Equal((0u, 10ul), await client.ReadSimpleReplyAsync());
+        byte[] got = await client.ReadExactAsync(262144);
+        byte[] expected = new byte[262144];
+        data.CopyTo(expected, 65536);
+        Assert.Equal(expected, got);
     }
 
     [Fact]
