@@ -34,6 +34,8 @@ public sealed class TapdiskLifecycleTests : IntegrationTest
 
         string nbd = NbdSocket(pid, minor);
         Assert.Equal(64L * Mib, NbdExportSize(nbd));
+        string[] receivers = [Path.Combine(Root, FormattableString.Invariant($"nbdserver{pid}.{minor}")), Path.Combine(Root, FormattableString.Invariant($"nbdserver-new{pid}.{minor}"))];
+        Assert.All(receivers, r => Assert.True(File.Exists(r), r + " (fd receiver) missing"));
         QemuIo(nbd, "write -P 0x11 0 1M", "flush");
 
         // stats: valid JSON naming the VBD and its vhd image.
@@ -76,6 +78,7 @@ public sealed class TapdiskLifecycleTests : IntegrationTest
         Assert.False(File.Exists(Marker(minor)), "marker not freed");
         Assert.False(File.Exists(nbd), "NBD socket left behind");
         Assert.False(File.Exists(OldNbdSocket(pid, minor)), "old-style NBD socket left behind");
+        Assert.All(receivers, r => Assert.False(File.Exists(r), r + " (fd receiver) left behind"));
         Assert.False(File.Exists(ControlSocket(pid)), "control socket left behind");
         Assert.Empty(List());
 
