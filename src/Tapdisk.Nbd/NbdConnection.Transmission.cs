@@ -105,7 +105,7 @@ internal sealed partial class NbdConnection
                 // The gate: while the export is paused this waits, and no more requests are read from this client.
                 request.Image = await export.BeginRequestAsync(cancellationToken).ConfigureAwait(false);
                 handedOff = true;
-                ThreadPool.UnsafeQueueUserWorkItem(request, preferLocal: false);
+                _options.IoWorkers.Queue(request);
             }
             finally
             {

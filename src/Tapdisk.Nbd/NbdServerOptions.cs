@@ -1,3 +1,5 @@
+using Tapdisk.Storage;
+
 namespace Tapdisk.Nbd;
 
 /// <summary>Per-server limits; the defaults suit a tapdisk VBD.</summary>
@@ -30,6 +32,9 @@ public sealed class NbdServerOptions
     /// </summary>
     public int SparseReadMinBytes { get; init; } = 64 * 1024;
 
+    /// <summary>Threads that run requests against the images (blocking pread/pwrite); shared by every server by default.</summary>
+    public IoWorkerPool IoWorkers { get; init; } = IoWorkerPool.Shared;
+
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestBytes, 4096);
@@ -39,6 +44,7 @@ public sealed class NbdServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptions, 4);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxExtentsPerReply, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(SparseReadMinBytes, 1);
+        ArgumentNullException.ThrowIfNull(IoWorkers);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HandshakeTimeout, TimeSpan.Zero);
     }
 }

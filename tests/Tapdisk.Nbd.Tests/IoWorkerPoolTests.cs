@@ -1,0 +1,92 @@
+using Tapdisk.Storage;
+
+namespace Tapdisk.Nbd.Tests;
+
+public sealed class IoWorkerPoolTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public void BlockingItems_RunConcurrently_UpToTheQueueDepth()
+    {
+        // 32 items that can only finish together: a pool that ran fewer at once would time out the barrier.
+        var pool = new IoWorkerPool(64);
+        using var barrier = new Barrier(32);
+        using var done = new CountdownEvent(32);
+        int failures = 0;
+        for (int i = 0; i < 32; i++)
+        {
+            pool.Queue(new Item(() =>
+            {
+                if (!barrier.SignalAndWait(Patience))
+                {
+                    Interlocked.Increment(ref failures);
+                }
+
+                done.Signal();
+            }));
+        }
+
+        Assert.True(done.Wait(Patience * 2));
+        Assert.Equal(0, failures);
+        Assert.Equal(32, pool.ThreadCount);
+    }
+
+    [Fact]
+    public void ManyItems_RespectTheBound_AndAllRun()
+    {
+        var pool = new IoWorkerPool(4);
+        using var done = new CountdownEvent(500);
+        int running = 0, peak = 0;
+        for (int i = 0; i < 500; i++)
+        {
+            pool.Queue(new Item(() =>
+            {
+                int now = Interlocked.Increment(ref running);
+                int seen;
+                while (now > (seen = Volatile.Read(ref peak)) && Interlocked.CompareExchange(ref peak, now, seen) != seen)
+                {
+                }
+
+                Thread.SpinWait(1000);
+                Interlocked.Decrement(ref running);
+                done.Signal();
+            }));
+        }
+
+        Assert.True(done.Wait(Patience));
+        Assert.InRange(peak, 1, 4);
+        Assert.InRange(pool.ThreadCount, 1, 4);
+    }
+
+    [Fact]
+    public void IdleThreads_Leave_AndThePoolStillServesAfterwards()
+    {
+        var pool = new IoWorkerPool(8, idleTimeout: TimeSpan.FromMilliseconds(50));
+        using (var done = new CountdownEvent(8))
+        {
+            using var barrier = new Barrier(8);
+            for (int i = 0; i < 8; i++)
+            {
+                pool.Queue(new Item(() =>
+                {
+                    barrier.SignalAndWait(Patience);
+                    done.Signal();
+                }));
+            }
+
+            Assert.True(done.Wait(Patience));
+        }
+
+        Assert.True(SpinWait.SpinUntil(() => pool.ThreadCount == 0, Patience), $"{pool.ThreadCount} threads still alive");
+
+        using var again = new ManualResetEventSlim();
+        pool.Queue(new Item(again.Set));
+        Assert.True(again.Wait(Patience));
+    }
+
+    private sealed class Item(Action action) : IThreadPoolWorkItem
+    {
+        public void Execute() => action();
+    }
+}
