@@ -18,7 +18,7 @@ internal static class CheckCommand
         var opt = new GetOpt(args, "n:iItBpbsh");
         string? name = null;
         var flags = new Flags();
-        bool parents = false;
+        bool parents = false, stats = false;
         int c;
         while ((c = opt.Next(out string? arg)) != -1)
         {
@@ -30,7 +30,8 @@ internal static class CheckCommand
                 case 't': flags.IgnoreTimestamps = true; break;
                 case 'B': flags.NoOverlap = true; break;
                 case 'p': parents = true; break;
-                case 'b': case 's': break;
+                case 'b': flags.CheckBitmaps = true; break;
+                case 's': stats = true; break;
                 case 'h': Console.Out.Write(Usage.Check); return 0;
                 default: Console.Out.Write(Usage.Check); return Errno.EINVAL;
             }
@@ -59,18 +60,25 @@ internal static class CheckCommand
             }
 
             VhdFileInfo info = VhdFileInfo.Read(current);
-            (string? problem, int errno, string? parent) = Check(info, flags);
+            (string? problem, int errno, string? parent, Dump dump) = Check(info, flags);
             if (problem is not null)
             {
                 Console.Out.WriteLine(problem);
                 Console.Out.WriteLine($"{current} appears invalid; dumping metadata");
-                Console.Out.Write(VhdPrinter.All(info));
+                Console.Out.Write(DumpText(info, current, dump));
                 return errno;
             }
 
             if (info.Footer!.IsDynamic)
             {
-                Console.Out.WriteLine($"{current} is valid");
+                if (stats)
+                {
+                    Console.Out.WriteLine(Stats(info));
+                }
+                else
+                {
+                    Console.Out.WriteLine($"{current} is valid");
+                }
             }
 
             current = parents ? parent : null;
@@ -79,85 +87,94 @@ internal static class CheckCommand
         return 0;
     }
 
-    private static (string? Problem, int Errno, string? Parent) Check(VhdFileInfo info, Flags flags)
+    private static (string? Problem, int Errno, string? Parent, Dump Dump) Check(VhdFileInfo info, Flags flags)
     {
         if (info.Length < VhdFooter.Size || info.Primary is null)
         {
-            return ("primary footer invalid: file too short", Errno.EINVAL, null);
+            return ("primary footer invalid: file too short", Errno.EINVAL, null, Dump.Full);
         }
 
         string? primary = FooterProblem(info.Primary, flags);
         if (primary is not null && !flags.IgnorePrimary)
         {
-            return ($"primary footer invalid: {primary}", Errno.EINVAL, null);
+            return ($"primary footer invalid: {primary}", Errno.EINVAL, null, Dump.Full);
         }
 
         VhdFooter? footer = info.Footer;
         if (footer is null)
         {
-            return ($"primary footer invalid: {primary}", Errno.EINVAL, null);
+            return ($"primary footer invalid: {primary}", Errno.EINVAL, null, Dump.OpenFailed);
         }
 
         if (!footer.IsDynamic)
         {
-            return (null, 0, null);
+            return (null, 0, null, Dump.Full);
         }
 
         string? backup = FooterProblem(info.Backup!, flags);
         if (backup is not null)
         {
-            return ($"backup footer invalid: {backup}", Errno.EINVAL, null);
+            return ($"backup footer invalid: {backup}", Errno.EINVAL, null, Dump.Full);
         }
 
         if (primary is null && !Same(info.Primary, info.Backup!))
         {
-            return ("primary and backup footers do not match", Errno.EINVAL, null);
+            return ("primary and backup footers do not match", Errno.EINVAL, null, Dump.Full);
         }
 
         VhdDynamicHeader? header = info.Header;
         string? headerProblem = header is null ? "header unreadable" : HeaderProblem(header, footer, info.Length);
         if (headerProblem is not null)
         {
-            return ($"header is invalid: {headerProblem}", Errno.EINVAL, null);
+            return ($"header is invalid: {headerProblem}", Errno.EINVAL, null, Dump.OpenFailed);
+        }
+
+        // The reference validates the batmap while computing the end of the metadata, before the BAT checks, and
+        // reports every batmap fault (cookie, version, offset, size, checksum) with this one line.
+        if (info.BatmapExpected && (info.Batmap is null || info.Batmap.Version > VhdBatmapHeader.CurrentVersion || info.ComputedBatmapChecksum() != info.Batmap.Checksum))
+        {
+            return ($"error calculating end of metadata: -{Errno.EINVAL}", Errno.EINVAL, null, Dump.NoBatmap);
         }
 
         string? batProblem = BatProblem(info, header!, flags);
         if (batProblem is not null)
         {
-            return (batProblem, Errno.EINVAL, null);
+            return (batProblem, Errno.EINVAL, null, Dump.Full);
         }
 
         if (info.Batmap is not null)
         {
-            if (info.Batmap.Version > VhdBatmapHeader.CurrentVersion)
-            {
-                return ("batmap is invalid: invalid version", Errno.EINVAL, null);
-            }
-
-            if (info.ComputedBatmapChecksum() != info.Batmap.Checksum)
-            {
-                return ("batmap is invalid: invalid checksum", Errno.EINVAL, null);
-            }
-
             for (int b = 0; b < info.Bat.Length; b++)
             {
                 if (info.Bat[b] == VhdLayout.Unallocated && info.BatmapBit(b))
                 {
-                    return ($"batmap shows unallocated block {b} full", Errno.EINVAL, null);
+                    return ($"batmap shows unallocated block {b} full", Errno.EINVAL, null, Dump.Full);
                 }
             }
         }
 
+        if (flags.CheckBitmaps && !flags.NoOverlap && BitmapProblem(info, header!) is string bitmapProblem)
+        {
+            return (bitmapProblem, Errno.EINVAL, null, Dump.Full);
+        }
+
         if (footer.DiskType != VhdDiskType.Differencing)
         {
-            return (null, 0, null);
+            return (null, 0, null, Dump.Full);
+        }
+
+        string? locatorProblem = LocatorProblem(info, header!);
+        if (locatorProblem is not null)
+        {
+            return (locatorProblem, Errno.EINVAL, null, Dump.Full);
         }
 
         string canonical = ImageOpener.CanonicalPath(info.Path);
         string? parent = VhdMetadataReader.ResolveParent(info.Path, canonical, header!, out _);
         if (parent is null)
         {
-            return ($"error checking parent of {info.Path}: parent not found", Errno.ENOENT, null);
+            string shown = Array.Find(info.LocatorNames, n => n is not null) ?? header!.ParentName;
+            return ($"error resolving {shown}: -{Errno.ENOENT}", Errno.ENOENT, null, Dump.Full);
         }
 
         if (!VhdUuid.IsNull(header!.ParentUuid) && !flags.IgnoreParentUuid)
@@ -165,11 +182,11 @@ internal static class CheckCommand
             VhdFileInfo parentInfo = VhdFileInfo.Read(parent);
             if (parentInfo.Footer is null || !parentInfo.Footer.UniqueId.AsSpan().SequenceEqual(header.ParentUuid))
             {
-                return ($"parent uuid mismatch: {info.Path} expects {VhdUuid.Format(header.ParentUuid)}, {parent} is {(parentInfo.Footer is null ? "unreadable" : VhdUuid.Format(parentInfo.Footer.UniqueId))}", Errno.EINVAL, null);
+                return ($"invalid parent {parent}: invalid parent uuid", Errno.EINVAL, null, Dump.Full);
             }
         }
 
-        return (null, 0, VhdUuid.IsNull(header.ParentUuid) ? null : parent);
+        return (null, 0, VhdUuid.IsNull(header.ParentUuid) ? null : parent, Dump.Full);
     }
 
     private static string? FooterProblem(VhdFooter f, Flags flags)
@@ -358,8 +375,162 @@ internal static class CheckCommand
         return null;
     }
 
+    /// <summary>Locator rules of data-plane.md 1.14: each used slot sane and inside the file, codes unique, names agree.</summary>
+    private static string? LocatorProblem(VhdFileInfo info, VhdDynamicHeader h)
+    {
+        var codes = new HashSet<uint>();
+        int found = 0;
+        for (int i = 0; i < h.Locators.Length; i++)
+        {
+            VhdParentLocator loc = h.Locators[i];
+            if (loc.PlatformCode == VhdParentLocator.None)
+            {
+                continue;
+            }
+
+            if (loc.DataOffset == 0 || loc.DataSpaceBytes == 0 || loc.DataLength == 0 || loc.DataLength > loc.DataSpaceBytes
+                || (long)loc.DataOffset + loc.DataSpaceBytes > info.Length || loc.Reserved != 0)
+            {
+                return $"invalid parent locator {i} (offset {loc.DataOffset}, space {loc.DataSpace}, length {loc.DataLength})";
+            }
+
+            if (!codes.Add(loc.PlatformCode))
+            {
+                return $"duplicate parent locator code {VhdParentLocator.CodeName(loc.PlatformCode)} in locator {i}";
+            }
+
+            if (loc.PlatformCode is VhdParentLocator.MacX or VhdParentLocator.W2ku or VhdParentLocator.W2ru)
+            {
+                string? name = info.LocatorNames[i];
+                if (name is null)
+                {
+                    return $"parent locator {i} cannot be decoded";
+                }
+
+                if (Path.GetFileName(name) != h.ParentName)
+                {
+                    return $"parent locator {i} names '{Path.GetFileName(name)}' but the header's parent name is '{h.ParentName}'";
+                }
+
+                found++;
+            }
+        }
+
+        return found == 0 ? "no parent locator found" : null;
+    }
+
+    /// <summary>"-b": a sector whose bitmap bit is clear must hold zeros (its data is not the guest's).</summary>
+    private static string? BitmapProblem(VhdFileInfo info, VhdDynamicHeader h)
+    {
+        int spb = (int)(h.BlockSize / VhdLayout.SectorSize);
+        int bitmapSectors = VhdLayout.BitmapSectors(h.BlockSize);
+        using ImageFile file = ImageFile.Open(info.Path, readOnly: true, direct: false);
+        byte[] bitmap = new byte[bitmapSectors * VhdLayout.SectorSize];
+        byte[] data = new byte[h.BlockSize];
+        for (int b = 0; b < info.Bat.Length; b++)
+        {
+            if (info.Bat[b] == VhdLayout.Unallocated || info.BatmapBit(b))
+            {
+                continue;
+            }
+
+            file.ReadExactly(bitmap, (long)info.Bat[b] * VhdLayout.SectorSize);
+            if (VhdBitmap.IsFull(bitmap, spb))
+            {
+                continue;
+            }
+
+            int n = file.Read(data, ((long)info.Bat[b] + bitmapSectors) * VhdLayout.SectorSize);
+            for (int s = 0; s < spb && (s * VhdLayout.SectorSize) < n; s++)
+            {
+                if (!VhdBitmap.Test(bitmap, s) && data.AsSpan(s * VhdLayout.SectorSize, Math.Min(VhdLayout.SectorSize, n - (s * VhdLayout.SectorSize))).ContainsAnyExcept((byte)0))
+                {
+                    return $"block {b} (offset 0x{info.Bat[b]:x}): sector {s} holds data but its bitmap bit is clear";
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>"-s": sectors in allocated blocks and sectors whose bitmap bit is set.</summary>
+    private static string Stats(VhdFileInfo info)
+    {
+        VhdDynamicHeader h = info.Header!;
+        int spb = (int)(h.BlockSize / VhdLayout.SectorSize);
+        long allocated = 0, written = 0;
+        using ImageFile file = ImageFile.Open(info.Path, readOnly: true, direct: false);
+        byte[] bitmap = new byte[VhdLayout.BitmapSectors(h.BlockSize) * VhdLayout.SectorSize];
+        for (int b = 0; b < info.Bat.Length; b++)
+        {
+            if (info.Bat[b] == VhdLayout.Unallocated)
+            {
+                continue;
+            }
+
+            allocated += spb;
+            file.ReadExactly(bitmap, (long)info.Bat[b] * VhdLayout.SectorSize);
+            for (int s = 0; s < spb; s++)
+            {
+                written += VhdBitmap.Test(bitmap, s) ? 1 : 0;
+            }
+        }
+
+        double pct = allocated == 0 ? 0 : written * 100.0 / allocated;
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{info.Path}: secs allocated: 0x{allocated:x} secs written: 0x{written:x} ({pct:F2}%)");
+    }
+
+    private static string DumpText(VhdFileInfo info, string name, Dump dump)
+    {
+        switch (dump)
+        {
+            case Dump.OpenFailed:
+            {
+                // The reference could not open the VHD: it dumps the raw primary footer and the header it points at.
+                var sb = new System.Text.StringBuilder();
+                sb.Append($"Failed to open {name}: -{Errno.EINVAL}\n\n{name} appears invalid; dumping headers\n\n");
+                if (info.Primary is not null)
+                {
+                    sb.Append(VhdPrinter.Footer(info.Primary));
+                }
+
+                if (info.Header is not null)
+                {
+                    sb.Append(VhdPrinter.Header(info.Header));
+                }
+
+                return sb.ToString();
+            }
+
+            case Dump.NoBatmap:
+            {
+                var sb = new System.Text.StringBuilder();
+                sb.Append(VhdPrinter.Footer(info.Footer!)).Append(VhdPrinter.Header(info.Header!));
+                if (info.Footer!.DiskTypeValue == (uint)VhdDiskType.Differencing)
+                {
+                    sb.Append(VhdPrinter.Locators(info));
+                }
+
+                return sb.Append("failed to get batmap header\n").ToString();
+            }
+
+            default:
+                return VhdPrinter.All(info);
+        }
+    }
+
+    /// <summary>Which metadata dump follows a failure, as the reference prints it.</summary>
+    private enum Dump
+    {
+        Full,
+        OpenFailed,
+        NoBatmap,
+    }
+
     private sealed class Flags
     {
+        public bool CheckBitmaps { get; set; }
+
         public bool IgnorePrimary { get; set; }
 
         public bool IgnoreParentUuid { get; set; }

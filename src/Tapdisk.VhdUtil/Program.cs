@@ -25,7 +25,12 @@ internal static class Program
                 "read" => Commands.Read(rest),
                 "set" => Commands.Set(rest),
                 "check" => CheckCommand.Run(rest),
-                "repair" or "resize" or "fill" or "coalesce" or "modify" or "scan" or "revert" or "key" or "copy" => NotYet(args[0]),
+                "coalesce" => CoalesceCommand.Run(rest),
+                "resize" => ResizeCommand.Resize(rest),
+                "revert" => ResizeCommand.Revert(rest),
+                "repair" => ResizeCommand.Repair(rest),
+                "scan" => ScanCommand.Run(rest),
+                "fill" or "modify" or "key" or "copy" => NotYet(args[0]),
                 _ => Invalid(args[0]),
             };
         }

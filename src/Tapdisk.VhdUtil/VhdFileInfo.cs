@@ -31,6 +31,9 @@ internal sealed class VhdFileInfo
 
     public byte[] BatmapMap { get; private set; } = [];
 
+    /// <summary>The VHD should carry a batmap (tap creator 1.1+), whether or not a valid one was found.</summary>
+    public bool BatmapExpected { get; private set; }
+
     public string?[] LocatorNames { get; } = new string?[VhdDynamicHeader.LocatorCount];
 
     public static VhdFileInfo Read(string path)
@@ -49,7 +52,8 @@ internal sealed class VhdFileInfo
         file.ReadExactly(buffer.AsSpan(0, VhdFooter.Size), 0);
         info.Backup = VhdFooter.Read(buffer);
         info.Footer = IsGood(info.Primary) ? info.Primary : IsGood(info.Backup) && info.Backup.IsDynamic ? info.Backup : null;
-        VhdFooter? footer = info.Footer;
+        // Without a good footer the header is still read through the primary, for check's dump of a broken file.
+        VhdFooter? footer = info.Footer ?? info.Primary;
         if (footer is null || !footer.IsDynamic || footer.DataOffset > (ulong)(info.Length - VhdDynamicHeader.Size))
         {
             return info;
@@ -70,7 +74,8 @@ internal sealed class VhdFileInfo
             }
         }
 
-        if (VhdMetadataReader.HasBatmap(footer))
+        info.BatmapExpected = VhdMetadataReader.HasBatmap(footer);
+        if (info.BatmapExpected)
         {
             long at = (long)VhdLayout.BatmapHeaderOffset(header.TableOffset, header.MaxTableEntries);
             if (at + VhdBatmapHeader.Size <= info.Length)
@@ -78,7 +83,8 @@ internal sealed class VhdFileInfo
                 byte[] bh = new byte[VhdBatmapHeader.Size];
                 file.ReadExactly(bh, at);
                 VhdBatmapHeader batmap = VhdBatmapHeader.Read(bh);
-                if (batmap.HasValidCookie)
+                if (batmap.HasValidCookie && batmap.BatmapOffset == (ulong)at + VhdBatmapHeader.Size && batmap.BatmapSize > 0
+                    && batmap.BatmapOffset + ((ulong)batmap.BatmapSize * VhdLayout.SectorSize) <= (ulong)info.Length + VhdLayout.SectorSize)
                 {
                     info.Batmap = batmap;
                     long mapBytes = Math.Min((long)batmap.BatmapSize * VhdLayout.SectorSize, 64L * 1024 * 1024);

@@ -1,0 +1,145 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Tapdisk.Drivers.Raw;
+using Tapdisk.Drivers.Vhd;
+using Tapdisk.Storage;
+using Tapdisk.Testing;
+using Xunit;
+
+namespace Tapdisk.VhdUtil.Tests;
+
+/// <summary>Runs the built vhd-util as a real process, and builds test images through our own driver.</summary>
+internal static class VhdUtilProcess
+{
+    public const int MiB = 1024 * 1024;
+
+    private static readonly TimeSpan s_hangGuard = TimeSpan.FromMinutes(5);
+
+    /// <summary>The vhd-util executable: the AOT one in artifacts/bin if published, else this configuration's build.</summary>
+    public static string Binary
+    {
+        get
+        {
+            string root = ExternalTool.RepoRoot;
+            string config = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Name;
+            string published = Path.Combine(root, "artifacts", "bin", "vhd-util");
+            string built = Path.Combine(root, "artifacts", "build", "bin", "Tapdisk.VhdUtil", config, "vhd-util");
+            return File.Exists(published) ? published : File.Exists(built) ? built : throw new InvalidOperationException($"vhd-util is not built ({built})");
+        }
+    }
+
+    public static ProcessResult Run(string workingDirectory, params string[] args) => Run(workingDirectory, null, args);
+
+    public static ProcessResult Run(string workingDirectory, IDictionary<string, string>? environment, params string[] args)
+    {
+        var psi = new ProcessStartInfo(Binary)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory,
+        };
+        foreach (string a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        if (environment is not null)
+        {
+            foreach (KeyValuePair<string, string> kv in environment)
+            {
+                psi.Environment[kv.Key] = kv.Value;
+            }
+        }
+
+        using Process p = Process.Start(psi)!;
+        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(s_hangGuard))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException("vhd-util " + string.Join(' ', args));
+        }
+
+        p.WaitForExit();
+        return new ProcessResult(p.ExitCode, stdout.GetAwaiter().GetResult(), stderr.GetAwaiter().GetResult());
+    }
+
+    public static string Ok(string workingDirectory, params string[] args)
+    {
+        ProcessResult r = Run(workingDirectory, args);
+        Assert.True(r.ExitCode == 0, $"vhd-util {string.Join(' ', args)}: exit {r.ExitCode}\n{r.StandardOutput}\n{r.StandardError}");
+        return r.StandardOutput;
+    }
+
+    public static void AssertValid(string workingDirectory, string name, params string[] extra)
+    {
+        ProcessResult r = Run(workingDirectory, ["check", "-n", name, .. extra]);
+        Assert.True(r.ExitCode == 0 && r.StandardOutput.StartsWith(name + " is valid", StringComparison.Ordinal), $"check {name}: exit {r.ExitCode}\n{r.StandardOutput}\n{r.StandardError}");
+    }
+
+    public static ImageOpener NewOpener() => new(new RawImageDriver(), new VhdImageDriver());
+
+    /// <summary>Opens a VHD with its chain through our driver (the same code tapdisk serves with).</summary>
+    public static IBlockImage Open(string path, bool readOnly = false) =>
+        NewOpener().Open("vhd", path, readOnly ? ImageOpenOptions.ReadOnlyDefault with { DirectIo = false } : ImageOpenOptions.ReadWrite with { DirectIo = false });
+
+    public static void Write(IBlockImage image, long offsetBytes, byte[] data, byte[]? shadow = null)
+    {
+        image.WriteAsync(offsetBytes, data).AsTask().GetAwaiter().GetResult();
+        if (shadow is not null)
+        {
+            data.CopyTo(shadow, offsetBytes);
+        }
+    }
+
+    public static byte[] ReadAll(string path)
+    {
+        using IBlockImage image = Open(path, readOnly: true);
+        byte[] all = new byte[image.SizeBytes];
+        for (long at = 0; at < all.Length; at += MiB)
+        {
+            int n = (int)Math.Min(MiB, all.Length - at);
+            image.ReadAsync(at, all.AsMemory((int)at, n)).AsTask().GetAwaiter().GetResult();
+        }
+
+        return all;
+    }
+
+    public static byte[] Pattern(int length, int seed)
+    {
+        byte[] b = new byte[length];
+        new Random(seed).NextBytes(b);
+        b[0] = (byte)(seed | 1);
+        return b;
+    }
+
+    public static string Sha256(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
+
+    public static void AssertSameContent(byte[] expected, byte[] actual, string what)
+    {
+        Assert.True(expected.Length == actual.Length, $"{what}: length {actual.Length}, expected {expected.Length}");
+        int diff = expected.AsSpan().CommonPrefixLength(actual);
+        Assert.True(diff == expected.Length, $"{what}: first difference at byte {diff} (0x{diff:x})");
+    }
+
+    public static ProcessResult QemuImg(params string[] args) => ExternalTool.Run(ExternalTool.Require("qemu-img"), args);
+
+    /// <summary>qemu-img compare -f vpc -F raw against the expected bytes says identical.</summary>
+    public static void AssertQemuSees(string vhdPath, byte[] expected)
+    {
+        string raw = vhdPath + ".expected.raw";
+        File.WriteAllBytes(raw, expected);
+        ProcessResult r = QemuImg("compare", "-f", "vpc", "-F", "raw", vhdPath, raw);
+        File.Delete(raw);
+        Assert.True(r.ExitCode == 0, $"qemu-img compare {vhdPath}: exit {r.ExitCode}\n{r.StandardOutput}\n{r.StandardError}");
+    }
+
+    /// <summary>qemu-img check: clean, or qemu's "does not support checks" for vpc (not a failure).</summary>
+    public static void AssertQemuCheckClean(string vhdPath)
+    {
+        ProcessResult r = QemuImg("check", "-f", "vpc", vhdPath);
+        bool unsupported = r.ExitCode == 63 && r.StandardError.Contains("does not support checks", StringComparison.Ordinal);
+        Assert.True(r.ExitCode == 0 || unsupported, $"qemu-img check {vhdPath}: exit {r.ExitCode}\n{r.StandardError}");
+    }
+}
