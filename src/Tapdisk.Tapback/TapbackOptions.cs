@@ -1,0 +1,48 @@
+namespace Tapdisk.Tapback;
+
+/// <summary>
+/// Command-line settings: the reference's flags (control-xen.md Part II 5.1) plus the blkif features to advertise,
+/// which follow what our tapdisk implements and can be switched per installation.
+/// </summary>
+internal sealed class TapbackOptions
+{
+    public bool Foreground { get; set; }
+
+    public bool Verbose { get; set; }
+
+    /// <summary>-n: the backend type directory under backend/.</summary>
+    public string BackendName { get; set; } = "vbd3";
+
+    /// <summary>-p: pidfile written once the agent runs.</summary>
+    public string? PidFile { get; set; }
+
+    /// <summary>-x: serve only this frontend domain; null serves all of them in this one process.</summary>
+    public uint? FrontendDomain { get; set; }
+
+    /// <summary>feature-barrier: 1 by default as in the reference, 0 with -b.</summary>
+    public bool Barrier { get; set; } = true;
+
+    /// <summary>max-ring-page-order advertised and accepted (tapdisk maps at most 8 ring pages).</summary>
+    public uint MaxRingPageOrder { get; set; } = 3;
+
+    /// <summary>feature-flush-cache: tapdisk answers BLKIF_OP_FLUSH_DISKCACHE with a real flush.</summary>
+    public bool FlushCache { get; set; } = true;
+
+    /// <summary>discard-granularity in bytes; 0 leaves feature-discard unadvertised.</summary>
+    public uint DiscardGranularity { get; set; }
+
+    /// <summary>feature-max-indirect-segments; 0 leaves indirect descriptors unadvertised.</summary>
+    public uint MaxIndirectSegments { get; set; }
+
+    /// <summary>physical-sector-size; 0 writes nothing (blkfront then assumes the logical sector size).</summary>
+    public uint PhysicalSectorSize { get; set; }
+
+    /// <summary>Where tapdisks' control sockets live (ctl&lt;pid&gt;).</summary>
+    public string ControlDirectory { get; set; } = Tapdisk.Control.ControlPaths.Root;
+
+    /// <summary>Budget for one control exchange with a tapdisk; the reference waits forever (5.6 item 6).</summary>
+    public TimeSpan ControlTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Backend domain id; null reads the relative key "domid" (absent means 0), as the reference does.</summary>
+    public uint? BackendDomain { get; set; }
+}

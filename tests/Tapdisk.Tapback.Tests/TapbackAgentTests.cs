@@ -1,0 +1,430 @@
+using Tapdisk.Control;
+using Tapdisk.XenStore;
+using Xunit;
+
+namespace Tapdisk.Tapback.Tests;
+
+/// <summary>The agent end to end: test xenstored, fake tapdisk control socket, toolstack and frontend played by the test.</summary>
+public sealed class TapbackAgentTests
+{
+    private const uint Fe = 5;
+    private const uint Dev = 51712;
+
+    [Fact]
+    public async Task Handshake_ConnectsWithEveryFieldAndClosesOnFrontendClosed()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        await h.Settle();
+        Assert.Equal("1", h.BackendKey(Fe, Dev, "state")); // gated on hotplug-status
+        Assert.Equal("3", h.BackendKey(Fe, Dev, "max-ring-page-order"));
+
+        h.Hotplug(Fe, Dev);
+        await h.WaitBackendState(Fe, Dev, 2);
+        Assert.Equal("4242", h.BackendKey(Fe, Dev, "kthread-pid"));
+        Assert.Equal($"{TapbackHarness.DiskSectors}", h.BackendKey(Fe, Dev, "sectors"));
+        Assert.Equal("512", h.BackendKey(Fe, Dev, "sector-size"));
+        Assert.Equal("0", h.BackendKey(Fe, Dev, "info"));
+        Assert.Equal("1", h.BackendKey(Fe, Dev, "feature-flush-cache"));
+        Assert.Equal("1", h.BackendKey(Fe, Dev, "feature-barrier"));
+        Assert.Null(h.BackendKey(Fe, Dev, "feature-discard"));
+        Assert.Null(h.BackendKey(Fe, Dev, "feature-max-indirect-segments"));
+
+        // Keys for the frontend: owned by the backend domain, readable by the frontend domain only.
+        XenStorePermission[] expected = [new(XenStoreAccess.None, 0), new(XenStoreAccess.Read, Fe)];
+        foreach (string key in new[] { "max-ring-page-order", "feature-flush-cache", "sectors", "sector-size", "info" })
+        {
+            Assert.Equal(expected, h.Store.Permissions(TapbackHarness.Backend(Fe, Dev) + "/" + key));
+        }
+
+        Assert.Empty(h.Tapdisk.Connects);
+        h.FrontendPublishesRing(Fe, Dev, ringRef: 8, eventChannel: 17);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitBackendState(Fe, Dev, 4);
+
+        TapdiskMessage connect = Assert.Single(h.Tapdisk.Connects);
+        Assert.Equal(TapdiskMessageType.XenblkifConnect, connect.Type);
+        Assert.Equal(TapbackHarness.TapdiskMinor, connect.Cookie);
+        Assert.Equal(Fe, connect.BlkifDomid);
+        Assert.Equal(Dev, connect.BlkifDevid);
+        Assert.Equal(8u, connect.GetBlkifGref(0));
+        for (int i = 1; i < 8; i++)
+        {
+            Assert.Equal(0u, connect.GetBlkifGref(i));
+        }
+
+        Assert.Equal(0u, connect.BlkifOrder);
+        Assert.Equal(3u, connect.BlkifProto); // x86_64-abi
+        Assert.Equal(string.Empty, connect.BlkifPool);
+        Assert.Equal(17u, connect.BlkifPort);
+        Assert.Equal(0u, connect.BlkifPollDuration);
+        Assert.Equal(0u, connect.BlkifPollIdleThreshold);
+
+        h.FrontendState(Fe, Dev, 4);
+        await h.Settle();
+        Assert.Single(h.Tapdisk.Connects);
+
+        h.FrontendState(Fe, Dev, 5);
+        await h.WaitBackendState(Fe, Dev, 5);
+        Assert.Empty(h.Tapdisk.Disconnects);
+        h.FrontendState(Fe, Dev, 6);
+        await h.WaitBackendState(Fe, Dev, 6);
+        TapdiskMessage disconnect = Assert.Single(h.Tapdisk.Disconnects);
+        Assert.Equal(Fe, disconnect.BlkifDomid);
+        Assert.Equal(Dev, disconnect.BlkifDevid);
+    }
+
+    [Fact]
+    public async Task MultiPageRing_ReadOnlyCdrom_PollingKeys_AreSent()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync(new TapbackOptions { Barrier = false, DiscardGranularity = 4096, MaxIndirectSegments = 256, PhysicalSectorSize = 4096 });
+        h.AddDevice(Fe, Dev, mode: "r", deviceType: "cdrom");
+        h.Store.WriteAll(TapbackHarness.Backend(Fe, Dev), ("polling-duration", "1000"), ("polling-idle-threshold", "50"));
+        h.Hotplug(Fe, Dev);
+        await h.WaitBackendState(Fe, Dev, 2);
+        Assert.Equal("5", h.BackendKey(Fe, Dev, "info")); // VDISK_CDROM | VDISK_READONLY
+        Assert.Equal("0", h.BackendKey(Fe, Dev, "feature-barrier"));
+        Assert.Equal("1", h.BackendKey(Fe, Dev, "feature-discard"));
+        Assert.Equal("4096", h.BackendKey(Fe, Dev, "discard-granularity"));
+        Assert.Equal("256", h.BackendKey(Fe, Dev, "feature-max-indirect-segments"));
+        Assert.Equal("4096", h.BackendKey(Fe, Dev, "physical-sector-size"));
+
+        string fe = TapbackHarness.Frontend(Fe, Dev);
+        h.Store.WriteAll(fe, ("ring-page-order", "2"), ("ring-ref0", "100"), ("ring-ref1", "101"), ("ring-ref2", "102"), ("ring-ref3", "103"), ("event-channel", "9"), ("protocol", "x86_32-abi"));
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitBackendState(Fe, Dev, 4);
+        TapdiskMessage connect = Assert.Single(h.Tapdisk.Connects);
+        Assert.Equal(2u, connect.BlkifOrder);
+        Assert.Equal([100u, 101u, 102u, 103u, 0u, 0u, 0u, 0u], Enumerable.Range(0, 8).Select(connect.GetBlkifGref));
+        Assert.Equal(2u, connect.BlkifProto); // x86_32-abi
+        Assert.Equal(9u, connect.BlkifPort);
+        Assert.Equal(1000u, connect.BlkifPollDuration);
+        Assert.Equal(50u, connect.BlkifPollIdleThreshold);
+    }
+
+    [Fact]
+    public async Task MissingProtocol_MeansNativeX86_64()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Store.Remove(TapbackHarness.Frontend(Fe, Dev) + "/protocol");
+        h.Hotplug(Fe, Dev);
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitBackendState(Fe, Dev, 4);
+        Assert.Equal(3u, Assert.Single(h.Tapdisk.Connects).BlkifProto);
+    }
+
+    [Theory]
+    [InlineData("ring-page-order", "9", "exceeds the advertised maximum")]
+    [InlineData("ring-page-order", "-1", "unparsable ring-page-order")]
+    [InlineData("ring-page-order", "1", "missing ring-ref1")]
+    [InlineData("ring-ref", "12abc", "unparsable ring-ref")]
+    [InlineData("ring-ref", "99999999999", "unparsable ring-ref")]
+    [InlineData("event-channel", "0", "bad event-channel")]
+    [InlineData("event-channel", " 17", "bad event-channel")]
+    [InlineData("protocol", "sparc-abi", "unknown protocol 'sparc-abi'")]
+    [InlineData("num-ring-pages", "3", "is not a power of two")]
+    public async Task HostileFrontendKeys_DoNotConnect_ThenAFixedFrontendDoes(string key, string value, string logged)
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        await h.WaitBackendState(Fe, Dev, 2);
+        string fe = TapbackHarness.Frontend(Fe, Dev);
+        h.FrontendPublishesRing(Fe, Dev);
+        if (key == "ring-page-order" && value == "1")
+        {
+            h.Store.Write(fe + "/ring-ref0", "8");
+        }
+
+        if (key == "num-ring-pages")
+        {
+            h.Store.Remove(fe + "/ring-page-order");
+        }
+
+        h.Store.Write(fe + "/" + key, value);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitUntil(() => h.Log.Contains(logged, StringComparison.Ordinal), $"the log line '{logged}'");
+        await h.Settle();
+        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Equal("2", h.BackendKey(Fe, Dev, "state"));
+
+        // The device is not written off: a frontend that republishes good keys gets connected.
+        h.Store.Remove(fe + "/ring-page-order");
+        h.Store.Remove(fe + "/num-ring-pages");
+        h.Store.Write(fe + "/protocol", "x86_64-abi");
+        h.FrontendPublishesRing(Fe, Dev, ringRef: 8, eventChannel: 17);
+        h.FrontendState(Fe, Dev, 4);
+        await h.WaitBackendState(Fe, Dev, 4);
+        Assert.Equal(8u, Assert.Single(h.Tapdisk.Connects).GetBlkifGref(0));
+    }
+
+    [Fact]
+    public async Task HugeRingRefCount_IsRefusedWithoutReadingThem()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        await h.WaitBackendState(Fe, Dev, 2);
+        string fe = TapbackHarness.Frontend(Fe, Dev);
+        var keys = new List<(string, string)> { ("ring-page-order", "8"), ("event-channel", "17") };
+        keys.AddRange(Enumerable.Range(0, 256).Select(i => ($"ring-ref{i}", $"{1000 + i}")));
+        h.Store.WriteAll(fe, [.. keys]);
+        int readsBefore = h.Store.Requests.Count(r => r.Payload.Contains("ring-ref", StringComparison.Ordinal));
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitUntil(() => h.Log.Contains("ring-page-order 8 exceeds", StringComparison.Ordinal), "the refusal");
+        await h.Settle();
+        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Equal(readsBefore, h.Store.Requests.Count(r => r.Payload.Contains("ring-ref", StringComparison.Ordinal)));
+    }
+
+    [Theory]
+    [InlineData("state", "garbage")]
+    [InlineData("state", "99")]
+    public async Task GarbledFrontendState_IsLoggedAndIgnored(string key, string value)
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        await h.WaitBackendState(Fe, Dev, 2);
+        h.FrontendPublishesRing(Fe, Dev);
+        h.Store.Write(TapbackHarness.Frontend(Fe, Dev) + "/" + key, value);
+        await h.WaitUntil(() => h.Log.Contains("is not a xenbus state", StringComparison.Ordinal), "the log line");
+        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Equal("2", h.BackendKey(Fe, Dev, "state"));
+    }
+
+    [Fact]
+    public async Task BadToolstackKeys_DoNotConnect()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev, mode: "x");
+        h.Hotplug(Fe, Dev);
+        await h.WaitBackendState(Fe, Dev, 2);
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitUntil(() => h.Log.Contains("unsupported mode 'x'", StringComparison.Ordinal), "the log line");
+        Assert.Empty(h.Tapdisk.Connects);
+    }
+
+    [Fact]
+    public async Task GarbledPhysicalDevicePath_WaitsUntilFixed()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev, physicalDevicePath: "/run/blktap-control/nbdX.3");
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitUntil(() => h.Log.Contains("is not <dir>/nbd<pid>.<minor>", StringComparison.Ordinal), "the log line");
+        await h.Settle();
+        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Null(h.BackendKey(Fe, Dev, "kthread-pid"));
+
+        // A path naming a tapdisk that does not exist: still waiting, quietly.
+        h.Store.Write(TapbackHarness.Backend(Fe, Dev) + "/physical-device-path", Path.Combine(h.ControlDirectory, "nbd999999.3"));
+        await h.WaitUntil(() => h.Log.Contains("no tapdisk 999999 minor 3", StringComparison.Ordinal), "the log line");
+        Assert.Empty(h.Tapdisk.Connects);
+
+        h.Store.Write(TapbackHarness.Backend(Fe, Dev) + "/physical-device-path", Path.Combine(h.ControlDirectory, $"nbd{TapbackHarness.TapdiskPid}.{TapbackHarness.TapdiskMinor}"));
+        await h.WaitBackendState(Fe, Dev, 4);
+        Assert.Single(h.Tapdisk.Connects);
+    }
+
+    [Fact]
+    public async Task WrongMinor_IsNotServed()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev, physicalDevicePath: Path.Combine(h.ControlDirectory, $"nbd{TapbackHarness.TapdiskPid}.7"));
+        await h.WaitUntil(() => h.Log.Contains("has no minor 7", StringComparison.Ordinal), "the LIST check");
+        Assert.Null(h.BackendKey(Fe, Dev, "sectors"));
+    }
+
+    [Fact]
+    public async Task TapdiskRefusesConnect_StaysInitWait_EalreadyCountsAsConnected()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.Tapdisk.ConnectErrno = 38; // ENOSYS: a tapdisk built without the ring backend
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        await h.WaitBackendState(Fe, Dev, 2);
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitUntil(() => h.Log.Contains("did not connect the ring", StringComparison.Ordinal), "the refusal");
+        await h.Settle();
+        Assert.Equal("2", h.BackendKey(Fe, Dev, "state"));
+
+        // A tapdisk that already holds this ring (tapback restarted) answers EALREADY: that is a connected device.
+        h.Tapdisk.ConnectErrno = 114;
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitBackendState(Fe, Dev, 4);
+    }
+
+    [Fact]
+    public async Task FlappingFrontend_NeverDoubleConnects()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitBackendState(Fe, Dev, 4);
+        h.FrontendState(Fe, Dev, 4);
+        h.FrontendState(Fe, Dev, 3);
+        h.FrontendState(Fe, Dev, 4);
+        await h.Settle();
+        Assert.Single(h.Tapdisk.Connects);
+
+        // Back to Initialising (guest reboot): the old ring is dropped before InitWait, then a new one connects.
+        h.FrontendState(Fe, Dev, 1);
+        await h.WaitBackendState(Fe, Dev, 2);
+        Assert.Single(h.Tapdisk.Disconnects);
+        h.FrontendPublishesRing(Fe, Dev, ringRef: 9, eventChannel: 18);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitBackendState(Fe, Dev, 4);
+        Assert.Equal(2, h.Tapdisk.Connects.Count);
+        Assert.Equal(9u, h.Tapdisk.Connects[1].GetBlkifGref(0));
+
+        h.FrontendState(Fe, Dev, 6);
+        await h.WaitBackendState(Fe, Dev, 6);
+        h.FrontendState(Fe, Dev, 6);
+        await h.Settle();
+        Assert.Equal(2, h.Tapdisk.Disconnects.Count);
+        Assert.Equal(h.Tapdisk.Connects.Count, h.Tapdisk.Disconnects.Count);
+    }
+
+    [Fact]
+    public async Task FrontendVanishes_DisconnectsAndRemovesBackend()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitBackendState(Fe, Dev, 4);
+        int watches = h.Store.WatchCount;
+
+        h.Store.Remove(TapbackHarness.Frontend(Fe, Dev));
+        await h.WaitUntil(() => !h.Store.Exists(TapbackHarness.Backend(Fe, Dev)), "the backend directory to go");
+        await h.WaitUntil(() => h.Store.WatchCount == watches - 1, "the frontend watch to go");
+        Assert.Single(h.Tapdisk.Disconnects);
+    }
+
+    [Fact]
+    public async Task ToolstackRemovesDevice_Disconnects()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitBackendState(Fe, Dev, 4);
+        h.Store.Remove($"/local/domain/0/backend/vbd3/{Fe}");
+        await h.WaitUntil(() => h.Tapdisk.Disconnects.Count == 1, "DISCONNECT");
+        await h.WaitUntil(() => h.Log.Contains("removed (backend directory removed)", StringComparison.Ordinal), "the device record to go");
+    }
+
+    [Fact]
+    public async Task FrontendDomainDies_Disconnects()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.AddDevice(6, Dev);
+        h.Hotplug(Fe, Dev);
+        h.Hotplug(6, Dev);
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendPublishesRing(6, Dev);
+        h.FrontendState(Fe, Dev, 4);
+        h.FrontendState(6, Dev, 4);
+        await h.WaitBackendState(Fe, Dev, 4);
+        await h.WaitBackendState(6, Dev, 4);
+
+        h.Store.ReleaseDomain(Fe);
+        await h.WaitUntil(() => h.Tapdisk.Disconnects.Count == 1, "DISCONNECT");
+        Assert.Equal(Fe, h.Tapdisk.Disconnects[0].BlkifDomid);
+    }
+
+    [Fact]
+    public async Task OneHostileDevice_DoesNotStopAnother()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.AddDevice(Fe, 51728);
+        h.Hotplug(Fe, Dev);
+        h.Hotplug(Fe, 51728);
+        await h.WaitBackendState(Fe, Dev, 2);
+        await h.WaitBackendState(Fe, 51728, 2);
+        h.Store.Write(TapbackHarness.Frontend(Fe, Dev) + "/protocol", new string('z', 3000));
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendPublishesRing(Fe, 51728, ringRef: 20, eventChannel: 21);
+        h.FrontendState(Fe, Dev, 3);
+        h.FrontendState(Fe, 51728, 3);
+        await h.WaitBackendState(Fe, 51728, 4);
+        Assert.Equal(51728u, Assert.Single(h.Tapdisk.Connects).BlkifDevid);
+        Assert.Equal("2", h.BackendKey(Fe, Dev, "state"));
+    }
+
+    [Fact]
+    public async Task XenstoredRestartMidHandshake_Recovers()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        await h.WaitBackendState(Fe, Dev, 2);
+
+        h.Store.Stop();
+        await h.WaitUntil(() => h.Log.Contains("connection to xenstored lost", StringComparison.Ordinal), "the loss to be seen");
+
+        // While xenstored is down the frontend moves on (its writes land when the store is back, as with a live update).
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendState(Fe, Dev, 3);
+        h.Store.Start();
+        await h.WaitBackendState(Fe, Dev, 4);
+        Assert.Single(h.Tapdisk.Connects);
+
+        // And the re-registered watches keep working.
+        h.FrontendState(Fe, Dev, 6);
+        await h.WaitBackendState(Fe, Dev, 6);
+        Assert.Single(h.Tapdisk.Disconnects);
+    }
+
+    [Fact]
+    public async Task FrontendWrittenAfterBackend_IsNotMistakenForGone()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.Store.WriteAll(
+            TapbackHarness.Backend(Fe, Dev),
+            ("frontend", TapbackHarness.Frontend(Fe, Dev)), ("frontend-id", $"{Fe}"), ("state", "1"), ("mode", "w"), ("device-type", "disk"));
+        h.Hotplug(Fe, Dev);
+        await h.Settle();
+        Assert.True(h.Store.Exists(TapbackHarness.Backend(Fe, Dev)));
+        h.Store.WriteAll(TapbackHarness.Frontend(Fe, Dev), ("backend", TapbackHarness.Backend(Fe, Dev)), ("state", "1"));
+        await h.WaitBackendState(Fe, Dev, 2);
+    }
+
+    [Fact]
+    public async Task OnlyTheGivenDomain_IsServedWithX()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync(new TapbackOptions { FrontendDomain = 6 });
+        h.AddDevice(Fe, Dev);
+        h.AddDevice(6, Dev);
+        h.Hotplug(Fe, Dev);
+        h.Hotplug(6, Dev);
+        await h.WaitBackendState(6, Dev, 2);
+        await h.Settle();
+        Assert.Equal("1", h.BackendKey(Fe, Dev, "state"));
+    }
+
+    [Fact]
+    public async Task PublishConflicts_AreRetried()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.Store.ForcedConflicts = 3;
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        await h.WaitBackendState(Fe, Dev, 2);
+        Assert.Equal(3, h.Store.ConflictedTransactions);
+        Assert.Equal("3", h.BackendKey(Fe, Dev, "max-ring-page-order"));
+    }
+}
