@@ -4,21 +4,28 @@ using Tapdisk.Abi;
 namespace Tapdisk.Storage;
 
 /// <summary>
-/// A small pool of page-aligned native buffers for O_DIRECT bounce copies and protocol receive buffers.
-/// Buffers bigger than <see cref="MaxPooledBytes"/> are allocated and freed per rent (cold path).
+/// A small pool of page-aligned native buffers for O_DIRECT bounce copies and protocol receive buffers, in
+/// power-of-two buckets from 4 KiB to 32 MiB (the largest NBD request). Buckets up to 1 MiB keep 64 buffers;
+/// larger ones keep at most 32 MiB each, so a burst of big requests cannot pin much memory. Only buffers
+/// bigger than <see cref="MaxPooledBytes"/> are allocated and freed per rent.
 /// </summary>
 public sealed class AlignedBufferPool
 {
-    public const int MaxPooledBytes = 1024 * 1024;
+    public const int MaxPooledBytes = 32 * 1024 * 1024;
+
+    /// <summary>The size callers copy through in slices when a whole-request buffer is not needed.</summary>
+    public const int ChunkBytes = 1024 * 1024;
+
     private const int MaxRetained = 64;
+    private const int MaxRetainedBytesPerLargeBucket = 32 * 1024 * 1024;
 
     private readonly Lock _lock = new();
     private readonly Stack<AlignedMemory>[] _buckets;
 
     public AlignedBufferPool()
     {
-        // Buckets by power of two from 4 KiB to 1 MiB.
-        _buckets = new Stack<AlignedMemory>[9];
+        // Buckets by power of two from 4 KiB to 32 MiB.
+        _buckets = new Stack<AlignedMemory>[14];
         for (int i = 0; i < _buckets.Length; i++)
         {
             _buckets[i] = new Stack<AlignedMemory>();
@@ -54,7 +61,7 @@ public sealed class AlignedBufferPool
         {
             lock (_lock)
             {
-                if (_buckets[bucket].Count < MaxRetained)
+                if (_buckets[bucket].Count < RetainedLimit(memory.Length))
                 {
                     _buckets[bucket].Push(memory);
                     return;
@@ -64,6 +71,9 @@ public sealed class AlignedBufferPool
 
         ((IDisposable)memory).Dispose();
     }
+
+    private static int RetainedLimit(int bucketBytes) =>
+        bucketBytes <= ChunkBytes ? MaxRetained : MaxRetainedBytesPerLargeBucket / bucketBytes;
 
     private static int BucketOf(int bytes)
     {

@@ -160,7 +160,7 @@ public sealed class ImageFile : IDisposable
     /// <summary>Writes zeros over a range with real writes (the range stays allocated).</summary>
     public void WriteZeros(long offsetBytes, long lengthBytes)
     {
-        AlignedMemory zeros = AlignedBufferPool.Shared.Rent((int)Math.Min(lengthBytes, AlignedBufferPool.MaxPooledBytes));
+        AlignedMemory zeros = AlignedBufferPool.Shared.Rent((int)Math.Min(lengthBytes, AlignedBufferPool.ChunkBytes));
         try
         {
             Span<byte> span = zeros.GetSpan();
@@ -217,7 +217,7 @@ public sealed class ImageFile : IDisposable
 
     private int BounceRead(Span<byte> destination, long offsetBytes)
     {
-        AlignedMemory bounce = AlignedBufferPool.Shared.Rent(Math.Min(destination.Length, AlignedBufferPool.MaxPooledBytes));
+        AlignedMemory bounce = AlignedBufferPool.Shared.Rent(Math.Min(destination.Length, AlignedBufferPool.ChunkBytes));
         try
         {
             Span<byte> span = bounce.GetSpan();
@@ -244,7 +244,7 @@ public sealed class ImageFile : IDisposable
 
     private void BounceWrite(ReadOnlySpan<byte> source, long offsetBytes)
     {
-        AlignedMemory bounce = AlignedBufferPool.Shared.Rent(Math.Min(source.Length, AlignedBufferPool.MaxPooledBytes));
+        AlignedMemory bounce = AlignedBufferPool.Shared.Rent(Math.Min(source.Length, AlignedBufferPool.ChunkBytes));
         try
         {
             Span<byte> span = bounce.GetSpan();
