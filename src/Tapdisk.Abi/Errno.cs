@@ -38,6 +38,7 @@ public static class Errno
     public const int ECONNRESET = 104;
     public const int ETIMEDOUT = 110;
     public const int ESHUTDOWN = 108;
+    public const int ENOKEY = 126;
     public const int EKEYREJECTED = 129;
 
     /// <summary>Short description of an errno, as strerror(3) would give it (C locale).</summary>
@@ -73,6 +74,7 @@ public static class Errno
         EOPNOTSUPP => "Operation not supported",
         ECONNRESET => "Connection reset by peer",
         ETIMEDOUT => "Connection timed out",
+        ENOKEY => "Required key not available",
         EKEYREJECTED => "Key was rejected by service",
         _ => $"Unknown error {errno}",
     };

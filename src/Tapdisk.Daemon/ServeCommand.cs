@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Tapdisk.Abi;
+using Tapdisk.Drivers.VhdCrypto;
 using Tapdisk.Nbd;
 using Tapdisk.Storage;
 
@@ -8,12 +9,12 @@ namespace Tapdisk.Daemon;
 /// <summary>"tapdisk serve": one image on one NBD UNIX socket, for users who just want an NBD server for VHD.</summary>
 internal static class ServeCommand
 {
-    private const string Usage = "usage: tapdisk serve -s SOCKET [-R read-only] [-N no O_DIRECT] TYPE:PATH\n";
+    private const string Usage = "usage: tapdisk serve -s SOCKET [-R read-only] [-N no O_DIRECT] [-k KEYFILE encryption key] [--raw-ciphertext serve encrypted VHDs undecrypted] TYPE:PATH\n";
 
     public static int Run(string[] args)
     {
-        string? socket = null, parameters = null;
-        bool readOnly = false, buffered = false;
+        string? socket = null, parameters = null, keyFile = null;
+        bool readOnly = false, buffered = false, rawCiphertext = false;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -21,6 +22,8 @@ internal static class ServeCommand
                 case "-s" when i + 1 < args.Length: socket = args[++i]; break;
                 case "-R": readOnly = true; break;
                 case "-N": buffered = true; break;
+                case "-k" when i + 1 < args.Length: keyFile = args[++i]; break;
+                case "--raw-ciphertext": rawCiphertext = true; break;
                 case "-h":
                     Console.Out.Write(Usage);
                     return 0;
@@ -42,16 +45,32 @@ internal static class ServeCommand
             return Errno.EINVAL;
         }
 
-        return ServeAsync(socket, parameters, new ImageOpenOptions { ReadOnly = readOnly, DirectIo = !buffered }).GetAwaiter().GetResult();
+        VhdKey? key = null;
+        try
+        {
+            key = keyFile is null ? null : VhdKey.ReadFile(keyFile);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            Console.Error.WriteLine($"tapdisk serve: cannot read key file {keyFile}: {e.GetType().Name}");
+            return StorageErrors.ToErrno(e);
+        }
+
+        using (key)
+        {
+            // The key (if any) lives until the image is closed; the driver keeps its own pinned copies per layer.
+            VhdCryptoOptions? crypto = key is null && !rawCiphertext ? null : new VhdCryptoOptions { Key = key, AllowCiphertext = rawCiphertext };
+            return ServeAsync(socket, parameters, new ImageOpenOptions { ReadOnly = readOnly, DirectIo = !buffered }, crypto).GetAwaiter().GetResult();
+        }
     }
 
-    private static async Task<int> ServeAsync(string socket, string parameters, ImageOpenOptions options)
+    private static async Task<int> ServeAsync(string socket, string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto)
     {
         using var log = new DaemonLog("tapdisk");
         IBlockImage image;
         try
         {
-            image = DiskTypes.Open(parameters, options);
+            image = DiskTypes.Open(parameters, options, crypto);
         }
         catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
         {

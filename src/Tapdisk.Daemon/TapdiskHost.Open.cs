@@ -1,5 +1,6 @@
 using Tapdisk.Abi;
 using Tapdisk.Control;
+using Tapdisk.Drivers.VhdCrypto;
 using Tapdisk.Nbd;
 using Tapdisk.Storage;
 
@@ -33,24 +34,28 @@ internal sealed partial class TapdiskHost
             return Fail(cookie, trailerErrno);
         }
 
+        VhdKey? vhdKey;
         try
         {
-            int unsupported = CheckSupported(vbd.Minor, flags, request.ParamsSecondary, key);
+            int unsupported = CheckSupported(vbd.Minor, flags, request.ParamsSecondary);
             if (unsupported != 0)
             {
                 return Fail(cookie, unsupported);
             }
+
+            vhdKey = key is null ? null : new VhdKey(key);
         }
         finally
         {
             if (key is not null)
             {
-                Array.Clear(key);
+                System.Security.Cryptography.CryptographicOperations.ZeroMemory(key);
             }
         }
 
         string parameters = request.ParamsPath ?? string.Empty;
         vbd.Flags = flags;
+        vbd.Key = vhdKey;
         CountingImage image;
         try
         {
@@ -58,7 +63,9 @@ internal sealed partial class TapdiskHost
         }
         catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
         {
+            // The message names files and rules only; keys never reach errors or logs.
             _log.Error($"minor {vbd.Minor}: open {parameters} failed: {e.Message}");
+            DropKey(vbd);
             return Fail(cookie, StorageErrors.ToErrno(e));
         }
 
@@ -76,6 +83,7 @@ internal sealed partial class TapdiskHost
             await StopNbdAsync(vbd).ConfigureAwait(false);
             image.Dispose();
             vbd.Image = null;
+            DropKey(vbd);
             return Fail(cookie, StorageErrors.ToErrno(e));
         }
 
@@ -110,10 +118,11 @@ internal sealed partial class TapdiskHost
                 return (Errno.EINVAL, null);
             }
 
-            byte[] key = new byte[length[0]];
+            // Pinned so the GC never leaves a copy behind; zeroed as soon as the VhdKey has its own pinned copy.
+            byte[] key = GC.AllocateArray<byte>(length[0], pinned: true);
             if (!await connection.TryReadExactlyAsync(key, s_trailerTimeout, cancellationToken).ConfigureAwait(false))
             {
-                Array.Clear(key);
+                System.Security.Cryptography.CryptographicOperations.ZeroMemory(key);
                 return (Errno.EIO, null);
             }
 
@@ -124,17 +133,11 @@ internal sealed partial class TapdiskHost
     }
 
     /// <summary>Features this build does not have are refused with a clear reason, never silently dropped.</summary>
-    private int CheckSupported(int minor, TapdiskOpenFlags flags, string? secondary, byte[]? key)
+    private int CheckSupported(int minor, TapdiskOpenFlags flags, string? secondary)
     {
         if ((flags & TapdiskOpenFlags.AddLog) != 0)
         {
             _log.Error($"minor {minor}: changed block tracking (-C) is not supported by this tapdisk");
-            return Errno.ENOSYS;
-        }
-
-        if (key is not null)
-        {
-            _log.Error($"minor {minor}: encrypted VHDs (-E) are not supported by this tapdisk yet");
             return Errno.ENOSYS;
         }
 
@@ -166,7 +169,7 @@ internal sealed partial class TapdiskHost
             ReadOnly = (vbd.Flags & TapdiskOpenFlags.ReadOnly) != 0,
             DirectIo = (vbd.Flags & TapdiskOpenFlags.NoODirect) == 0,
         };
-        IBlockImage chain = DiskTypes.Open(parameters, options);
+        IBlockImage chain = DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key });
         int minor = vbd.Minor;
         return new CountingImage(chain, (what, e) => _log.RateLimitedError($"minor {minor}", $"minor {minor} ({chain.Path}): {what} failed: {e.Message}"));
     }
@@ -352,5 +355,13 @@ internal sealed partial class TapdiskHost
 
         vbd.Params = null;
         vbd.State = VbdState.Closed;
+        DropKey(vbd);
+    }
+
+    /// <summary>Zeroes and forgets the VBD's key (close, or an OPEN that failed).</summary>
+    private static void DropKey(Vbd vbd)
+    {
+        vbd.Key?.Dispose();
+        vbd.Key = null;
     }
 }

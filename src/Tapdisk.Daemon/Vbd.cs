@@ -1,5 +1,6 @@
 using Tapdisk.Abi;
 using Tapdisk.Control;
+using Tapdisk.Drivers.VhdCrypto;
 using Tapdisk.Nbd;
 
 namespace Tapdisk.Daemon;
@@ -26,6 +27,9 @@ internal sealed class Vbd
     public TapdiskOpenFlags Flags { get; set; }
 
     public CountingImage? Image { get; set; }
+
+    /// <summary>The key from OPEN -E, kept (pinned, zeroed on close) because RESUME reopens the chain without one.</summary>
+    public VhdKey? Key { get; set; }
 
     public NbdExport? Export { get; set; }
 

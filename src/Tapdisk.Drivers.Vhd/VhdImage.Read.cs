@@ -24,7 +24,7 @@ public sealed partial class VhdImage
     {
         if (_header is null)
         {
-            ReadLocal(offsetBytes, destination.Span);
+            ReadOwn(offsetBytes, offsetBytes, destination.Span);
             return;
         }
 
@@ -40,7 +40,7 @@ public sealed partial class VhdImage
             }
             else if (IsBlockFull(block))
             {
-                ReadLocal(BlockDataOffsetBytes(entry) + within, destination.Span[..pieceBytes]);
+                ReadOwn(offsetBytes, BlockDataOffsetBytes(entry) + within, destination.Span[..pieceBytes]);
             }
             else
             {
@@ -50,7 +50,7 @@ public sealed partial class VhdImage
                 pieceBytes = runSectors * VhdLayout.SectorSize;
                 if (present)
                 {
-                    ReadLocal(BlockDataOffsetBytes(entry) + within, destination.Span[..pieceBytes]);
+                    ReadOwn(offsetBytes, BlockDataOffsetBytes(entry) + within, destination.Span[..pieceBytes]);
                 }
                 else
                 {

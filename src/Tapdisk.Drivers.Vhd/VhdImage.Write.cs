@@ -57,7 +57,7 @@ public sealed partial class VhdImage
             // Discard is advisory. Without a parent, freeing the data area under allocated blocks makes them read as
             // zeros for every reader (qemu ignores bitmaps); with a parent, clearing bits would expose older data
             // non-atomically, so a differencing disk keeps its data.
-            if (_header is not null && _parent is null)
+            if (_header is not null && _parent is null && _cipher is null)
             {
                 PunchAllocated(offsetBytes, lengthBytes);
             }
@@ -79,7 +79,7 @@ public sealed partial class VhdImage
                 throw StorageErrors.ReadOnly(Path);
             }
 
-            bool fast = _header is not null && _parent is null && !_file.IsBlockDevice && (flags & ZeroFlags.NoHole) == 0;
+            bool fast = _cipher is null && _header is not null && _parent is null && !_file.IsBlockDevice && (flags & ZeroFlags.NoHole) == 0;
             if (fast)
             {
                 // Unallocated blocks already read as zeros; allocated ones get their data area punched.
@@ -136,6 +136,19 @@ public sealed partial class VhdImage
     }
 
     private void Write(long offsetBytes, ReadOnlySpan<byte> source)
+    {
+        IVhdSectorCipher? cipher = _cipher;
+        if (cipher is not null)
+        {
+            WriteEncrypted(cipher, offsetBytes, source);
+            return;
+        }
+
+        WriteStored(offsetBytes, source);
+    }
+
+    /// <summary>Stores sectors as given (already encrypted for an encrypted layer).</summary>
+    private void WriteStored(long offsetBytes, ReadOnlySpan<byte> source)
     {
         if (_header is null)
         {

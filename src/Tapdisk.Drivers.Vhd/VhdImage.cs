@@ -99,7 +99,7 @@ public sealed partial class VhdImage : IBlockImage
 
     public bool IsReadOnly => _file.IsReadOnly;
 
-    public ImageCapabilities Capabilities { get; }
+    public ImageCapabilities Capabilities { get; private set; }
 
     public IoLimits Limits => new(VhdLayout.SectorSize, 4096, 32 * 1024 * 1024);
 
@@ -184,6 +184,7 @@ public sealed partial class VhdImage : IBlockImage
         {
             _file.Dispose();
             _parent?.Dispose();
+            _cipher?.Dispose();
         }
     }
 

@@ -30,7 +30,8 @@ internal static class Program
                 "revert" => ResizeCommand.Revert(rest),
                 "repair" => ResizeCommand.Repair(rest),
                 "scan" => ScanCommand.Run(rest),
-                "fill" or "modify" or "key" or "copy" => NotYet(args[0]),
+                "key" => KeyCommand.Run(rest),
+                "fill" or "modify" or "copy" => NotYet(args[0]),
                 _ => Invalid(args[0]),
             };
         }

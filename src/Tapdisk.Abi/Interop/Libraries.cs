@@ -6,5 +6,8 @@ internal static partial class Interop
     internal static class Libraries
     {
         internal const string Libc = "libc.so.6";
+
+        /// <summary>OpenSSL 3; .NET's own System.Security.Cryptography loads the same library on Linux.</summary>
+        internal const string Libcrypto = "libcrypto.so.3";
     }
 }
