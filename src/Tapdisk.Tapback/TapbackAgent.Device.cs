@@ -88,6 +88,7 @@ internal sealed partial class TapbackAgent
             (_, not (null or "disk" or "cdrom")) => $"unsupported device-type '{type}'",
             _ => null,
         };
+        device.Online = await _xenStore.TryReadAsync(path + "/online", cancellationToken: cancellationToken).ConfigureAwait(false) != "0";
         device.ReadOnly = mode == "r";
         device.CdRom = type == "cdrom";
         device.PollDuration = await ReadOptionalNumberAsync(path + "/polling-duration", cancellationToken).ConfigureAwait(false);
@@ -187,13 +188,13 @@ internal sealed partial class TapbackAgent
         string? text = await _xenStore.TryReadAsync(frontendPath + "/state", cancellationToken: cancellationToken).ConfigureAwait(false);
         if (text is null)
         {
-            // Only a frontend that existed can vanish. The reference also reads "not yet written" as "gone" and
-            // deletes the backend; a toolstack that writes the frontend after the backend would lose its device.
+            // Only a frontend that existed can vanish. The reference also reads "not yet written" as "gone", and
+            // it deletes the backend directory. We only drop the ring: libxl removes the frontend first and then
+            // runs block-tap remove, which reads pid and minor from the backend directory we would have deleted.
             if (device.FrontendSeen)
             {
-                _log.Info($"{device.Name}: frontend {frontendPath} removed; closing the device");
+                _log.Info($"{device.Name}: frontend {frontendPath} removed; dropping the ring");
                 Disconnect(device);
-                await _xenStore.RemoveAsync(device.BackendPath, cancellationToken: cancellationToken).ConfigureAwait(false);
             }
 
             return;
@@ -212,6 +213,8 @@ internal sealed partial class TapbackAgent
         {
             case XenbusState.Unknown:
                 break;
+            case XenbusState.Initialising when !device.Online:
+                break;
             case XenbusState.Initialising:
                 // Deliberate difference: a frontend back at Initialising (reboot, kexec) gets its old ring dropped
                 // now; the reference keeps it and then takes tapdisk's EALREADY for the new ring as success.
@@ -223,7 +226,13 @@ internal sealed partial class TapbackAgent
                 await SetStateAsync(device, backendState, XenbusState.InitWait, cancellationToken).ConfigureAwait(false);
                 break;
             case XenbusState.Initialised or XenbusState.Connected:
-                if (!device.Connected || backendState != XenbusState.Connected)
+                if (!device.Online || backendState is XenbusState.Closing or XenbusState.Closed)
+                {
+                    // The toolstack is detaching (libxl writes online=0 and backend state 5): never step back to
+                    // Connected over it; the frontend closes next.
+                    _log.Debug($"{device.Name}: backend is being closed (online {(device.Online ? 1 : 0)}, state {backendState}); not connecting");
+                }
+                else if (!device.Connected || backendState != XenbusState.Connected)
                 {
                     await ConnectAsync(device, backendState, cancellationToken).ConfigureAwait(false);
                 }
@@ -365,8 +374,24 @@ internal sealed partial class TapbackAgent
             return;
         }
 
-        await _xenStore.WriteAsync(device.BackendPath + "/state", StrictNumber.Format((ulong)state), cancellationToken: cancellationToken).ConfigureAwait(false);
-        _log.Debug($"{device.Name}: backend state {current?.ToString() ?? "?"} -> {state}");
+        // Inside a transaction that first checks the device is still there, so a write racing the toolstack's
+        // removal cannot recreate a stray directory.
+        bool written = await _xenStore.TransactionAsync(
+            async transaction =>
+            {
+                if (await _xenStore.TryReadAsync(device.BackendPath + "/frontend", transaction, cancellationToken).ConfigureAwait(false) is null)
+                {
+                    return false;
+                }
+
+                await _xenStore.WriteAsync(device.BackendPath + "/state", StrictNumber.Format((ulong)state), transaction, cancellationToken).ConfigureAwait(false);
+                return true;
+            },
+            cancellationToken).ConfigureAwait(false);
+        if (written)
+        {
+            _log.Debug($"{device.Name}: backend state {current?.ToString() ?? "?"} -> {state}");
+        }
     }
 
     /// <summary>The keys blkfront reads at InitWait, written once when the device appears, readable by the frontend only.</summary>
@@ -411,17 +436,24 @@ internal sealed partial class TapbackAgent
             keys.Add(("physical-sector-size", StrictNumber.Format(_options.PhysicalSectorSize)));
         }
 
-        await WriteFrontendReadableAsync(device, keys, cancellationToken).ConfigureAwait(false);
-        await _xenStore.WriteAsync(device.BackendPath + "/kthread-pid", StrictNumber.Format((ulong)disk.Pid), cancellationToken: cancellationToken).ConfigureAwait(false);
+        await WriteFrontendReadableAsync(device, keys, cancellationToken, ("kthread-pid", StrictNumber.Format((ulong)disk.Pid))).ConfigureAwait(false);
     }
 
-    /// <summary>Writes keys in one transaction (redone on EAGAIN), each owned by us and readable by the frontend: n&lt;B&gt;, r&lt;F&gt;.</summary>
-    private async Task WriteFrontendReadableAsync(VbdDevice device, List<(string Key, string Value)> keys, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes keys in one transaction (redone on EAGAIN), each owned by us and readable by the frontend (n&lt;B&gt;,
+    /// r&lt;F&gt;), plus an optional key that keeps the directory's permissions; nothing if the device is gone.
+    /// </summary>
+    private async Task WriteFrontendReadableAsync(VbdDevice device, List<(string Key, string Value)> keys, CancellationToken cancellationToken, (string Key, string Value)? inherited = null)
     {
         XenStorePermission[] permissions = [new(XenStoreAccess.None, _backendDomain), new(XenStoreAccess.Read, device.FrontendDomain)];
         await _xenStore.TransactionAsync(
             async transaction =>
             {
+                if (await _xenStore.TryReadAsync(device.BackendPath + "/frontend", transaction, cancellationToken).ConfigureAwait(false) is null)
+                {
+                    return;
+                }
+
                 foreach ((string key, string value) in keys)
                 {
                     string path = device.BackendPath + "/" + key;
@@ -432,6 +464,11 @@ internal sealed partial class TapbackAgent
 
                     await _xenStore.WriteAsync(path, value, transaction, cancellationToken).ConfigureAwait(false);
                     await _xenStore.SetPermissionsAsync(path, permissions, transaction, cancellationToken).ConfigureAwait(false);
+                }
+
+                if (inherited is { } extra)
+                {
+                    await _xenStore.WriteAsync(device.BackendPath + "/" + extra.Key, extra.Value, transaction, cancellationToken).ConfigureAwait(false);
                 }
             },
             cancellationToken).ConfigureAwait(false);

@@ -30,6 +30,9 @@ internal sealed class VbdDevice(uint frontendDomain, uint deviceId, string backe
     /// <summary>tapdisk holds a ring for this device (CONNECT succeeded or said EALREADY, and no DISCONNECT since).</summary>
     public bool Connected { get; set; }
 
+    /// <summary>The backend's <c>online</c> key is not "0": libxl sets 0 when it detaches the device.</summary>
+    public bool Online { get; set; } = true;
+
     public bool ReadOnly { get; set; }
 
     public bool CdRom { get; set; }

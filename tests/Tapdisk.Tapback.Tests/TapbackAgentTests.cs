@@ -295,7 +295,7 @@ public sealed class TapbackAgentTests
     }
 
     [Fact]
-    public async Task FrontendVanishes_DisconnectsAndRemovesBackend()
+    public async Task FrontendVanishes_DropsTheRing_LeavesBackendToTheToolstack()
     {
         await using TapbackHarness h = await TapbackHarness.StartAsync();
         h.AddDevice(Fe, Dev);
@@ -306,9 +306,43 @@ public sealed class TapbackAgentTests
         int watches = h.Store.WatchCount;
 
         h.Store.Remove(TapbackHarness.Frontend(Fe, Dev));
-        await h.WaitUntil(() => !h.Store.Exists(TapbackHarness.Backend(Fe, Dev)), "the backend directory to go");
+        await h.WaitUntil(() => h.Tapdisk.Disconnects.Count == 1, "DISCONNECT");
+
+        // block-tap remove still needs pid and minor from the backend directory; the toolstack removes it.
+        await h.Settle();
+        Assert.Equal($"{TapbackHarness.TapdiskMinor}", h.BackendKey(Fe, Dev, "minor"));
+        h.Store.Remove(TapbackHarness.Backend(Fe, Dev));
         await h.WaitUntil(() => h.Store.WatchCount == watches - 1, "the frontend watch to go");
         Assert.Single(h.Tapdisk.Disconnects);
+        Assert.False(h.Store.Exists(TapbackHarness.Backend(Fe, Dev)));
+    }
+
+    [Fact]
+    public async Task LibxlDetach_OnlineZeroAndClosing_IsNotUndone()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendState(Fe, Dev, 4);
+        await h.WaitBackendState(Fe, Dev, 4);
+
+        // libxl: online=0 and state=5 in one transaction; the backend must not write Connected back over it.
+        h.Store.WriteAll(TapbackHarness.Backend(Fe, Dev), ("online", "0"), ("state", "5"));
+        await h.Settle();
+        Assert.Equal("5", h.BackendKey(Fe, Dev, "state"));
+
+        // blkfront answers Closing with Closed; the ring goes and the backend reaches Closed, which libxl waits for.
+        h.FrontendState(Fe, Dev, 6);
+        await h.WaitBackendState(Fe, Dev, 6);
+        Assert.Single(h.Tapdisk.Disconnects);
+
+        // The toolstack's teardown then removes the frontend and the backend: no stray node is recreated.
+        h.Store.Remove(TapbackHarness.Frontend(Fe, Dev));
+        h.Store.Remove(TapbackHarness.Backend(Fe, Dev));
+        await h.Settle();
+        Assert.False(h.Store.Exists(TapbackHarness.Backend(Fe, Dev)));
+        Assert.Single(h.Tapdisk.Connects);
     }
 
     [Fact]

@@ -16,7 +16,7 @@ internal sealed class TapbackHarness : IAsyncDisposable
 
     private readonly TempDirectory _dir = new();
     private readonly CancellationTokenSource _stop = new();
-    private readonly StringWriter _logText = new();
+    private readonly LogCapture _logText = new();
     private readonly TapbackLog _log;
     private XenStoreClient _client = null!;
     private Task _run = Task.CompletedTask;
@@ -29,7 +29,7 @@ internal sealed class TapbackHarness : IAsyncDisposable
         options.ControlDirectory = ControlDirectory;
         options.ControlTimeout = TimeSpan.FromSeconds(10);
         Options = options;
-        _log = new TapbackLog(syslog: false, stderr: TextWriter.Synchronized(_logText)) { Verbose = true };
+        _log = new TapbackLog(syslog: false, stderr: _logText) { Verbose = true };
     }
 
     public TestXenStored Store { get; }
