@@ -37,12 +37,12 @@ public sealed class TapbackAgentTests
             Assert.Equal(expected, h.Store.Permissions(TapbackHarness.Backend(Fe, Dev) + "/" + key));
         }
 
-        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Empty(h.Fake.Connects);
         h.FrontendPublishesRing(Fe, Dev, ringRef: 8, eventChannel: 17);
         h.FrontendState(Fe, Dev, 3);
         await h.WaitBackendState(Fe, Dev, 4);
 
-        TapdiskMessage connect = Assert.Single(h.Tapdisk.Connects);
+        TapdiskMessage connect = Assert.Single(h.Fake.Connects);
         Assert.Equal(TapdiskMessageType.XenblkifConnect, connect.Type);
         Assert.Equal(TapbackHarness.TapdiskMinor, connect.Cookie);
         Assert.Equal(Fe, connect.BlkifDomid);
@@ -62,14 +62,14 @@ public sealed class TapbackAgentTests
 
         h.FrontendState(Fe, Dev, 4);
         await h.Settle();
-        Assert.Single(h.Tapdisk.Connects);
+        Assert.Single(h.Fake.Connects);
 
         h.FrontendState(Fe, Dev, 5);
         await h.WaitBackendState(Fe, Dev, 5);
-        Assert.Empty(h.Tapdisk.Disconnects);
+        Assert.Empty(h.Fake.Disconnects);
         h.FrontendState(Fe, Dev, 6);
         await h.WaitBackendState(Fe, Dev, 6);
-        TapdiskMessage disconnect = Assert.Single(h.Tapdisk.Disconnects);
+        TapdiskMessage disconnect = Assert.Single(h.Fake.Disconnects);
         Assert.Equal(Fe, disconnect.BlkifDomid);
         Assert.Equal(Dev, disconnect.BlkifDevid);
     }
@@ -93,7 +93,7 @@ public sealed class TapbackAgentTests
         h.Store.WriteAll(fe, ("ring-page-order", "2"), ("ring-ref0", "100"), ("ring-ref1", "101"), ("ring-ref2", "102"), ("ring-ref3", "103"), ("event-channel", "9"), ("protocol", "x86_32-abi"));
         h.FrontendState(Fe, Dev, 3);
         await h.WaitBackendState(Fe, Dev, 4);
-        TapdiskMessage connect = Assert.Single(h.Tapdisk.Connects);
+        TapdiskMessage connect = Assert.Single(h.Fake.Connects);
         Assert.Equal(2u, connect.BlkifOrder);
         Assert.Equal([100u, 101u, 102u, 103u, 0u, 0u, 0u, 0u], Enumerable.Range(0, 8).Select(connect.GetBlkifGref));
         Assert.Equal(2u, connect.BlkifProto); // x86_32-abi
@@ -112,7 +112,7 @@ public sealed class TapbackAgentTests
         h.FrontendPublishesRing(Fe, Dev);
         h.FrontendState(Fe, Dev, 3);
         await h.WaitBackendState(Fe, Dev, 4);
-        Assert.Equal(3u, Assert.Single(h.Tapdisk.Connects).BlkifProto);
+        Assert.Equal(3u, Assert.Single(h.Fake.Connects).BlkifProto);
     }
 
     [Theory]
@@ -147,7 +147,7 @@ public sealed class TapbackAgentTests
         h.FrontendState(Fe, Dev, 3);
         await h.WaitUntil(() => h.Log.Contains(logged, StringComparison.Ordinal), $"the log line '{logged}'");
         await h.Settle();
-        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Empty(h.Fake.Connects);
         Assert.Equal("2", h.BackendKey(Fe, Dev, "state"));
 
         // The device is not written off: a frontend that republishes good keys gets connected.
@@ -157,7 +157,7 @@ public sealed class TapbackAgentTests
         h.FrontendPublishesRing(Fe, Dev, ringRef: 8, eventChannel: 17);
         h.FrontendState(Fe, Dev, 4);
         await h.WaitBackendState(Fe, Dev, 4);
-        Assert.Equal(8u, Assert.Single(h.Tapdisk.Connects).GetBlkifGref(0));
+        Assert.Equal(8u, Assert.Single(h.Fake.Connects).GetBlkifGref(0));
     }
 
     [Fact]
@@ -175,7 +175,7 @@ public sealed class TapbackAgentTests
         h.FrontendState(Fe, Dev, 3);
         await h.WaitUntil(() => h.Log.Contains("ring-page-order 8 exceeds", StringComparison.Ordinal), "the refusal");
         await h.Settle();
-        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Empty(h.Fake.Connects);
         Assert.Equal(readsBefore, h.Store.Requests.Count(r => r.Payload.Contains("ring-ref", StringComparison.Ordinal)));
     }
 
@@ -191,7 +191,7 @@ public sealed class TapbackAgentTests
         h.FrontendPublishesRing(Fe, Dev);
         h.Store.Write(TapbackHarness.Frontend(Fe, Dev) + "/" + key, value);
         await h.WaitUntil(() => h.Log.Contains("is not a xenbus state", StringComparison.Ordinal), "the log line");
-        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Empty(h.Fake.Connects);
         Assert.Equal("2", h.BackendKey(Fe, Dev, "state"));
     }
 
@@ -205,7 +205,7 @@ public sealed class TapbackAgentTests
         h.FrontendPublishesRing(Fe, Dev);
         h.FrontendState(Fe, Dev, 3);
         await h.WaitUntil(() => h.Log.Contains("unsupported mode 'x'", StringComparison.Ordinal), "the log line");
-        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Empty(h.Fake.Connects);
     }
 
     [Fact]
@@ -218,17 +218,17 @@ public sealed class TapbackAgentTests
         h.FrontendState(Fe, Dev, 3);
         await h.WaitUntil(() => h.Log.Contains("is not <dir>/nbd<pid>.<minor>", StringComparison.Ordinal), "the log line");
         await h.Settle();
-        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Empty(h.Fake.Connects);
         Assert.Null(h.BackendKey(Fe, Dev, "kthread-pid"));
 
         // A path naming a tapdisk that does not exist: still waiting, quietly.
         h.Store.Write(TapbackHarness.Backend(Fe, Dev) + "/physical-device-path", Path.Combine(h.ControlDirectory, "nbd999999.3"));
         await h.WaitUntil(() => h.Log.Contains("no tapdisk 999999 minor 3", StringComparison.Ordinal), "the log line");
-        Assert.Empty(h.Tapdisk.Connects);
+        Assert.Empty(h.Fake.Connects);
 
         h.Store.Write(TapbackHarness.Backend(Fe, Dev) + "/physical-device-path", Path.Combine(h.ControlDirectory, $"nbd{TapbackHarness.TapdiskPid}.{TapbackHarness.TapdiskMinor}"));
         await h.WaitBackendState(Fe, Dev, 4);
-        Assert.Single(h.Tapdisk.Connects);
+        Assert.Single(h.Fake.Connects);
     }
 
     [Fact]
@@ -245,7 +245,7 @@ public sealed class TapbackAgentTests
     public async Task TapdiskRefusesConnect_StaysInitWait_EalreadyCountsAsConnected()
     {
         await using TapbackHarness h = await TapbackHarness.StartAsync();
-        h.Tapdisk.ConnectErrno = 38; // ENOSYS: a tapdisk built without the ring backend
+        h.Fake.ConnectErrno = 38; // ENOSYS: a tapdisk built without the ring backend
         h.AddDevice(Fe, Dev);
         h.Hotplug(Fe, Dev);
         await h.WaitBackendState(Fe, Dev, 2);
@@ -256,7 +256,7 @@ public sealed class TapbackAgentTests
         Assert.Equal("2", h.BackendKey(Fe, Dev, "state"));
 
         // A tapdisk that already holds this ring (tapback restarted) answers EALREADY: that is a connected device.
-        h.Tapdisk.ConnectErrno = 114;
+        h.Fake.ConnectErrno = 114;
         h.FrontendState(Fe, Dev, 3);
         await h.WaitBackendState(Fe, Dev, 4);
     }
@@ -274,24 +274,24 @@ public sealed class TapbackAgentTests
         h.FrontendState(Fe, Dev, 3);
         h.FrontendState(Fe, Dev, 4);
         await h.Settle();
-        Assert.Single(h.Tapdisk.Connects);
+        Assert.Single(h.Fake.Connects);
 
         // Back to Initialising (guest reboot): the old ring is dropped before InitWait, then a new one connects.
         h.FrontendState(Fe, Dev, 1);
         await h.WaitBackendState(Fe, Dev, 2);
-        Assert.Single(h.Tapdisk.Disconnects);
+        Assert.Single(h.Fake.Disconnects);
         h.FrontendPublishesRing(Fe, Dev, ringRef: 9, eventChannel: 18);
         h.FrontendState(Fe, Dev, 3);
         await h.WaitBackendState(Fe, Dev, 4);
-        Assert.Equal(2, h.Tapdisk.Connects.Count);
-        Assert.Equal(9u, h.Tapdisk.Connects[1].GetBlkifGref(0));
+        Assert.Equal(2, h.Fake.Connects.Count);
+        Assert.Equal(9u, h.Fake.Connects[1].GetBlkifGref(0));
 
         h.FrontendState(Fe, Dev, 6);
         await h.WaitBackendState(Fe, Dev, 6);
         h.FrontendState(Fe, Dev, 6);
         await h.Settle();
-        Assert.Equal(2, h.Tapdisk.Disconnects.Count);
-        Assert.Equal(h.Tapdisk.Connects.Count, h.Tapdisk.Disconnects.Count);
+        Assert.Equal(2, h.Fake.Disconnects.Count);
+        Assert.Equal(h.Fake.Connects.Count, h.Fake.Disconnects.Count);
     }
 
     [Fact]
@@ -306,14 +306,14 @@ public sealed class TapbackAgentTests
         int watches = h.Store.WatchCount;
 
         h.Store.Remove(TapbackHarness.Frontend(Fe, Dev));
-        await h.WaitUntil(() => h.Tapdisk.Disconnects.Count == 1, "DISCONNECT");
+        await h.WaitUntil(() => h.Fake.Disconnects.Count == 1, "DISCONNECT");
 
         // block-tap remove still needs pid and minor from the backend directory; the toolstack removes it.
         await h.Settle();
         Assert.Equal($"{TapbackHarness.TapdiskMinor}", h.BackendKey(Fe, Dev, "minor"));
         h.Store.Remove(TapbackHarness.Backend(Fe, Dev));
         await h.WaitUntil(() => h.Store.WatchCount == watches - 1, "the frontend watch to go");
-        Assert.Single(h.Tapdisk.Disconnects);
+        Assert.Single(h.Fake.Disconnects);
         Assert.False(h.Store.Exists(TapbackHarness.Backend(Fe, Dev)));
     }
 
@@ -335,14 +335,14 @@ public sealed class TapbackAgentTests
         // blkfront answers Closing with Closed; the ring goes and the backend reaches Closed, which libxl waits for.
         h.FrontendState(Fe, Dev, 6);
         await h.WaitBackendState(Fe, Dev, 6);
-        Assert.Single(h.Tapdisk.Disconnects);
+        Assert.Single(h.Fake.Disconnects);
 
         // The toolstack's teardown then removes the frontend and the backend: no stray node is recreated.
         h.Store.Remove(TapbackHarness.Frontend(Fe, Dev));
         h.Store.Remove(TapbackHarness.Backend(Fe, Dev));
         await h.Settle();
         Assert.False(h.Store.Exists(TapbackHarness.Backend(Fe, Dev)));
-        Assert.Single(h.Tapdisk.Connects);
+        Assert.Single(h.Fake.Connects);
     }
 
     [Fact]
@@ -355,7 +355,7 @@ public sealed class TapbackAgentTests
         h.FrontendState(Fe, Dev, 3);
         await h.WaitBackendState(Fe, Dev, 4);
         h.Store.Remove($"/local/domain/0/backend/vbd3/{Fe}");
-        await h.WaitUntil(() => h.Tapdisk.Disconnects.Count == 1, "DISCONNECT");
+        await h.WaitUntil(() => h.Fake.Disconnects.Count == 1, "DISCONNECT");
         await h.WaitUntil(() => h.Log.Contains("removed (backend directory removed)", StringComparison.Ordinal), "the device record to go");
     }
 
@@ -375,8 +375,8 @@ public sealed class TapbackAgentTests
         await h.WaitBackendState(6, Dev, 4);
 
         h.Store.ReleaseDomain(Fe);
-        await h.WaitUntil(() => h.Tapdisk.Disconnects.Count == 1, "DISCONNECT");
-        Assert.Equal(Fe, h.Tapdisk.Disconnects[0].BlkifDomid);
+        await h.WaitUntil(() => h.Fake.Disconnects.Count == 1, "DISCONNECT");
+        Assert.Equal(Fe, h.Fake.Disconnects[0].BlkifDomid);
     }
 
     [Fact]
@@ -395,7 +395,7 @@ public sealed class TapbackAgentTests
         h.FrontendState(Fe, Dev, 3);
         h.FrontendState(Fe, 51728, 3);
         await h.WaitBackendState(Fe, 51728, 4);
-        Assert.Equal(51728u, Assert.Single(h.Tapdisk.Connects).BlkifDevid);
+        Assert.Equal(51728u, Assert.Single(h.Fake.Connects).BlkifDevid);
         Assert.Equal("2", h.BackendKey(Fe, Dev, "state"));
     }
 
@@ -415,12 +415,12 @@ public sealed class TapbackAgentTests
         h.FrontendState(Fe, Dev, 3);
         h.Store.Start();
         await h.WaitBackendState(Fe, Dev, 4);
-        Assert.Single(h.Tapdisk.Connects);
+        Assert.Single(h.Fake.Connects);
 
         // And the re-registered watches keep working.
         h.FrontendState(Fe, Dev, 6);
         await h.WaitBackendState(Fe, Dev, 6);
-        Assert.Single(h.Tapdisk.Disconnects);
+        Assert.Single(h.Fake.Disconnects);
     }
 
     [Fact]

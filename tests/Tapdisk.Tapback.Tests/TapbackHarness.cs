@@ -1,11 +1,13 @@
+using System.Diagnostics;
 using Tapdisk.Testing;
 using Tapdisk.XenStore;
 
 namespace Tapdisk.Tapback.Tests;
 
 /// <summary>
-/// One test world: a test xenstored, a fake tapdisk control socket, and the tapback agent connected to both, with
-/// helpers that play the toolstack (libxl's vbd3 nodes and the block-tap script's keys) and the frontend.
+/// One test world: a test xenstored, a tapdisk (the fake control socket, or a real tapdisk made by the real tap-ctl),
+/// and tapback (the agent in process, or the real executable) connected to both, with helpers that play the
+/// toolstack (libxl's vbd3 nodes and the block-tap script's keys) and the frontend.
 /// </summary>
 internal sealed class TapbackHarness : IAsyncDisposable
 {
@@ -18,14 +20,34 @@ internal sealed class TapbackHarness : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly LogCapture _logText = new();
     private readonly TapbackLog _log;
-    private XenStoreClient _client = null!;
+    private XenStoreClient? _client;
     private Task _run = Task.CompletedTask;
+    private Process? _process;
 
-    private TapbackHarness(TapbackOptions options)
+    private TapbackHarness(TapbackOptions options, bool realTapdisk)
     {
         Store = new TestXenStored(_dir.File("xs.sock"));
         ControlDirectory = _dir.File("ctl");
-        Tapdisk = new FakeTapdisk(ControlDirectory, TapdiskPid, TapdiskMinor, DiskSectors, info: 0);
+        Directory.CreateDirectory(ControlDirectory);
+        if (realTapdisk)
+        {
+            Image = _dir.File("disk.raw");
+            using (FileStream f = File.Create(Image))
+            {
+                f.SetLength(8 << 20);
+            }
+
+            ProcessResult created = TapCtl("create", "-a", "aio:" + Image).EnsureSuccess("tap-ctl create");
+            Minor = int.Parse(created.StandardOutput.Trim()[(created.StandardOutput.Trim().LastIndexOf('-') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            string list = TapCtl("list", "-m", $"{Minor}").EnsureSuccess("tap-ctl list").StandardOutput;
+            string pid = list.Split(' ', StringSplitOptions.RemoveEmptyEntries).Single(t => t.StartsWith("pid=", StringComparison.Ordinal))[4..];
+            Pid = int.Parse(pid, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        else
+        {
+            Tapdisk = new FakeTapdisk(ControlDirectory, TapdiskPid, TapdiskMinor, DiskSectors, info: 0);
+        }
+
         options.ControlDirectory = ControlDirectory;
         options.ControlTimeout = TimeSpan.FromSeconds(10);
         Options = options;
@@ -34,7 +56,17 @@ internal sealed class TapbackHarness : IAsyncDisposable
 
     public TestXenStored Store { get; }
 
-    public FakeTapdisk Tapdisk { get; }
+    /// <summary>The fake tapdisk; null when a real one serves <see cref="Image"/>.</summary>
+    public FakeTapdisk? Tapdisk { get; }
+
+    public FakeTapdisk Fake => Tapdisk ?? throw new InvalidOperationException("this harness runs a real tapdisk");
+
+    public int Pid { get; } = TapdiskPid;
+
+    public int Minor { get; } = TapdiskMinor;
+
+    /// <summary>The raw image a real tapdisk serves.</summary>
+    public string? Image { get; }
 
     public string ControlDirectory { get; }
 
@@ -42,15 +74,46 @@ internal sealed class TapbackHarness : IAsyncDisposable
 
     public string Log => _logText.ToString();
 
-    public static async Task<TapbackHarness> StartAsync(TapbackOptions? options = null)
+    /// <summary>The real tapback process, when started with <see cref="StartProcessAsync"/>.</summary>
+    public Process? Process => _process;
+
+    /// <summary>The agent in this process against the fake (or, with <paramref name="realTapdisk"/>, a real) tapdisk.</summary>
+    public static async Task<TapbackHarness> StartAsync(TapbackOptions? options = null, bool realTapdisk = false)
     {
-        var harness = new TapbackHarness(options ?? new TapbackOptions());
+        var harness = new TapbackHarness(options ?? new TapbackOptions(), realTapdisk);
         harness._client = await XenStoreClient.ConnectAsync(new XenStoreClientOptions { Endpoints = [harness.Store.Endpoint], ReconnectMaximumDelay = TimeSpan.FromMilliseconds(200) });
         var agent = new TapbackAgent(harness._client, harness.Options, harness._log);
         harness._run = agent.RunAsync(harness._stop.Token);
         await agent.Started.WaitAsync(s_hangGuard);
         return harness;
     }
+
+    /// <summary>The real tapback executable in the foreground (-d -v plus <paramref name="args"/>), finding the store through XENSTORED_PATH.</summary>
+    public static async Task<TapbackHarness> StartProcessAsync(params string[] args)
+    {
+        var harness = new TapbackHarness(new TapbackOptions(), realTapdisk: false);
+        var psi = new ProcessStartInfo(TestBinaries.Tapback) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (string a in (string[])["-d", "-v", "--control-dir", harness.ControlDirectory, .. args])
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        psi.Environment[XenStoreEndpoint.PathVariable] = harness.Store.SocketPath;
+        harness._process = System.Diagnostics.Process.Start(psi) ?? throw new InvalidOperationException("cannot start tapback");
+        harness._process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { harness._logText.WriteLine(e.Data); } };
+        harness._process.OutputDataReceived += (_, e) => { if (e.Data is not null) { harness._logText.WriteLine(e.Data); } };
+        harness._process.BeginErrorReadLine();
+        harness._process.BeginOutputReadLine();
+        await harness.WaitUntil(() => harness.Log.Contains("watching /local/domain/0/backend/vbd3", StringComparison.Ordinal), "tapback to start");
+        return harness;
+    }
+
+    public ProcessResult TapCtl(params string[] args) => ExternalTool.Run(
+        TestBinaries.TapCtl,
+        args,
+        stdin: null,
+        timeout: TimeSpan.FromMinutes(1),
+        environment: new Dictionary<string, string> { ["BLKTAP_CONTROL_DIR"] = ControlDirectory, ["TAPDISK_EXEC"] = TestBinaries.Tapdisk });
 
     public static string Backend(uint frontend, uint device) => $"/local/domain/0/backend/vbd3/{frontend}/{device}";
 
@@ -74,8 +137,8 @@ internal sealed class TapbackHarness : IAsyncDisposable
     {
         Store.WriteAll(
             Backend(frontend, device),
-            ("pid", $"{TapdiskPid}"), ("minor", $"{TapdiskMinor}"),
-            ("physical-device-path", physicalDevicePath ?? Path.Combine(ControlDirectory, $"nbd{TapdiskPid}.{TapdiskMinor}")),
+            ("pid", $"{Pid}"), ("minor", $"{Minor}"),
+            ("physical-device-path", physicalDevicePath ?? Path.Combine(ControlDirectory, $"nbd{Pid}.{Minor}")),
             ("hotplug-status", "connected"));
     }
 
@@ -129,8 +192,27 @@ internal sealed class TapbackHarness : IAsyncDisposable
             // the agent's normal way out
         }
 
-        await _client.DisposeAsync();
-        await Tapdisk.DisposeAsync();
+        if (_process is { HasExited: false })
+        {
+            _process.Kill();
+            await _process.WaitForExitAsync();
+        }
+
+        _process?.Dispose();
+        if (_client is not null)
+        {
+            await _client.DisposeAsync();
+        }
+
+        if (Tapdisk is not null)
+        {
+            await Tapdisk.DisposeAsync();
+        }
+        else
+        {
+            TapCtl("destroy", "-p", $"{Pid}", "-m", $"{Minor}");
+        }
+
         Store.Dispose();
         _log.Dispose();
         _stop.Dispose();
