@@ -9,6 +9,7 @@ public enum OpenFlags
     Create = 0x40,
     Exclusive = 0x80,
     Truncate = 0x200,
+    NonBlocking = 0x800,
     Dsync = 0x1000,
     Direct = 0x4000,
     LargeFile = 0x8000,

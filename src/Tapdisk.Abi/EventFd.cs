@@ -1,0 +1,50 @@
+using System.Runtime.InteropServices;
+
+namespace Tapdisk.Abi;
+
+/// <summary>A non-blocking eventfd(2): lets another thread wake a loop that sleeps in poll(2).</summary>
+public sealed unsafe class EventFd : IDisposable
+{
+    private readonly SafeFdHandle _fd;
+
+    public EventFd()
+    {
+        int fd = Interop.Libc.Eventfd(0, Interop.Libc.EFD_NONBLOCK | Interop.Libc.EFD_CLOEXEC);
+        if (fd < 0)
+        {
+            throw new ErrnoIOException(Marshal.GetLastPInvokeError(), null, "eventfd");
+        }
+
+        _fd = new SafeFdHandle(fd, ownsHandle: true);
+    }
+
+    public SafeFdHandle Handle => _fd;
+
+    /// <summary>Adds 1 to the counter; the poller wakes. Safe from any thread.</summary>
+    public void Signal()
+    {
+        ulong one = 1;
+        nint n;
+        do
+        {
+            n = Interop.Libc.Write(_fd, (byte*)&one, sizeof(ulong));
+        }
+        while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+
+        // EAGAIN means the counter is already at its maximum: the poller is awake anyway.
+    }
+
+    /// <summary>Resets the counter to zero.</summary>
+    public void Drain()
+    {
+        ulong value;
+        nint n;
+        do
+        {
+            n = Interop.Libc.Read(_fd, (byte*)&value, sizeof(ulong));
+        }
+        while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+    }
+
+    public void Dispose() => _fd.Dispose();
+}
