@@ -8,11 +8,13 @@ public unsafe class MappedRegion : IDisposable
 {
     private nint _address;
     private readonly int _length;
+    private readonly Action? _onUnmapped;
 
-    internal MappedRegion(void* address, int length)
+    internal MappedRegion(void* address, int length, Action? onUnmapped = null)
     {
         _address = (nint)address;
         _length = length;
+        _onUnmapped = onUnmapped;
     }
 
     public int Length => _length;
@@ -51,7 +53,5 @@ public unsafe class MappedRegion : IDisposable
     }
 
     /// <summary>Runs once, after munmap (gntdev needs its reservation released only then).</summary>
-    protected virtual void OnUnmapped()
-    {
-    }
+    protected virtual void OnUnmapped() => _onUnmapped?.Invoke();
 }

@@ -28,8 +28,8 @@ public sealed unsafe class SharedMemoryFile : IDisposable
 
     public int Pages { get; }
 
-    /// <summary>Maps the given pages of the file, in that order, as one contiguous range.</summary>
-    public MappedRegion MapPages(ReadOnlySpan<int> pageIndexes, bool writable)
+    /// <summary>Maps the given pages of the file, in that order, as one contiguous range; <paramref name="onUnmapped"/> runs after munmap.</summary>
+    public MappedRegion MapPages(ReadOnlySpan<int> pageIndexes, bool writable, Action? onUnmapped = null)
     {
         if (pageIndexes.IsEmpty)
         {
@@ -64,7 +64,7 @@ public sealed unsafe class SharedMemoryFile : IDisposable
             }
         }
 
-        return new MappedRegion(reserved, length);
+        return new MappedRegion(reserved, length, onUnmapped);
     }
 
     public void Dispose() => _fd.Dispose();

@@ -107,6 +107,7 @@ internal sealed partial class TapdiskHost
         }
 
         json.EndArray();
+        WriteRingStats(json, vbd);
         json.Number("FIXME_enospc_redirect_count", 0);
         json.Number("nbd_mirror_failed", 0);
         json.Number("reqs_outstanding", image?.InFlight ?? 0);

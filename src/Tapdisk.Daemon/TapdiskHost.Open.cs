@@ -220,6 +220,7 @@ internal sealed partial class TapdiskHost
         {
             vbd.State &= ~VbdState.PauseRequested;
             vbd.Export?.Resume();
+            ResumeRings(vbd, vbd.Image);
             return Fail(cookie, Errno.EBUSY);
         }
 
@@ -234,14 +235,14 @@ internal sealed partial class TapdiskHost
     /// <summary>Stops new requests and waits (bounded) for those in flight; false, with a log line saying what it waited for, on timeout.</summary>
     private async Task<bool> DrainAsync(Vbd vbd, string what)
     {
-        if (vbd.Export is null)
-        {
-            return true;
-        }
-
         try
         {
-            await vbd.Export.PauseAsync().WaitAsync(s_drainTimeout).ConfigureAwait(false);
+            if (vbd.Export is not null)
+            {
+                await vbd.Export.PauseAsync().WaitAsync(s_drainTimeout).ConfigureAwait(false);
+            }
+
+            await PauseRingsAsync(vbd).WaitAsync(s_drainTimeout).ConfigureAwait(false);
             return true;
         }
         catch (TimeoutException)
@@ -302,6 +303,7 @@ internal sealed partial class TapdiskHost
         vbd.Params = parameters;
         vbd.State = VbdState.None;
         vbd.Export?.Resume(image);
+        ResumeRings(vbd, image);
         _log.Info($"minor {vbd.Minor}: resumed with {parameters}");
         return Ok(TapdiskMessageType.ResumeResponse, cookie);
     }
@@ -334,6 +336,7 @@ internal sealed partial class TapdiskHost
         }
 
         await StopNbdAsync(vbd).ConfigureAwait(false);
+        await DisconnectRingsAsync(vbd).ConfigureAwait(false);
         if (vbd.Image is not null)
         {
             try

@@ -107,8 +107,10 @@ internal sealed partial class TapdiskHost : IControlHandler, IAsyncDisposable
                 return Detach(minor);
             case TapdiskMessageType.DiskInfo:
                 return (DiskInfo(minor), false);
+            case TapdiskMessageType.XenblkifConnect:
+                return (ConnectRing(request), false);
             default:
-                return (XenRing(request), false);
+                return (await DisconnectRingAsync(request).ConfigureAwait(false), false);
         }
     }
 
@@ -196,18 +198,6 @@ internal sealed partial class TapdiskHost : IControlHandler, IAsyncDisposable
         }
 
         return new TapdiskMessage(TapdiskMessageType.DiskInfoResponse, (ushort)minor) { ImageSectors = vbd.Sectors, ImageSectorSize = vbd.SectorSize, ImageInfo = vbd.Info };
-    }
-
-    private TapdiskMessage XenRing(TapdiskMessage request)
-    {
-        if (request.Type == TapdiskMessageType.XenblkifConnect && Find(request.Cookie) is null)
-        {
-            return Fail(request.Cookie, Errno.ENODEV);
-        }
-
-        // The blkif ring backend is not part of this build: say so rather than pretend (ENOSYS, "Function not implemented").
-        _log.Warning($"{TapdiskMessage.Name(request.Type)} for domain {request.BlkifDomid} device {request.BlkifDevid}: Xen ring backend not available in this build");
-        return Fail(request.Cookie, Errno.ENOSYS);
     }
 
     public async ValueTask DisposeAsync()

@@ -1,4 +1,5 @@
 using Tapdisk.Abi;
+using Tapdisk.Blkif;
 using Tapdisk.Control;
 using Tapdisk.Drivers.VhdCrypto;
 using Tapdisk.Nbd;
@@ -34,6 +35,9 @@ internal sealed class Vbd
     public NbdExport? Export { get; set; }
 
     public List<IAsyncDisposable> Endpoints { get; } = [];
+
+    /// <summary>Xen rings connected by XENBLKIF_CONNECT (tapback connects one; the list allows more).</summary>
+    public List<BlkifRing> Rings { get; } = [];
 
     /// <summary>Disk info cached at OPEN: valid while paused (DISK_INFO), compared at RESUME.</summary>
     public ulong Sectors { get; set; }

@@ -1,0 +1,207 @@
+using System.Runtime.CompilerServices;
+using Tapdisk.Abi;
+using Tapdisk.Storage;
+
+namespace Tapdisk.Blkif;
+
+public sealed unsafe partial class BlkifRing
+{
+    /// <summary>Runs the slot's remaining steps on the ring thread until one goes asynchronous or the slot is answered.</summary>
+    /// <remarks>Each step's ValueTask is consumed exactly once: read here when already complete, else by the continuation.</remarks>
+#pragma warning disable CA2012
+    private void RunSteps(BlkifRequestSlot slot)
+    {
+        while (true)
+        {
+            if (slot.IoErrno != 0)
+            {
+                _errorsImage++;
+                if (MayLog())
+                {
+                    Log.ImageFailed(_logger, Domid, Devid, slot.Id, slot.Operation, slot.IoErrno);
+                }
+
+                Finish(slot, slot.IoErrno == Errno.EOPNOTSUPP ? BlkifConstants.RspEopnotsupp : BlkifConstants.RspError);
+                return;
+            }
+
+            IBlockImage image = _image;
+            ValueTask step;
+            if ((slot.Steps & SlotSteps.PreFlush) != 0)
+            {
+                slot.Steps &= ~SlotSteps.PreFlush;
+                step = Start(static (image, _) => image.FlushAsync(), image, slot);
+            }
+            else if ((slot.Steps & SlotSteps.Io) != 0)
+            {
+                slot.Steps &= ~SlotSteps.Io;
+                step = Start(static (image, slot) => StartIo(image, slot), image, slot);
+            }
+            else if ((slot.Steps & SlotSteps.PostFlush) != 0)
+            {
+                slot.Steps &= ~SlotSteps.PostFlush;
+                step = Start(static (image, _) => image.FlushAsync(), image, slot);
+            }
+            else if ((slot.Steps & SlotSteps.CopyOut) != 0)
+            {
+                slot.Steps &= ~SlotSteps.CopyOut;
+                bool copied = CopyGrants(slot, slot.Copies.AsSpan(0, slot.SegmentCount), "read data");
+                Finish(slot, copied ? BlkifConstants.RspOkay : BlkifConstants.RspError);
+                return;
+            }
+            else
+            {
+                Finish(slot, BlkifConstants.RspOkay);
+                return;
+            }
+
+            if (!step.IsCompleted)
+            {
+                slot.Pending = step;
+                step.GetAwaiter().UnsafeOnCompleted(slot.Continuation);
+                return;
+            }
+
+            slot.IoErrno = ResultOf(step);
+        }
+    }
+#pragma warning restore CA2012
+
+    private static ValueTask StartIo(IBlockImage image, BlkifRequestSlot slot)
+    {
+        long offsetBytes = (long)slot.SectorNumber * SectorSize;
+        return slot.Io switch
+        {
+            SlotIo.Read => image.ReadAsync(offsetBytes, slot.Buffer!.Memory[..slot.LengthBytes]),
+            SlotIo.Write => image.WriteAsync(offsetBytes, slot.Buffer!.Memory[..slot.LengthBytes]),
+            SlotIo.Discard => image.TrimAsync(offsetBytes, slot.DiscardSectors * SectorSize),
+            _ => ValueTask.CompletedTask,
+        };
+    }
+
+    /// <summary>Calls the image, turning a synchronous throw into a faulted step so one bad call fails one request.</summary>
+    private static ValueTask Start(Func<IBlockImage, BlkifRequestSlot, ValueTask> call, IBlockImage image, BlkifRequestSlot slot)
+    {
+        try
+        {
+            return call(image, slot);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    private static int ResultOf(ValueTask step)
+    {
+        try
+        {
+            step.GetAwaiter().GetResult();
+            return 0;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            int errno = StorageErrors.ToErrno(e);
+            return errno == 0 ? Errno.EIO : errno;
+        }
+    }
+
+    /// <summary>The image finished a step on some thread: record it and hand the slot to the ring thread.</summary>
+    internal void OnIoCompleted(BlkifRequestSlot slot)
+    {
+        ValueTask step = slot.Pending;
+        slot.Pending = default;
+        slot.IoErrno = ResultOf(step);
+        BlkifRequestSlot? head;
+        do
+        {
+            head = Volatile.Read(ref _completed);
+            slot.Next = head;
+        }
+        while (Interlocked.CompareExchange(ref _completed, slot, head) != head); // full fence: slot fields published with it
+
+        if (head is null)
+        {
+            // First entry since the ring thread last emptied the stack: it may be asleep. Later pushes find it awake or about to look.
+            _channel.Wake();
+        }
+    }
+
+    private void ProcessCompletions()
+    {
+        BlkifRequestSlot? slot = Interlocked.Exchange(ref _completed, null);
+        while (slot is not null)
+        {
+            BlkifRequestSlot? next = slot.Next;
+            slot.Next = null;
+            RunSteps(slot);
+            slot = next;
+        }
+    }
+
+    /// <summary>A pending barrier/flush starts once it is the only request left.</summary>
+    private bool TryStartDrain()
+    {
+        BlkifRequestSlot? slot = _drainSlot;
+        if (slot is not null && !slot.DrainStarted && _inFlight == 1)
+        {
+            slot.DrainStarted = true;
+            RunSteps(slot);
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>Writes the response into the next response slot (published later, once per batch) and frees the request slot.</summary>
+    private void Finish(BlkifRequestSlot slot, short status)
+    {
+        if (!_stopRequested)
+        {
+            // id@0, operation@8, status@10 in both ABIs; the rest of the slot is left alone (control-xen.md 3.3).
+            byte* response = _ringBase + _geometry.SlotOffset(_rspProdPvt);
+            Unsafe.WriteUnaligned(response, slot.Id);
+            response[8] = slot.Operation;
+            Unsafe.WriteUnaligned(response + 10, status);
+            _rspProdPvt++;
+            _responsesOut++;
+        }
+
+        if (_drainSlot == slot)
+        {
+            _drainSlot = null;
+        }
+
+        _freeSlots[_freeCount++] = slot.Index;
+        _inFlight--;
+    }
+
+    /// <summary>RING_PUSH_RESPONSES_AND_CHECK_NOTIFY: publish rsp_prod once per batch, notify only if the frontend asked.</summary>
+    private void Publish()
+    {
+        uint newProd = _rspProdPvt;
+        uint oldProd = _rspProdPublished;
+        if (newProd == oldProd)
+        {
+            return;
+        }
+
+        // Release: the response bodies become visible before the index; pairs with the frontend's rmb() after it reads rsp_prod.
+        Volatile.Write(ref _sring->RspProd, newProd);
+        _rspProdPublished = newProd;
+
+        // Full fence: rsp_prod must be visible before rsp_event is read; pairs with the mb() in the frontend's
+        // RING_FINAL_CHECK_FOR_RESPONSES between its rsp_event store and its rsp_prod re-read.
+        Interlocked.MemoryBarrier();
+        uint rspEvent = Volatile.Read(ref _sring->RspEvent);
+        if (newProd - rspEvent < newProd - oldProd)
+        {
+            _kicksOut++;
+            int errno = _channel.Notify(_localPort);
+            if (errno != 0 && MayLog())
+            {
+                Log.EventChannelError(_logger, Domid, Devid, errno);
+            }
+        }
+    }
+}

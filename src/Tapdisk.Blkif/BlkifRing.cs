@@ -1,0 +1,335 @@
+using Microsoft.Extensions.Logging;
+using Tapdisk.Abi;
+using Tapdisk.Storage;
+
+namespace Tapdisk.Blkif;
+
+/// <summary>
+/// The backend of one blkif shared ring: the mapped ring pages, the bound event channel, and one event-loop thread that
+/// consumes requests, dispatches them to the image and produces responses (control-xen.md Part II 3.7, 4.10).
+/// The ring indices, the slots and the shared memory are touched by that thread only; image completions reach it
+/// through a lock-free stack. A frontend that corrupts the ring stops this ring alone.
+/// </summary>
+public sealed unsafe partial class BlkifRing
+{
+    private const int LogBudgetPerWindow = 20;
+    private const long LogWindowMilliseconds = 10_000;
+    private const int MaxLoopFailures = 3;
+
+    private readonly BlkifConnectParameters _parameters;
+    private readonly BlkifRingOptions _options;
+    private readonly BlkifRingGeometry _geometry;
+    private readonly IGrantDevice _grants;
+    private readonly IEventChannel _channel;
+    private readonly MappedRegion _mapping;
+    private readonly ILogger _logger;
+    private readonly uint _localPort;
+    private readonly BlkifSringHeader* _sring;
+    private readonly byte* _ringBase;
+    private readonly BlkifRequestSlot[] _slots;
+    private readonly int[] _freeSlots;
+    private readonly Thread _thread;
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly int _maxSegments;
+
+    private IBlockImage _image;
+
+    // Ring-thread state (control-xen.md 3.1: the backend's private req_cons and rsp_prod_pvt; never read back from shared memory).
+    private uint _reqCons;
+    private uint _rspProdPvt;
+    private uint _rspProdPublished;
+    private int _freeCount;
+    private int _inFlight;
+    private BlkifRequestSlot? _drainSlot;
+    private bool _broken;
+    private int _loopFailures;
+
+    // Completed slots, pushed by any thread, taken all at once by the ring thread (Treiber stack; no ABA: the consumer only swaps in null).
+    private BlkifRequestSlot? _completed;
+
+    // Control-thread requests, read by the ring thread.
+    private volatile bool _stopRequested;
+    private volatile bool _pauseRequested;
+    private volatile bool _paused;
+    private TaskCompletionSource? _pausedSignal;
+
+    // Counters: written by the ring thread, read by stats.
+    private long _requestsIn;
+    private long _responsesOut;
+    private long _kicksIn;
+    private long _kicksOut;
+    private long _errorsMessage;
+    private long _errorsMap;
+    private long _errorsVbd;
+    private long _errorsImage;
+
+    // Log rate limit (ring thread).
+    private long _logWindowStart;
+    private int _logBudget = LogBudgetPerWindow;
+    private long _logSuppressed;
+
+    private BlkifRing(BlkifConnectParameters parameters, BlkifRingOptions options, BlkifRingGeometry geometry, IGrantDevice grants, IEventChannel channel,
+        MappedRegion mapping, uint localPort, IBlockImage image, ILogger logger)
+    {
+        _parameters = parameters;
+        _options = options;
+        _geometry = geometry;
+        _grants = grants;
+        _channel = channel;
+        _mapping = mapping;
+        _localPort = localPort;
+        _image = image;
+        _logger = logger;
+        _sring = (BlkifSringHeader*)mapping.Address;
+        _ringBase = mapping.Address;
+        _maxSegments = Math.Max(BlkifRingGeometry.MaxDirectSegments, options.MaxIndirectSegments);
+        _slots = new BlkifRequestSlot[geometry.SlotCount];
+        _freeSlots = new int[geometry.SlotCount];
+        for (int i = 0; i < _slots.Length; i++)
+        {
+            _slots[i] = new BlkifRequestSlot(this, i, _maxSegments);
+            _freeSlots[i] = _slots.Length - 1 - i;
+        }
+
+        _freeCount = _slots.Length;
+        _thread = new Thread(Run) { IsBackground = true, Name = $"blkif {parameters.Domid}/{parameters.Devid}" };
+    }
+
+    public uint Domid => _parameters.Domid;
+
+    public uint Devid => _parameters.Devid;
+
+    public BlkifRingGeometry Geometry => _geometry;
+
+    public uint LocalPort => _localPort;
+
+    /// <summary>True once the frontend broke a ring invariant: the ring consumes nothing more.</summary>
+    public bool IsBroken => Volatile.Read(ref _broken);
+
+    /// <summary>Completes when the ring thread has released everything (after Disconnect).</summary>
+    public Task Stopped => _stopped.Task;
+
+    /// <summary>
+    /// Maps the ring pages, binds the event channel and starts the ring thread. Throws <see cref="BlkifConnectException"/>
+    /// with the errno tapdisk would answer (EINVAL for a bad order, domid or max segments; EPROTONOSUPPORT; the map or bind errno).
+    /// </summary>
+    public static BlkifRing Connect(BlkifConnectParameters parameters, IXenDevices devices, IBlockImage image, BlkifRingOptions? options = null, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(devices);
+        ArgumentNullException.ThrowIfNull(image);
+        options ??= new BlkifRingOptions();
+        logger ??= Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+        if (parameters.Protocol is not (BlkifProtocol.Native or BlkifProtocol.X86 or BlkifProtocol.X64))
+        {
+            throw new BlkifConnectException(EPROTONOSUPPORT, $"unknown ring protocol {(int)parameters.Protocol}");
+        }
+
+        if (!BlkifRingGeometry.TryCreate(parameters.Protocol, parameters.Order, out BlkifRingGeometry geometry))
+        {
+            throw new BlkifConnectException(Errno.EINVAL, $"ring-page-order {parameters.Order} is outside 0..{BlkifRingGeometry.MaxRingPageOrder}");
+        }
+
+        if (parameters.RingRefs.Length < geometry.Pages)
+        {
+            throw new BlkifConnectException(Errno.EINVAL, $"{geometry.Pages} ring pages need as many grant refs, got {parameters.RingRefs.Length}");
+        }
+
+        // The grant-copy descriptor carries a 16-bit domid.
+        if (parameters.Domid > ushort.MaxValue)
+        {
+            throw new BlkifConnectException(Errno.EINVAL, $"domain id {parameters.Domid} out of range");
+        }
+
+        if (options.MaxIndirectSegments < 0 || options.MaxIndirectSegments > BlkifConstants.MaxIndirectPagesPerRequest * BlkifRingGeometry.SegmentsPerIndirectPage)
+        {
+            throw new BlkifConnectException(Errno.EINVAL, $"max indirect segments {options.MaxIndirectSegments} out of range");
+        }
+
+        IGrantDevice? grants = null;
+        IEventChannel? channel = null;
+        MappedRegion? mapping = null;
+        try
+        {
+            grants = devices.OpenGrantDevice();
+            mapping = grants.MapGrantRefs(parameters.Domid, parameters.RingRefs.AsSpan(0, geometry.Pages), writable: true);
+            channel = devices.OpenEventChannel();
+            uint port = channel.BindInterdomain(parameters.Domid, parameters.RemotePort);
+            var ring = new BlkifRing(parameters, options, geometry, grants, channel, mapping, port, image, logger);
+            Log.Connected(logger, parameters.Domid, parameters.Devid, geometry.Pages, geometry.SlotCount, parameters.Protocol, port);
+            ring._thread.Start();
+            return ring;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            mapping?.Dispose();
+            channel?.Dispose();
+            grants?.Dispose();
+            throw new BlkifConnectException(StorageErrors.ToErrno(e), $"connecting ring {parameters.Domid}/{parameters.Devid}: {e.Message}", e);
+        }
+    }
+
+    public BlkifRingStats GetStats() => new(
+        Volatile.Read(ref _requestsIn),
+        Volatile.Read(ref _responsesOut),
+        Volatile.Read(ref _kicksIn),
+        Volatile.Read(ref _kicksOut),
+        Volatile.Read(ref _errorsMessage),
+        Volatile.Read(ref _errorsMap),
+        Volatile.Read(ref _errorsVbd),
+        Volatile.Read(ref _errorsImage));
+
+    /// <summary>Stops pulling requests and completes when none is left at the image (tapdisk masks the ring on pause).</summary>
+    public Task PauseAsync()
+    {
+        var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _pausedSignal, signal);
+        _pauseRequested = true;
+        _channel.Wake();
+        return signal.Task;
+    }
+
+    /// <summary>Serves again, from <paramref name="image"/> (the chain reopened after a snapshot).</summary>
+    public void Resume(IBlockImage image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        Volatile.Write(ref _image, image);
+        _paused = false;
+        _pauseRequested = false;
+        _channel.Wake();
+    }
+
+    private void Run()
+    {
+        Span<uint> ports = stackalloc uint[16];
+        while (true)
+        {
+            try
+            {
+                // Work until nothing moves: completions may free slots or end a drain, which lets intake go on.
+                bool progress;
+                do
+                {
+                    ProcessCompletions();
+                    progress = TryStartDrain();
+                    progress |= Intake();
+                }
+                while (progress || Volatile.Read(ref _completed) is not null);
+
+                Publish();
+                if (_stopRequested && _inFlight == 0)
+                {
+                    break;
+                }
+
+                if (_pauseRequested && !_paused && _inFlight == 0)
+                {
+                    _paused = true;
+                    Volatile.Read(ref _pausedSignal)?.TrySetResult();
+                }
+
+                _channel.Wait(-1);
+                HandleEvents(ports);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A bug in our own loop: stop serving this ring, keep draining what the image still holds, never take the process down.
+                Log.LoopFailed(_logger, Domid, Devid, e);
+                Volatile.Write(ref _broken, true);
+                if (++_loopFailures >= MaxLoopFailures)
+                {
+                    // Buffers may still be in use by the image: leak them rather than free memory under a running I/O.
+                    _stopped.TrySetResult();
+                    return;
+                }
+            }
+        }
+
+        try
+        {
+            Release();
+        }
+        finally
+        {
+            Log.Disconnected(_logger, Domid, Devid);
+            _stopped.TrySetResult();
+        }
+    }
+
+    private void HandleEvents(Span<uint> ports)
+    {
+        int n = _channel.ReadPending(ports);
+        if (n < 0)
+        {
+            if (-n == Errno.EFBIG)
+            {
+                // The per-fd queue overflowed: reset it; the loop rescans the ring on its next pass anyway.
+                _ = _channel.Reset();
+                return;
+            }
+
+            Log.EventChannelError(_logger, Domid, Devid, -n);
+            return;
+        }
+
+        for (int i = 0; i < n; i++)
+        {
+            if (ports[i] != _localPort)
+            {
+                continue; // Not ours (cannot happen with one fd per ring): left masked, as tapdisk does.
+            }
+
+            _kicksIn++;
+
+            // Unmask before processing: with the final check in Intake no wake-up is lost (control-xen.md 2.3).
+            int errno = _channel.Unmask(_localPort);
+            if (errno != 0)
+            {
+                Log.EventChannelError(_logger, Domid, Devid, errno);
+            }
+        }
+    }
+
+    private void Release()
+    {
+        _ = _channel.Unbind(_localPort);
+        _channel.Dispose();
+        _mapping.Dispose();
+        _grants.Dispose();
+        foreach (BlkifRequestSlot slot in _slots)
+        {
+            ((IDisposable?)slot.Buffer)?.Dispose();
+            ((IDisposable?)slot.IndirectPages)?.Dispose();
+            slot.Buffer = null;
+            slot.IndirectPages = null;
+        }
+    }
+
+    private const int EPROTONOSUPPORT = 93;
+
+    /// <summary>Rate-limited per ring: at most 20 lines per 10 s, then one line saying how many were dropped.</summary>
+    private bool MayLog()
+    {
+        long now = Environment.TickCount64;
+        if (now - _logWindowStart >= LogWindowMilliseconds)
+        {
+            if (_logSuppressed > 0)
+            {
+                Log.Suppressed(_logger, Domid, Devid, _logSuppressed);
+            }
+
+            _logWindowStart = now;
+            _logBudget = LogBudgetPerWindow;
+            _logSuppressed = 0;
+        }
+
+        if (_logBudget > 0)
+        {
+            _logBudget--;
+            return true;
+        }
+
+        _logSuppressed++;
+        return false;
+    }
+}
