@@ -35,8 +35,14 @@ internal sealed class BlkifRequestSlot
     /// <summary>Preallocated continuation for the image's ValueTask (no closure per request).</summary>
     public Action Continuation { get; }
 
-    /// <summary>Page-aligned bounce buffer, packed segment after segment; allocated on first use and kept.</summary>
+    /// <summary>Page-aligned bounce buffer for direct requests (11 pages), packed segment after segment; allocated on first use and kept.</summary>
     public AlignedMemory? Buffer;
+
+    /// <summary>A bigger buffer for one large indirect request, rented from the shared pool and returned when it is answered.</summary>
+    public AlignedMemory? LargeBuffer;
+
+    /// <summary>The buffer the current request uses.</summary>
+    public AlignedMemory ActiveBuffer => LargeBuffer ?? Buffer!;
 
     /// <summary>Private copy of an indirect request's descriptor pages; allocated on first indirect use.</summary>
     public AlignedMemory? IndirectPages;

@@ -72,8 +72,8 @@ public sealed unsafe partial class BlkifRing
         long offsetBytes = (long)slot.SectorNumber * SectorSize;
         return slot.Io switch
         {
-            SlotIo.Read => image.ReadAsync(offsetBytes, slot.Buffer!.Memory[..slot.LengthBytes]),
-            SlotIo.Write => image.WriteAsync(offsetBytes, slot.Buffer!.Memory[..slot.LengthBytes]),
+            SlotIo.Read => image.ReadAsync(offsetBytes, slot.ActiveBuffer.Memory[..slot.LengthBytes]),
+            SlotIo.Write => image.WriteAsync(offsetBytes, slot.ActiveBuffer.Memory[..slot.LengthBytes]),
             SlotIo.Discard => image.TrimAsync(offsetBytes, slot.DiscardSectors * SectorSize),
             _ => ValueTask.CompletedTask,
         };
@@ -170,6 +170,12 @@ public sealed unsafe partial class BlkifRing
         if (_drainSlot == slot)
         {
             _drainSlot = null;
+        }
+
+        if (slot.LargeBuffer is { } large)
+        {
+            slot.LargeBuffer = null;
+            AlignedBufferPool.Shared.Return(large);
         }
 
         _freeSlots[_freeCount++] = slot.Index;

@@ -253,8 +253,14 @@ public sealed unsafe partial class BlkifRing
         slot.LengthBytes = lengthBytes;
         if (count > 0)
         {
-            slot.Buffer ??= new AlignedMemory(_maxSegments * BlkifRingGeometry.PageSize);
-            byte* local = (byte*)slot.Buffer.Pin().Pointer;
+            slot.Buffer ??= new AlignedMemory(BlkifRingGeometry.MaxDirectSegments * BlkifRingGeometry.PageSize);
+            if (lengthBytes > slot.Buffer.Length)
+            {
+                // Only indirect requests get here; the pool keeps the buffers, so steady state still allocates nothing.
+                slot.LargeBuffer = AlignedBufferPool.Shared.Rent(lengthBytes);
+            }
+
+            byte* local = (byte*)slot.ActiveBuffer.Pin().Pointer;
             Span<GrantCopySegment> copies = slot.Copies.AsSpan(0, count);
             ushort domid = (ushort)Domid;
             int offset = 0;
