@@ -10,8 +10,8 @@ internal static class CommandLine
 
     public const string Usage =
         "usage: tapback [-d] [-v] [-b] [-n NAME] [-p PIDFILE] [-x DOMID]\n" +
-        "       [--max-ring-page-order N] [--no-flush-cache] [--discard-granularity BYTES]\n" +
-        "       [--max-indirect-segments N] [--physical-sector-size BYTES] [--control-dir DIR]\n" +
+        "       [--max-ring-page-order N (3)] [--no-flush-cache] [--discard-granularity BYTES (4096, 0 = off)]\n" +
+        "       [--max-indirect-segments N (0 = off, at most 32)] [--physical-sector-size BYTES] [--control-dir DIR]\n" +
         "       [--backend-domid DOMID]\n" +
         "  -d  stay in the foreground      -v  debug logging\n" +
         "  -b  advertise feature-barrier=0 -n  backend type (default vbd3)\n" +
@@ -82,9 +82,9 @@ internal static class CommandLine
                     options.DiscardGranularity = granularity;
                     break;
                 case "--max-indirect-segments":
-                    if (!StrictNumber.TryParseUInt32(Next(), out uint segments))
+                    if (!StrictNumber.TryParseUInt32(Next(), out uint segments) || segments > TapbackOptions.TapdiskMaxIndirectSegments)
                     {
-                        return (null, false, "--max-indirect-segments takes a number (0 disables indirect descriptors)");
+                        return (null, false, $"--max-indirect-segments takes 0..{TapbackOptions.TapdiskMaxIndirectSegments}, what tapdisk's ring accepts (0 disables indirect descriptors)");
                     }
 
                     options.MaxIndirectSegments = segments;

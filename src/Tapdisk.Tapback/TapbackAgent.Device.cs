@@ -403,7 +403,8 @@ internal sealed partial class TapbackAgent
             ("feature-barrier", _options.Barrier ? "1" : "0"),
             ("feature-flush-cache", _options.FlushCache ? "1" : "0"),
         };
-        if (_options.DiscardGranularity > 0)
+        string? discardEnable = await _xenStore.TryReadAsync(device.BackendPath + "/discard-enable", cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (_options.DiscardGranularity > 0 && discardEnable != "0")
         {
             keys.Add(("feature-discard", "1"));
             keys.Add(("discard-granularity", StrictNumber.Format(_options.DiscardGranularity)));
@@ -413,7 +414,7 @@ internal sealed partial class TapbackAgent
 
         if (_options.MaxIndirectSegments > 0)
         {
-            keys.Add(("feature-max-indirect-segments", StrictNumber.Format(_options.MaxIndirectSegments)));
+            keys.Add(("feature-max-indirect-segments", StrictNumber.Format(Math.Min(_options.MaxIndirectSegments, TapbackOptions.TapdiskMaxIndirectSegments))));
         }
 
         await WriteFrontendReadableAsync(device, keys, cancellationToken).ConfigureAwait(false);

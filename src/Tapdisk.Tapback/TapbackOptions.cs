@@ -28,11 +28,23 @@ internal sealed class TapbackOptions
     /// <summary>feature-flush-cache: tapdisk answers BLKIF_OP_FLUSH_DISKCACHE with a real flush.</summary>
     public bool FlushCache { get; set; } = true;
 
-    /// <summary>discard-granularity in bytes; 0 leaves feature-discard unadvertised.</summary>
-    public uint DiscardGranularity { get; set; }
+    /// <summary>
+    /// discard-granularity in bytes when discard is advertised (the device's discard-enable is not 0, as Linux
+    /// blkback reads it); 0 never advertises feature-discard. tapdisk answers EOPNOTSUPP for an image that cannot
+    /// punch holes, which blkfront takes as "discard off".
+    /// </summary>
+    public uint DiscardGranularity { get; set; } = 4096;
 
-    /// <summary>feature-max-indirect-segments; 0 leaves indirect descriptors unadvertised.</summary>
+    /// <summary>
+    /// feature-max-indirect-segments; 0 (the default) leaves indirect descriptors unadvertised. Never more than
+    /// <see cref="TapdiskMaxIndirectSegments"/>: CONNECT carries no limit, so a larger number would promise blkfront
+    /// requests that tapdisk's ring rejects (tests/xenlab/FINDINGS.md 2). Off by default until the lab passes with it
+    /// (FINDINGS.md 1: responses to indirect requests must carry indirect_op).
+    /// </summary>
     public uint MaxIndirectSegments { get; set; }
+
+    /// <summary>The most indirect segments our tapdisk's blkif ring accepts per request (its BlkifRingOptions default).</summary>
+    public const uint TapdiskMaxIndirectSegments = 32;
 
     /// <summary>physical-sector-size; 0 writes nothing (blkfront then assumes the logical sector size).</summary>
     public uint PhysicalSectorSize { get; set; }

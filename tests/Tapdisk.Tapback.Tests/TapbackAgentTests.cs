@@ -27,8 +27,12 @@ public sealed class TapbackAgentTests
         Assert.Equal("0", h.BackendKey(Fe, Dev, "info"));
         Assert.Equal("1", h.BackendKey(Fe, Dev, "feature-flush-cache"));
         Assert.Equal("1", h.BackendKey(Fe, Dev, "feature-barrier"));
-        Assert.Null(h.BackendKey(Fe, Dev, "feature-discard"));
+        Assert.Equal("1", h.BackendKey(Fe, Dev, "feature-discard"));
+        Assert.Equal("4096", h.BackendKey(Fe, Dev, "discard-granularity"));
+        Assert.Equal("0", h.BackendKey(Fe, Dev, "discard-alignment"));
         Assert.Null(h.BackendKey(Fe, Dev, "feature-max-indirect-segments"));
+        Assert.Null(h.BackendKey(Fe, Dev, "feature-persistent"));
+        Assert.Null(h.BackendKey(Fe, Dev, "physical-sector-size"));
 
         // Keys for the frontend: owned by the backend domain, readable by the frontend domain only.
         XenStorePermission[] expected = [new(XenStoreAccess.None, 0), new(XenStoreAccess.Read, Fe)];
@@ -77,7 +81,7 @@ public sealed class TapbackAgentTests
     [Fact]
     public async Task MultiPageRing_ReadOnlyCdrom_PollingKeys_AreSent()
     {
-        await using TapbackHarness h = await TapbackHarness.StartAsync(new TapbackOptions { Barrier = false, DiscardGranularity = 4096, MaxIndirectSegments = 256, PhysicalSectorSize = 4096 });
+        await using TapbackHarness h = await TapbackHarness.StartAsync(new TapbackOptions { Barrier = false, DiscardGranularity = 65536, MaxIndirectSegments = 32, PhysicalSectorSize = 4096 });
         h.AddDevice(Fe, Dev, mode: "r", deviceType: "cdrom");
         h.Store.WriteAll(TapbackHarness.Backend(Fe, Dev), ("polling-duration", "1000"), ("polling-idle-threshold", "50"));
         h.Hotplug(Fe, Dev);
@@ -85,8 +89,8 @@ public sealed class TapbackAgentTests
         Assert.Equal("5", h.BackendKey(Fe, Dev, "info")); // VDISK_CDROM | VDISK_READONLY
         Assert.Equal("0", h.BackendKey(Fe, Dev, "feature-barrier"));
         Assert.Equal("1", h.BackendKey(Fe, Dev, "feature-discard"));
-        Assert.Equal("4096", h.BackendKey(Fe, Dev, "discard-granularity"));
-        Assert.Equal("256", h.BackendKey(Fe, Dev, "feature-max-indirect-segments"));
+        Assert.Equal("65536", h.BackendKey(Fe, Dev, "discard-granularity"));
+        Assert.Equal("32", h.BackendKey(Fe, Dev, "feature-max-indirect-segments"));
         Assert.Equal("4096", h.BackendKey(Fe, Dev, "physical-sector-size"));
 
         string fe = TapbackHarness.Frontend(Fe, Dev);
@@ -100,6 +104,20 @@ public sealed class TapbackAgentTests
         Assert.Equal(9u, connect.BlkifPort);
         Assert.Equal(1000u, connect.BlkifPollDuration);
         Assert.Equal(50u, connect.BlkifPollIdleThreshold);
+    }
+
+    [Theory]
+    [InlineData("0", 4096u, 0u)]
+    [InlineData("1", 0u, 16u)]
+    public async Task DiscardAndIndirect_FollowDiscardEnableAndOptions(string discardEnable, uint granularity, uint indirect)
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync(new TapbackOptions { DiscardGranularity = granularity, MaxIndirectSegments = indirect });
+        h.Store.Write(TapbackHarness.Backend(Fe, Dev) + "/discard-enable", discardEnable);
+        h.AddDevice(Fe, Dev);
+        await h.WaitUntil(() => h.BackendKey(Fe, Dev, "max-ring-page-order") is not null, "the features");
+        Assert.Null(h.BackendKey(Fe, Dev, "feature-discard"));
+        Assert.Null(h.BackendKey(Fe, Dev, "discard-granularity"));
+        Assert.Equal(indirect == 0 ? null : $"{indirect}", h.BackendKey(Fe, Dev, "feature-max-indirect-segments"));
     }
 
     [Fact]
