@@ -138,6 +138,11 @@ public sealed unsafe partial class BlkifRing
             return;
         }
 
+        // The response carries indirect_op, not 6: Linux blkfront checks it against the effective operation and
+        // disables the whole disk on a mismatch, as Linux blkback answers (tests/xenlab/FINDINGS.md 1; the spec's
+        // "echoes 6" is wrong).
+        slot.Operation = indirectOp;
+
         if (segmentCount == 0 || segmentCount > _options.MaxIndirectSegments)
         {
             Reject(slot, BlkifConstants.RspError, ref _errorsMessage, "bad indirect nr_segments");
