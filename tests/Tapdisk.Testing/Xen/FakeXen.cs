@@ -163,9 +163,14 @@ public sealed class FakeXen : IXenDevices, IDisposable
         lock (_lock)
         {
             localPort = 0;
+            if (!_frontendPorts.Values.Any(p => p.Domid == remoteDomain))
+            {
+                return ESRCH; // No such (running) domain as far as event channels go.
+            }
+
             if (!_frontendPorts.TryGetValue(remotePort, out FrontendPort? fp))
             {
-                return IsKnownDomain(remoteDomain) ? Errno.EINVAL : ESRCH;
+                return Errno.EINVAL;
             }
 
             if (fp.Domid != remoteDomain || fp.Bound is not null)
