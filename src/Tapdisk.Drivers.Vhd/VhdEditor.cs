@@ -82,7 +82,8 @@ public sealed class VhdEditor : IDisposable
 
     /// <summary>
     /// Opens a VHD. <paramref name="strict"/> refuses BAT entries inside the metadata, past the end of the file or
-    /// overlapping each other (so a corrupt image is never written to); repair opens non-strict.
+    /// overlapping each other, and for a read-write open also a missing or bad trailing footer and an invalid batmap,
+    /// so that no tool writes into an image that vhd-util check would reject; repair opens non-strict.
     /// </summary>
     public static VhdEditor Open(string path, bool readOnly, bool strict = true, bool allowPoisoned = false, VhdFooter? footer = null)
     {
@@ -95,7 +96,17 @@ public sealed class VhdEditor : IDisposable
             }
 
             long length = file.Length;
-            footer ??= VhdMetadataReader.ReadFooter(file, length, out _, allowPoisoned);
+            VhdMetadataReader.FooterSource source = VhdMetadataReader.FooterSource.Primary;
+            footer ??= VhdMetadataReader.ReadFooter(file, length, out source, allowPoisoned);
+            if (strict && !readOnly && source != VhdMetadataReader.FooterSource.Primary)
+            {
+                throw new ImageFormatException(path, length - VhdFooter.Size, "trailing footer", "missing or invalid (the image is open in tapdisk, or was not closed cleanly: vhd-util repair rewrites it from the copy at offset 0)");
+            }
+
+            if (strict && !readOnly)
+            {
+                CheckFootersForWriting(file, footer, length);
+            }
             if (!footer.IsDynamic)
             {
                 if (strict && length < (long)footer.CurrentSize + VhdFooter.Size)
@@ -152,6 +163,11 @@ public sealed class VhdEditor : IDisposable
             if (strict)
             {
                 editor.ValidateBat(length);
+                if (!readOnly && VhdMetadataReader.HasBatmap(footer) && !editor.HasValidBatmap())
+                {
+                    long at = (long)VhdLayout.BatmapHeaderOffset(header.TableOffset, header.MaxTableEntries);
+                    throw new ImageFormatException(path, at, "batmap", "missing, or its checksum does not match the map (vhd-util check reports it)");
+                }
             }
 
             return editor;
@@ -185,6 +201,10 @@ public sealed class VhdEditor : IDisposable
 
         return full;
     }
+
+    /// <summary>True if the batmap header is valid and its checksum matches the map.</summary>
+    public bool HasValidBatmap() =>
+        BatmapHeader is not null && VhdMetadataReader.LoadBatmap(_file, Footer, BatmapHeader, _bat, new ulong[(_bat.Length + 63) / 64], (int)BatmapHeader.BatmapSize);
 
     public byte[] ReadBitmap(int block)
     {
@@ -283,6 +303,30 @@ public sealed class VhdEditor : IDisposable
         if (_file.Length != atBytes + VhdFooter.Size)
         {
             _file.SetLength(atBytes + VhdFooter.Size);
+        }
+    }
+
+    /// <summary>
+    /// The footer fields check rejects, and for dynamic disks a byte-identical copy at offset 0: a tool that
+    /// rewrites the footers must not silently "fix" an image that check reports as corrupt.
+    /// </summary>
+    private static void CheckFootersForWriting(ImageFile file, VhdFooter footer, long length)
+    {
+        string path = file.Path;
+        if ((footer.Features & ~3u) != 0 || (footer.Features & 2) == 0 || footer.FileFormatVersion != VhdFooter.FormatVersion || VhdUuid.IsNull(footer.UniqueId))
+        {
+            throw new ImageFormatException(path, length - VhdFooter.Size, "footer", "invalid features, file format version or UUID (vhd-util check reports which)");
+        }
+
+        if (footer.IsDynamic)
+        {
+            byte[] primary = new byte[VhdFooter.Size], backup = new byte[VhdFooter.Size];
+            file.ReadExactly(primary, length - VhdFooter.Size);
+            file.ReadExactly(backup, 0);
+            if (!primary.AsSpan().SequenceEqual(backup))
+            {
+                throw new ImageFormatException(path, 0, "footer copy", "differs from the trailing footer (vhd-util check reports it; vhd-util repair rewrites both)");
+            }
         }
     }
 

@@ -95,15 +95,15 @@ internal static class CheckCommand
         }
 
         string? primary = FooterProblem(info.Primary, flags);
-        if (primary is not null && !flags.IgnorePrimary)
-        {
-            return ($"primary footer invalid: {primary}", Errno.EINVAL, null, Dump.Full);
-        }
-
         VhdFooter? footer = info.Footer;
         if (footer is null)
         {
             return ($"primary footer invalid: {primary}", Errno.EINVAL, null, Dump.OpenFailed);
+        }
+
+        if (primary is not null && !flags.IgnorePrimary)
+        {
+            return ($"primary footer invalid: {primary}", Errno.EINVAL, null, Dump.Full);
         }
 
         if (!footer.IsDynamic)
@@ -337,7 +337,9 @@ internal static class CheckCommand
             metadataEnd = Math.Max(metadataEnd, (long)info.Batmap.BatmapOffset + (info.Batmap.BatmapSize * VhdLayout.SectorSize));
         }
 
-        long footerSector = (info.Length - VhdFooter.Size) / VhdLayout.SectorSize;
+        // With -i and no usable trailing footer, blocks may run to the end of the file.
+        bool primaryGood = info.Primary is { HasValidCookie: true, HasValidChecksum: true };
+        long footerSector = (info.Length - (primaryGood ? VhdFooter.Size : 0)) / VhdLayout.SectorSize;
         var used = new List<(uint Entry, int Block)>();
         for (int b = 0; b < info.Bat.Length; b++)
         {

@@ -237,7 +237,7 @@ internal static class Commands
         var opt = new GetOpt(args, "hn:pt:b:Bm:i:e:aj:d:c:r:R:x");
         string? name = null;
         bool headers = false;
-        int? block = null;
+        int? block = null, batmapBlock = null;
         int c;
         while ((c = opt.Next(out string? arg)) != -1)
         {
@@ -246,6 +246,7 @@ internal static class Commands
                 case 'n': name = arg; break;
                 case 'p': headers = true; break;
                 case 'b': block = int.TryParse(arg, CultureInfo.InvariantCulture, out int b) ? b : -1; break;
+                case 'j': batmapBlock = int.TryParse(arg, CultureInfo.InvariantCulture, out int j) ? j : -1; break;
                 case 'h': return UsageError(Usage.Read);
                 case '?': return UsageError(Usage.Read);
                 default:
@@ -254,7 +255,7 @@ internal static class Commands
             }
         }
 
-        if (name is null || (!headers && block is null))
+        if (name is null || (!headers && block is null && batmapBlock is null))
         {
             return UsageError(Usage.Read);
         }
@@ -281,6 +282,24 @@ internal static class Commands
 
             uint e = info.Bat[blk];
             Console.Out.WriteLine(e == VhdLayout.Unallocated ? $"block: {blk}: offset: not allocated" : $"block: {blk}: offset: {(long)e * VhdLayout.SectorSize}");
+        }
+
+        if (batmapBlock is int jb)
+        {
+            if (info.Batmap is null)
+            {
+                Console.Error.WriteLine($"{name} has no batmap");
+                return Errno.EINVAL;
+            }
+
+            if (jb < 0 || jb >= info.Bat.Length)
+            {
+                Console.Error.WriteLine($"block {jb} past end of bat ({info.Bat.Length})");
+                return Errno.EINVAL;
+            }
+
+            // The reference prints this one on stderr (reference-transcript.md 6.13).
+            Console.Error.WriteLine($"batmap for block {jb}: {(info.BatmapBit(jb) ? 1 : 0)}");
         }
 
         return 0;

@@ -1,44 +1,31 @@
 using Tapdisk.Abi;
 using Tapdisk.Drivers.Vhd;
-using Tapdisk.Storage;
 
 namespace Tapdisk.VhdUtil;
 
 /// <summary>"set -f hidden|marker": hidden lives in both footers, the marker in the batmap header (data-plane.md 1.10).</summary>
 internal static class VhdFields
 {
+    /// <summary>Sets a field after the same validation every writing tool does: a corrupt image is refused untouched.</summary>
     public static void Set(string path, string field, byte value)
     {
-        VhdFileInfo info = VhdFileInfo.Read(path);
-        VhdFooter footer = info.Footer ?? throw new ImageFormatException(path, info.Length - VhdFooter.Size, "footer", "no valid footer");
-        using ImageFile file = ImageFile.Open(path, readOnly: false, direct: false);
+        using VhdEditor vhd = VhdEditor.Open(path, readOnly: false);
         if (field == "hidden")
         {
-            footer.Hidden = value;
-            footer.UpdateChecksum();
-            byte[] bytes = new byte[VhdFooter.Size];
-            footer.Write(bytes);
-            if (info.Primary is { HasValidCookie: true, HasValidChecksum: true } || !footer.IsDynamic)
-            {
-                file.Write(bytes, info.Length - VhdFooter.Size);
-            }
-
-            if (footer.IsDynamic)
-            {
-                file.Write(bytes, 0);
-            }
-        }
-        else
-        {
-            VhdBatmapHeader batmap = info.Batmap ?? throw new ErrnoIOException(Errno.EOPNOTSUPP, path, "set marker (no batmap: not a blktap VHD)");
-            batmap.Marker = value;
-            byte[] bytes = new byte[VhdBatmapHeader.Size];
-            batmap.Write(bytes);
-
-            // Exactly one sector: the reference writes 1024 bytes here and wipes the first map sector (data-plane.md 1.9).
-            file.Write(bytes, (long)batmap.BatmapOffset - VhdBatmapHeader.Size);
+            // Any byte is stored, as the reference does; check then rejects values other than 0 and 1.
+            vhd.Footer.Hidden = value;
+            vhd.WriteFooters();
+            return;
         }
 
-        file.FlushAll();
+        VhdBatmapHeader batmap = vhd.BatmapHeader ?? throw new ErrnoIOException(Errno.EOPNOTSUPP, path, "set marker (no batmap: not a blktap VHD)");
+        batmap.Marker = value;
+        byte[] bytes = new byte[VhdBatmapHeader.Size];
+        batmap.Write(bytes);
+
+        // Exactly one sector. The reference writes 1024 bytes here, zeroing the first map sector without fixing the
+        // map checksum, which makes check and read-write opens fail (data-plane.md 1.9); we do not copy that.
+        vhd.File.Write(bytes, (long)batmap.BatmapOffset - VhdBatmapHeader.Size);
+        vhd.Flush();
     }
 }
