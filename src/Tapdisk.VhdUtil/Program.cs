@@ -31,7 +31,9 @@ internal static class Program
                 "repair" => ResizeCommand.Repair(rest),
                 "scan" => ScanCommand.Run(rest),
                 "key" => KeyCommand.Run(rest),
-                "fill" or "modify" or "copy" => NotYet(args[0]),
+                "fill" => FillModifyCommand.Fill(rest),
+                "modify" => FillModifyCommand.Modify(rest),
+                "copy" => NotYet(args[0]),
                 _ => Invalid(args[0]),
             };
         }

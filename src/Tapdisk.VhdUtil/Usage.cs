@@ -15,4 +15,6 @@ internal static class Usage
     public const string Coalesce = "options: <-n name> [-s sparse] [-p progress] [-h help]\n";
     public const string Scan = "usage: [OPTIONS] FILES\noptions: [-m match filter] [-f fast] [-c continue on failure] [-l LVM volume] [-p pretty print] [-a scan parents] [-v verbose] [-h help] [-M show markers]\n";
     public const string Revert = "options: <-n name> <-j journal> [-h help]\n";
+    public const string Fill = "options: <-n name> [-h help] [-b initialise the BAT and bitmaps, don't write to the data blocks (much faster)] [-f start intialisation from this sector, only usable with -b] [-t intialise up to this sector (inclusive), only usable with -b] [-B ignore the 2 TB limit, only usable with -b]\n";
+    public const string Modify = "*** Dangerous operations, use with care ***\noptions: <-n name> [-p NEW_PARENT set parent [-m raw]] [-s NEW_SIZE set size] [-z zero (kill data)] [-h help]\n";
 }
