@@ -487,34 +487,34 @@ internal static class CheckCommand
         switch (dump)
         {
             case Dump.OpenFailed:
-            {
-                // The reference could not open the VHD: it dumps the raw primary footer and the header it points at.
-                var sb = new System.Text.StringBuilder();
-                sb.Append($"Failed to open {name}: -{Errno.EINVAL}\n\n{name} appears invalid; dumping headers\n\n");
-                if (info.Primary is not null)
                 {
-                    sb.Append(VhdPrinter.Footer(info.Primary));
-                }
+                    // The reference could not open the VHD: it dumps the raw primary footer and the header it points at.
+                    var sb = new System.Text.StringBuilder();
+                    sb.Append($"Failed to open {name}: -{Errno.EINVAL}\n\n{name} appears invalid; dumping headers\n\n");
+                    if (info.Primary is not null)
+                    {
+                        sb.Append(VhdPrinter.Footer(info.Primary));
+                    }
 
-                if (info.Header is not null)
-                {
-                    sb.Append(VhdPrinter.Header(info.Header));
-                }
+                    if (info.Header is not null)
+                    {
+                        sb.Append(VhdPrinter.Header(info.Header));
+                    }
 
-                return sb.ToString();
-            }
+                    return sb.ToString();
+                }
 
             case Dump.NoBatmap:
-            {
-                var sb = new System.Text.StringBuilder();
-                sb.Append(VhdPrinter.Footer(info.Footer!)).Append(VhdPrinter.Header(info.Header!));
-                if (info.Footer!.DiskTypeValue == (uint)VhdDiskType.Differencing)
                 {
-                    sb.Append(VhdPrinter.Locators(info));
-                }
+                    var sb = new System.Text.StringBuilder();
+                    sb.Append(VhdPrinter.Footer(info.Footer!)).Append(VhdPrinter.Header(info.Header!));
+                    if (info.Footer!.DiskTypeValue == (uint)VhdDiskType.Differencing)
+                    {
+                        sb.Append(VhdPrinter.Locators(info));
+                    }
 
-                return sb.Append("failed to get batmap header\n").ToString();
-            }
+                    return sb.Append("failed to get batmap header\n").ToString();
+                }
 
             default:
                 return VhdPrinter.All(info);
