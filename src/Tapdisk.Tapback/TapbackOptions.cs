@@ -43,8 +43,8 @@ internal sealed class TapbackOptions
     /// </summary>
     public uint MaxIndirectSegments { get; set; }
 
-    /// <summary>The most indirect segments our tapdisk's blkif ring accepts per request (its BlkifRingOptions default).</summary>
-    public const uint TapdiskMaxIndirectSegments = 32;
+    /// <summary>The most indirect segments our tapdisk's blkif ring accepts per request (BlkifRingOptions' default, as Linux blkback).</summary>
+    public const uint TapdiskMaxIndirectSegments = 256;
 
     /// <summary>physical-sector-size; 0 writes nothing (blkfront then assumes the logical sector size).</summary>
     public uint PhysicalSectorSize { get; set; }

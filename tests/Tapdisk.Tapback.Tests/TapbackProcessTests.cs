@@ -89,7 +89,7 @@ public sealed class TapbackProcessTests
     [InlineData("-x")]
     [InlineData("-x", "12a")]
     [InlineData("--max-ring-page-order", "4")]
-    [InlineData("--max-indirect-segments", "256")]
+    [InlineData("--max-indirect-segments", "257")]
     [InlineData("-z")]
     public void TapbackExecutable_BadUsage_IsEinval(params string[] args)
     {
