@@ -420,7 +420,7 @@ internal sealed partial class TapbackAgent
         await WriteFrontendReadableAsync(device, keys, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>kthread-pid, sectors, sector-size, info (and physical-sector-size if configured) from DISK_INFO.</summary>
+    /// <summary>kthread-pid, sectors, sector-size, physical-sector-size (the logical size unless configured) and info from DISK_INFO.</summary>
     private async Task PublishGeometryAsync(VbdDevice device, CancellationToken cancellationToken)
     {
         TapdiskDisk disk = device.Tapdisk!;
@@ -432,10 +432,7 @@ internal sealed partial class TapbackAgent
             ("sectors", StrictNumber.Format(disk.Sectors)),
             ("info", StrictNumber.Format(info)),
         };
-        if (_options.PhysicalSectorSize > 0)
-        {
-            keys.Add(("physical-sector-size", StrictNumber.Format(_options.PhysicalSectorSize)));
-        }
+        keys.Add(("physical-sector-size", StrictNumber.Format(_options.PhysicalSectorSize > 0 ? _options.PhysicalSectorSize : disk.SectorSize)));
 
         await WriteFrontendReadableAsync(device, keys, cancellationToken, ("kthread-pid", StrictNumber.Format((ulong)disk.Pid))).ConfigureAwait(false);
     }

@@ -46,7 +46,7 @@ internal sealed class TapbackOptions
     /// <summary>The most indirect segments our tapdisk's blkif ring accepts per request (BlkifRingOptions' default, as Linux blkback).</summary>
     public const uint TapdiskMaxIndirectSegments = 256;
 
-    /// <summary>physical-sector-size; 0 writes nothing (blkfront then assumes the logical sector size).</summary>
+    /// <summary>physical-sector-size to advertise; 0 advertises tapdisk's (logical) sector size.</summary>
     public uint PhysicalSectorSize { get; set; }
 
     /// <summary>Where tapdisks' control sockets live (ctl&lt;pid&gt;).</summary>

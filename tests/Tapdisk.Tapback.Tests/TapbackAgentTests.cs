@@ -32,7 +32,7 @@ public sealed class TapbackAgentTests
         Assert.Equal("0", h.BackendKey(Fe, Dev, "discard-alignment"));
         Assert.Null(h.BackendKey(Fe, Dev, "feature-max-indirect-segments"));
         Assert.Null(h.BackendKey(Fe, Dev, "feature-persistent"));
-        Assert.Null(h.BackendKey(Fe, Dev, "physical-sector-size"));
+        Assert.Equal("512", h.BackendKey(Fe, Dev, "physical-sector-size"));
 
         // Keys for the frontend: owned by the backend domain, readable by the frontend domain only.
         XenStorePermission[] expected = [new(XenStoreAccess.None, 0), new(XenStoreAccess.Read, Fe)];
