@@ -241,7 +241,10 @@ public sealed unsafe partial class BlkifRing
             lengthBytes += (s.LastSect - s.FirstSect + 1) * SectorSize;
         }
 
-        if (!InDisk(image, slot.SectorNumber, (ulong)(lengthBytes / SectorSize)))
+        // An empty flush or barrier moves no data: its sector_number is whatever blkfront had at hand (Linux 6.1 sends
+        // one past the end, and disables flushes for good when it fails: "empty flush op failed"; tests/xenlab
+        // FINDINGS.md 3). Linux blkback range-checks only requests with sectors, and so do we.
+        if (lengthBytes > 0 && !InDisk(image, slot.SectorNumber, (ulong)(lengthBytes / SectorSize)))
         {
             Reject(slot, BlkifConstants.RspError, ref _errorsVbd, "request beyond the end of the disk");
             return;

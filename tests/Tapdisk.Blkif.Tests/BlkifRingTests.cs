@@ -114,6 +114,17 @@ public sealed class BlkifRingTests
     }
 
     [Fact]
+    public async Task Flush_EmptyWithSectorPastTheEnd_IsAFlushNotAnError()
+    {
+        // Linux blkfront's empty flushes carry an arbitrary sector_number; failing one disables its flushes for good.
+        var image = new MemoryImage(DiskBytes);
+        await using var h = new RingHarness(image);
+        Assert.Equal(BlkifConstants.RspOkay, h.Submit(BlkifConstants.OpFlushDiskcache, ulong.MaxValue, []));
+        Assert.Equal(BlkifConstants.RspOkay, h.Submit(BlkifConstants.OpWriteBarrier, (ulong)(DiskBytes / 512) + 8, []));
+        Assert.Equal(2, image.FlushCount);
+    }
+
+    [Fact]
     public async Task Discard_TrimsTheImage_ZeroLengthIsOkay_BeyondTheEndFails()
     {
         var image = new MemoryImage(DiskBytes);
