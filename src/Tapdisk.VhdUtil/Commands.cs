@@ -194,7 +194,7 @@ internal static class Commands
                     string? parent = VhdMetadataReader.ResolveParent(name, canonical, image.Header!, out _);
                     if (parent is null)
                     {
-                        Console.Out.WriteLine($"{name}: query failed");
+                        Console.Out.WriteLine("query failed");
                         return Errno.ENOENT;
                     }
 
@@ -214,7 +214,14 @@ internal static class Commands
 
             if (d)
             {
-                Console.Out.WriteLine($"chain depth: {ChainDepth(ImageOpener.CanonicalPath(name))}");
+                int depth = ChainDepth(ImageOpener.CanonicalPath(name));
+                if (depth < 0)
+                {
+                    Console.Out.WriteLine($"error checking chain depth: -{Errno.ENOENT}");
+                    return Errno.ENOENT;
+                }
+
+                Console.Out.WriteLine($"chain depth: {depth}");
             }
 
             if (a)
@@ -337,7 +344,7 @@ internal static class Commands
         return 0;
     }
 
-    /// <summary>Number of VHD links from <paramref name="canonicalPath"/> down to the bottom (1 for a lone VHD).</summary>
+    /// <summary>Number of VHD links from <paramref name="canonicalPath"/> down to the bottom (1 for a lone VHD); -1 if a parent cannot be found.</summary>
     public static int ChainDepth(string canonicalPath)
     {
         int depth = 0;
@@ -353,6 +360,10 @@ internal static class Commands
             }
 
             path = VhdMetadataReader.ResolveParent(path, path, image.Header, out _);
+            if (path is null)
+            {
+                return -1;
+            }
         }
 
         return depth;

@@ -247,6 +247,10 @@ public sealed class CheckTests
         Assert.Equal(2, r.ExitCode);
         Assert.StartsWith("error resolving ./gp.vhd: -2\ngc.vhd appears invalid; dumping metadata\n", r.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("decoded name : ./gp.vhd", r.StandardOutput, StringComparison.Ordinal);
+        r = Run(dir.Path, "query", "-n", "gc.vhd", "-d");
+        Assert.Equal((2, "error checking chain depth: -2\n"), (r.ExitCode, r.StandardOutput));
+        r = Run(dir.Path, "query", "-n", "gc.vhd", "-p");
+        Assert.Equal((2, "query failed\n"), (r.ExitCode, r.StandardOutput));
 
         VhdCreator.CreateDynamic(dir.File("gp.vhd"), Size);
         r = Run(dir.Path, "check", "-n", "gc.vhd", "-p");
