@@ -14,7 +14,7 @@ internal sealed class TapbackHarness : IAsyncDisposable
     public const int TapdiskPid = 4242;
     public const int TapdiskMinor = 3;
     public const ulong DiskSectors = 2097152;
-    private static readonly TimeSpan s_hangGuard = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan s_hangGuard = TimeSpan.FromSeconds(60);
 
     private readonly TempDirectory _dir = new();
     private readonly CancellationTokenSource _stop = new();

@@ -28,7 +28,7 @@ public sealed class TapbackProcessTests
         Assert.Equal((30u, 31u, Fe), (connect.GetBlkifGref(0), connect.BlkifPort, connect.BlkifDomid));
 
         ExternalTool.Run("kill", "-TERM", $"{h.Process!.Id}").EnsureSuccess("kill -TERM");
-        await h.Process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(20)).Token);
+        await h.Process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
         Assert.Equal(0, h.Process.ExitCode);
         Assert.Contains("signal received", h.Log, StringComparison.Ordinal);
     }
@@ -54,7 +54,7 @@ public sealed class TapbackProcessTests
 
             // It serves: a new device gets its features written.
             store.WriteAll("/local/domain/0/backend/vbd3/3/768", ("frontend", "/local/domain/3/device/vbd/768"), ("state", "1"));
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
             while (store.Read("/local/domain/0/backend/vbd3/3/768/max-ring-page-order") is null)
             {
                 await Task.Delay(20, cts.Token);

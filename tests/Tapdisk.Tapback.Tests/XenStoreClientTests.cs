@@ -7,7 +7,7 @@ namespace Tapdisk.Tapback.Tests;
 
 public sealed class XenStoreClientTests : IAsyncLifetime, IDisposable
 {
-    private static readonly TimeSpan s_hangGuard = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan s_hangGuard = TimeSpan.FromSeconds(60);
     private readonly TempDirectory _dir = new();
     private TestXenStored _store = null!;
     private XenStoreClient _client = null!;
