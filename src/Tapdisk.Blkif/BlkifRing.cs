@@ -50,7 +50,6 @@ public sealed unsafe partial class BlkifRing
     // Control-thread requests, read by the ring thread.
     private volatile bool _stopRequested;
     private volatile bool _pauseRequested;
-    private volatile bool _paused;
     private TaskCompletionSource? _pausedSignal;
 
     // Counters: written by the ring thread, read by stats.
@@ -194,7 +193,6 @@ public sealed unsafe partial class BlkifRing
     {
         ArgumentNullException.ThrowIfNull(image);
         Volatile.Write(ref _image, image);
-        _paused = false;
         _pauseRequested = false;
         _channel.Wake();
     }
@@ -222,9 +220,9 @@ public sealed unsafe partial class BlkifRing
                     break;
                 }
 
-                if (_pauseRequested && !_paused && _inFlight == 0)
+                if (_pauseRequested && _inFlight == 0)
                 {
-                    _paused = true;
+                    // Every pass while paused: a second PauseAsync (already paused) completes too.
                     Volatile.Read(ref _pausedSignal)?.TrySetResult();
                 }
 

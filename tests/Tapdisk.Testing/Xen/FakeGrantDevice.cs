@@ -15,6 +15,9 @@ public sealed class FakeGrantDevice : IGrantDevice
     public const short GnttabBadDomain = -2;
     public const short GnttabBadGntref = -3;
 
+    [ThreadStatic]
+    private static byte[]? t_bounce;
+
     private readonly FakeXen _xen;
     private int _liveMappings;
     private long _copyCalls;
@@ -73,7 +76,7 @@ public sealed class FakeGrantDevice : IGrantDevice
             }
         }
 
-        byte[] bounce = new byte[FakeXen.PageSize];
+        byte[] bounce = t_bounce ??= new byte[FakeXen.PageSize];
         foreach (ref GrantCopySegment s in segments)
         {
             s.Status = 0;
