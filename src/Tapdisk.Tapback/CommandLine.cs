@@ -11,7 +11,7 @@ internal static class CommandLine
     public const string Usage =
         "usage: tapback [-d] [-v] [-b] [-n NAME] [-p PIDFILE] [-x DOMID]\n" +
         "       [--max-ring-page-order N (3)] [--no-flush-cache] [--discard-granularity BYTES (4096, 0 = off)]\n" +
-        "       [--max-indirect-segments N (0 = off, at most 256)] [--physical-sector-size BYTES] [--control-dir DIR]\n" +
+        "       [--max-indirect-segments N (256, 0 = off)] [--physical-sector-size BYTES] [--control-dir DIR]\n" +
         "       [--backend-domid DOMID]\n" +
         "  -d  stay in the foreground      -v  debug logging\n" +
         "  -b  advertise feature-barrier=0 -n  backend type (default vbd3)\n" +

@@ -36,12 +36,11 @@ internal sealed class TapbackOptions
     public uint DiscardGranularity { get; set; } = 4096;
 
     /// <summary>
-    /// feature-max-indirect-segments; 0 (the default) leaves indirect descriptors unadvertised. Never more than
-    /// <see cref="TapdiskMaxIndirectSegments"/>: CONNECT carries no limit, so a larger number would promise blkfront
-    /// requests that tapdisk's ring rejects (tests/xenlab/FINDINGS.md 2). Off by default until the lab passes with it
-    /// (FINDINGS.md 1: responses to indirect requests must carry indirect_op).
+    /// feature-max-indirect-segments, by default what tapdisk's ring accepts (the lab passes with it, FINDINGS.md 1);
+    /// 0 leaves indirect descriptors unadvertised. Never more than <see cref="TapdiskMaxIndirectSegments"/>: CONNECT
+    /// carries no limit, so a larger number would promise blkfront requests the ring rejects (FINDINGS.md 2).
     /// </summary>
-    public uint MaxIndirectSegments { get; set; }
+    public uint MaxIndirectSegments { get; set; } = TapdiskMaxIndirectSegments;
 
     /// <summary>The most indirect segments our tapdisk's blkif ring accepts per request (BlkifRingOptions' default, as Linux blkback).</summary>
     public const uint TapdiskMaxIndirectSegments = 256;

@@ -30,7 +30,7 @@ public sealed class TapbackAgentTests
         Assert.Equal("1", h.BackendKey(Fe, Dev, "feature-discard"));
         Assert.Equal("4096", h.BackendKey(Fe, Dev, "discard-granularity"));
         Assert.Equal("0", h.BackendKey(Fe, Dev, "discard-alignment"));
-        Assert.Null(h.BackendKey(Fe, Dev, "feature-max-indirect-segments"));
+        Assert.Equal("256", h.BackendKey(Fe, Dev, "feature-max-indirect-segments"));
         Assert.Null(h.BackendKey(Fe, Dev, "feature-persistent"));
         Assert.Equal("512", h.BackendKey(Fe, Dev, "physical-sector-size"));
 
