@@ -17,6 +17,18 @@ internal static class Cli
     public static bool IsImageError(Exception e) => e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException;
 
     /// <summary>
+    /// Reports an image failure as the reference does (the detail on stderr, "FAILURE: -errno" on stdout) and
+    /// returns the errno as the exit code.
+    /// </summary>
+    public static int ReportImageError(Exception e, string failure)
+    {
+        int errno = StorageErrors.ToErrno(e);
+        Console.Error.WriteLine(e.Message);
+        Console.Out.WriteLine($"{failure}: -{errno}");
+        return errno;
+    }
+
+    /// <summary>
     /// Test hook for crash-safety tests: when TAPDISK_VHD_UTIL_CRASH_AT names a checkpoint ("name" or "name:N" for
     /// its N-th occurrence), the process kills itself with SIGKILL there, as a power cut or kill -9 would.
     /// </summary>

@@ -54,10 +54,7 @@ internal static class FillModifyCommand
         }
         catch (Exception e) when (Cli.IsImageError(e))
         {
-            int errno = StorageErrors.ToErrno(e);
-            Console.Error.WriteLine(e.Message);
-            Console.Out.WriteLine($"error opening {name}: -{errno}");
-            return errno;
+            return Cli.ReportImageError(e, $"error opening {name}");
         }
     }
 
@@ -127,10 +124,7 @@ internal static class FillModifyCommand
         }
         catch (Exception e) when (Cli.IsImageError(e))
         {
-            int errno = StorageErrors.ToErrno(e);
-            Console.Error.WriteLine(e.Message);
-            Console.Out.WriteLine($"error modifying {name}: -{errno}");
-            return errno;
+            return Cli.ReportImageError(e, $"error modifying {name}");
         }
     }
 }

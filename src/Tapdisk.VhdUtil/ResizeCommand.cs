@@ -103,10 +103,7 @@ internal static class ResizeCommand
         }
         catch (Exception e) when (Cli.IsImageError(e))
         {
-            int errno = StorageErrors.ToErrno(e);
-            Console.Error.WriteLine(e.Message);
-            Console.Out.WriteLine($"reverting journal failed: -{errno}");
-            return errno;
+            return Cli.ReportImageError(e, $"reverting journal failed");
         }
     }
 
@@ -144,10 +141,7 @@ internal static class ResizeCommand
         }
         catch (Exception e) when (Cli.IsImageError(e))
         {
-            int errno = StorageErrors.ToErrno(e);
-            Console.Error.WriteLine(e.Message);
-            Console.Out.WriteLine($"error opening {name}: -{errno}");
-            return errno;
+            return Cli.ReportImageError(e, $"error opening {name}");
         }
     }
 }
