@@ -204,6 +204,54 @@ public static unsafe class PosixFile
         return size;
     }
 
+    /// <summary>
+    /// fgetxattr(2) into <paramref name="value"/>; returns the attribute's length, or -1 if the file has no such
+    /// attribute (ENODATA) or its file system keeps none (ENOTSUP). Other errors, including ERANGE for an attribute
+    /// longer than the buffer, throw.
+    /// </summary>
+    public static int GetXattr(SafeFdHandle fd, string name, Span<byte> value, string? path = null)
+    {
+        fixed (byte* p = value)
+        {
+            while (true)
+            {
+                nint n = Interop.Libc.Fgetxattr(fd, name, p, (nuint)value.Length);
+                if (n >= 0)
+                {
+                    return (int)n;
+                }
+
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Errno.EINTR)
+                {
+                    continue;
+                }
+
+                return errno is Errno.ENODATA or Errno.EOPNOTSUPP ? -1 : throw new ErrnoIOException(errno, path, $"getxattr {name}");
+            }
+        }
+    }
+
+    /// <summary>fsetxattr(2), creating or replacing the attribute; a file system without user attributes is named as such.</summary>
+    public static void SetXattr(SafeFdHandle fd, string name, ReadOnlySpan<byte> value, string? path = null)
+    {
+        fixed (byte* p = value)
+        {
+            while (Interop.Libc.Fsetxattr(fd, name, p, (nuint)value.Length, 0) != 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Errno.EINTR)
+                {
+                    continue;
+                }
+
+                throw new ErrnoIOException(errno, path, errno == Errno.EOPNOTSUPP
+                    ? $"setxattr {name} (the file system does not support user extended attributes)"
+                    : $"setxattr {name}");
+            }
+        }
+    }
+
     /// <summary>flock(2) without blocking; returns 0 or the errno (EWOULDBLOCK when someone else holds it).</summary>
     public static int TryLock(SafeFdHandle fd, bool exclusive) =>
         Interop.Libc.Flock(fd, (exclusive ? Interop.Libc.LOCK_EX : Interop.Libc.LOCK_SH) | Interop.Libc.LOCK_NB) == 0 ? 0 : Marshal.GetLastPInvokeError();

@@ -70,6 +70,21 @@ public sealed class VhdBatmapHeader
         KeyhashHash.AsSpan(0, 32).CopyTo(d[KeyhashHashOffset..]);
     }
 
+    /// <summary>Copies the keyhash out as the raw 65-byte record (cookie, nonce, hash) the attribute form uses.</summary>
+    public void GetKeyhashRecord(Span<byte> record)
+    {
+        record[0] = KeyhashCookie;
+        KeyhashNonce.AsSpan(0, 32).CopyTo(record[1..]);
+        KeyhashHash.AsSpan(0, 32).CopyTo(record[33..]);
+    }
+
+    public void SetKeyhashRecord(ReadOnlySpan<byte> record)
+    {
+        KeyhashCookie = record[0];
+        KeyhashNonce = record.Slice(1, 32).ToArray();
+        KeyhashHash = record.Slice(33, 32).ToArray();
+    }
+
     /// <summary>Bytes of the map that the checksum covers: 512·max(1, ceil((curr_size >> 24) / 512)) (reference quirk).</summary>
     public static int ChecksummedMapBytes(ulong currentSize)
     {

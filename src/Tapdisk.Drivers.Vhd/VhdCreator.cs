@@ -15,7 +15,7 @@ public static class VhdCreator
         CheckSize(path, sizeBytes);
         VhdFooter footer = NewFooter(sizeBytes, VhdDiskType.Dynamic);
         VhdDynamicHeader header = NewHeader(Math.Max(sizeBytes, maxSizeBytes));
-        Write(path, footer, header, batmapKeyhash: null, locators: []);
+        Write(path, footer, header, keyhashRecord: null, locators: []);
     }
 
     /// <summary>Creates a fixed VHD: the zeroed data (sparse) followed by one footer.</summary>
@@ -43,7 +43,7 @@ public static class VhdCreator
         string parentCanonical = ImageOpener.CanonicalPath(parentPath);
         long sizeBytes;
         byte[] parentUuid = new byte[16];
-        VhdBatmapHeader? parentBatmap = null;
+        byte[]? parentKeyhash = null;
         if (parentIsRaw)
         {
             sizeBytes = new FileInfo(parentCanonical).Length;
@@ -53,7 +53,10 @@ public static class VhdCreator
             using VhdImage parent = VhdImage.OpenSingle(parentCanonical, ImageOpenOptions.ReadOnlyDefault with { DirectIo = false });
             sizeBytes = parent.SizeBytes;
             parentUuid = parent.Footer.UniqueId;
-            parentBatmap = parent.BatmapHeader;
+            // The keyhash may sit in the parent's batmap header or, for a non-blktap parent, in its extended attribute.
+            byte[] record = new byte[VhdExtendedAttributes.KeyhashRecordSize];
+            parent.ReadKeyhashRecord(record);
+            parentKeyhash = record[0] == 1 ? record : null;
         }
 
         VhdFooter footer = NewFooter(sizeBytes, VhdDiskType.Differencing);
@@ -67,7 +70,7 @@ public static class VhdCreator
         byte[] windows = VhdParentPath.EncodeWindows(relative);
         byte[][] payloads = [VhdParentPath.EncodeMacX(relative), windows, windows];
         uint[] codes = [VhdParentLocator.MacX, VhdParentLocator.W2ku, VhdParentLocator.W2ru];
-        Write(childPath, footer, header, parentBatmap?.KeyhashCookie == 1 ? parentBatmap : null, [.. codes.Zip(payloads)]);
+        Write(childPath, footer, header, parentKeyhash, [.. codes.Zip(payloads)]);
     }
 
     private static void CheckSize(string path, long sizeBytes)
@@ -106,7 +109,7 @@ public static class VhdCreator
         BlockSize = VhdLayout.BlockSize,
     };
 
-    private static void Write(string path, VhdFooter footer, VhdDynamicHeader header, VhdBatmapHeader? batmapKeyhash, (uint Code, byte[] Payload)[] locators)
+    private static void Write(string path, VhdFooter footer, VhdDynamicHeader header, byte[]? keyhashRecord, (uint Code, byte[] Payload)[] locators)
     {
         long batBytes = VhdLayout.BatSectors(header.MaxTableEntries) * VhdLayout.SectorSize;
         byte[] bat = new byte[batBytes];
@@ -118,11 +121,9 @@ public static class VhdCreator
             BatmapOffset = (ulong)batmapHeaderOffset + VhdBatmapHeader.Size,
             BatmapSize = VhdBatmapHeader.SectorsFor(header.MaxTableEntries),
         };
-        if (batmapKeyhash is not null)
+        if (keyhashRecord is not null)
         {
-            batmap.KeyhashCookie = batmapKeyhash.KeyhashCookie;
-            batmap.KeyhashNonce = (byte[])batmapKeyhash.KeyhashNonce.Clone();
-            batmap.KeyhashHash = (byte[])batmapKeyhash.KeyhashHash.Clone();
+            batmap.SetKeyhashRecord(keyhashRecord);
         }
 
         // We reserve the full batmap_size in the file (the reference reserves one sector less for some sizes).

@@ -179,6 +179,50 @@ public sealed class VhdEditor : IDisposable
         }
     }
 
+    /// <summary>True if the keyhash and marker live in the batmap header rather than in extended attributes (data-plane.md 1.10).</summary>
+    public bool KeepsFieldsInBatmap => VhdExtendedAttributes.InBatmap(Footer, BatmapHeader);
+
+    /// <summary>The marker byte, from the batmap header or the attribute.</summary>
+    public byte Marker => KeepsFieldsInBatmap ? BatmapHeader?.Marker ?? 0 : VhdExtendedAttributes.ReadMarker(_file);
+
+    /// <summary>The raw 65-byte keyhash record from the batmap header or the attribute (zeros when there is none).</summary>
+    public void ReadKeyhashRecord(Span<byte> record)
+    {
+        record = record[..VhdExtendedAttributes.KeyhashRecordSize];
+        if (!KeepsFieldsInBatmap)
+        {
+            VhdExtendedAttributes.ReadKeyhash(_file, record);
+        }
+        else if (BatmapHeader is { } batmap)
+        {
+            batmap.GetKeyhashRecord(record);
+        }
+        else
+        {
+            record.Clear();
+        }
+    }
+
+    /// <summary>Sets the marker: one 512-byte batmap header write, or the attribute for VHDs without a batmap.</summary>
+    public void SetMarker(byte marker)
+    {
+        if (!KeepsFieldsInBatmap)
+        {
+            VhdExtendedAttributes.WriteMarker(_file, marker);
+            return;
+        }
+
+        VhdBatmapHeader batmap = BatmapHeader ?? throw new ImageFormatException(Path, 0, "batmap header", "unreadable, so the marker has nowhere to go (vhd-util check reports it)");
+        batmap.Marker = marker;
+        byte[] bytes = new byte[VhdBatmapHeader.Size];
+        batmap.Write(bytes);
+
+        // Exactly one sector. The reference writes 1024 bytes here, zeroing the first map sector without fixing the
+        // map checksum, which makes check and read-write opens fail (data-plane.md 1.9); we do not copy that.
+        _file.Write(bytes, (long)batmap.BatmapOffset - VhdBatmapHeader.Size);
+        _file.FlushAll();
+    }
+
     public uint GetBatEntry(int block) => _bat[block];
 
     /// <summary>True if the batmap (when present and valid) marks the block's bitmap as all ones.</summary>

@@ -24,11 +24,28 @@ public sealed class VhdKeyhash
 
     public byte[] Hash { get; }
 
-    /// <summary>The keyhash stored in a VHD's batmap header, or null if it has none (no batmap, or cookie not 1).</summary>
-    public static VhdKeyhash? Of(VhdImage image) => From(image.BatmapHeader);
+    /// <summary>
+    /// The VHD's keyhash, from its batmap header or, for VHDs without one (qemu, fixed), from the extended attribute
+    /// (data-plane.md 1.10); null if it has none (cookie not 1, attribute missing or unsupported).
+    /// </summary>
+    public static VhdKeyhash? Of(VhdImage image)
+    {
+        Span<byte> record = stackalloc byte[VhdExtendedAttributes.KeyhashRecordSize];
+        image.ReadKeyhashRecord(record);
+        return FromRecord(record);
+    }
 
-    public static VhdKeyhash? From(VhdBatmapHeader? header) =>
-        header is { KeyhashCookie: 1 } ? new VhdKeyhash(header.KeyhashNonce, header.KeyhashHash) : null;
+    /// <summary>Parses the raw 65-byte record (cookie, nonce, hash); null unless the cookie is 1.</summary>
+    public static VhdKeyhash? FromRecord(ReadOnlySpan<byte> record) =>
+        record[0] == 1 ? new VhdKeyhash(record.Slice(1, NonceSize), record.Slice(1 + NonceSize, HashSize)) : null;
+
+    /// <summary>The raw 65-byte record with cookie 1.</summary>
+    public void WriteRecord(Span<byte> record)
+    {
+        record[0] = 1;
+        Nonce.CopyTo(record[1..]);
+        Hash.CopyTo(record[(1 + NonceSize)..]);
+    }
 
     /// <summary>SHA-256(nonce ‖ key) without concatenating the key into a new buffer.</summary>
     public static byte[] Compute(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> key)

@@ -209,7 +209,7 @@ internal static class Commands
 
             if (m)
             {
-                Console.Out.WriteLine($"marker: {image.BatmapHeader?.Marker ?? 0}");
+                Console.Out.WriteLine($"marker: {image.Marker}");
             }
 
             if (d)

@@ -6,7 +6,7 @@ using Tapdisk.Storage;
 namespace Tapdisk.VhdUtil;
 
 /// <summary>
-/// vhd-util key: calculate, set, check and print the keyhash in a VHD's batmap header, with blktap's messages and
+/// vhd-util key: calculate, set, check and print the keyhash in a VHD's batmap header (or its extended attribute), with blktap's messages and
 /// exit codes (data-plane.md 3.3, reference-transcript.md 7). Diagnostics go to stderr; keys are never printed.
 /// </summary>
 internal static class KeyCommand

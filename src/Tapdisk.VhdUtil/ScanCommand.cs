@@ -148,9 +148,10 @@ internal static class ScanCommand
             line.Append(CultureInfo.InvariantCulture, $"vhd={shown} capacity={f.CurrentSize} size={size} hidden={f.Hidden}");
             if (markers)
             {
-                VhdBatmapHeader? b = vhd.BatmapHeader;
-                string keyhash = b is { KeyhashCookie: 1 } ? Convert.ToHexStringLower(b.KeyhashHash) : string.Empty;
-                line.Append(CultureInfo.InvariantCulture, $" marker={b?.Marker ?? 0} keyhash={keyhash}");
+                byte[] record = new byte[VhdExtendedAttributes.KeyhashRecordSize];
+                vhd.ReadKeyhashRecord(record);
+                string keyhash = record[0] == 1 ? Convert.ToHexStringLower(record.AsSpan(33, 32)) : string.Empty;
+                line.Append(CultureInfo.InvariantCulture, $" marker={vhd.Marker} keyhash={keyhash}");
             }
 
             line.Append(" parent=").Append(parentShown);

@@ -166,4 +166,33 @@ public sealed class PosixFileTests : IDisposable
         string line = File.ReadLines($"/proc/self/fdinfo/{fd.Fd.ToString(CultureInfo.InvariantCulture)}").First(l => l.StartsWith("flags:", StringComparison.Ordinal));
         return Convert.ToInt32(line["flags:".Length..].Trim(), 8);
     }
+
+    [Fact]
+    public void Xattr_SetGetRoundTrip_MissingReadsAsAbsent()
+    {
+        string path = _dir.File("x.img");
+        File.WriteAllBytes(path, new byte[512]);
+        using SafeFdHandle fd = PosixFile.Open(path, OpenFlags.ReadWrite);
+        byte[] value = new byte[16];
+        Assert.Equal(-1, PosixFile.GetXattr(fd, "user.tapdisk.test", value, path));
+
+        PosixFile.SetXattr(fd, "user.tapdisk.test", [1, 2, 3], path);
+        Assert.Equal(3, PosixFile.GetXattr(fd, "user.tapdisk.test", value, path));
+        Assert.Equal(new byte[] { 1, 2, 3 }, value[..3]);
+
+        // Too small a buffer is an error, not a silent truncation.
+        var e = Assert.Throws<ErrnoIOException>(() => PosixFile.GetXattr(fd, "user.tapdisk.test", new byte[2], path));
+        Assert.Equal(Errno.ERANGE, e.Errno);
+    }
+
+    [Fact]
+    public void Xattr_FileSystemWithoutUserAttributes_ReadsAbsentAndSetSaysSo()
+    {
+        // procfs keeps no user extended attributes: fgetxattr and fsetxattr fail with ENOTSUP there.
+        using SafeFdHandle fd = PosixFile.Open("/proc/self/comm", OpenFlags.ReadOnly);
+        Assert.Equal(-1, PosixFile.GetXattr(fd, "user.tapdisk.test", new byte[4], "/proc/self/comm"));
+        var e = Assert.Throws<ErrnoIOException>(() => PosixFile.SetXattr(fd, "user.tapdisk.test", [1], "/proc/self/comm"));
+        Assert.Equal(Errno.EOPNOTSUPP, e.Errno);
+        Assert.Contains("does not support user extended attributes", e.Message, StringComparison.Ordinal);
+    }
 }
