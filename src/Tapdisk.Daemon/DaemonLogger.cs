@@ -1,13 +1,14 @@
 using Microsoft.Extensions.Logging;
+using Tapdisk.Logging;
 
 namespace Tapdisk.Daemon;
 
 /// <summary>Routes library ILogger output (the blkif ring) into the daemon's stderr + syslog log.</summary>
 internal sealed class DaemonLogger : ILogger
 {
-    private readonly DaemonLog _log;
+    private readonly ProcessLog _log;
 
-    public DaemonLogger(DaemonLog log)
+    public DaemonLogger(ProcessLog log)
     {
         _log = log;
     }

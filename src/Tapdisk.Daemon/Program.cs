@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Tapdisk.Abi;
 using Tapdisk.Control;
+using Tapdisk.Logging;
 
 namespace Tapdisk.Daemon;
 
@@ -12,6 +13,9 @@ namespace Tapdisk.Daemon;
 internal static class Program
 {
     private const string DaemonChildFlag = "--daemon-child";
+
+    /// <summary>Lines a repeating fault (one disk's failing I/O) may log per 10 s.</summary>
+    internal const int LogLinesPerWindow = 20;
     private const string Usage = "usage: tapdisk [-D] [-h]\n       tapdisk serve -s SOCKET [-R] [-N] TYPE:PATH\n";
 
     private static int Main(string[] args)
@@ -92,7 +96,7 @@ internal static class Program
             ProcessControl.NewSession();
         }
 
-        using var log = new DaemonLog("tapdisk") { Verbose = verbose };
+        using var log = new ProcessLog("tapdisk", LogLinesPerWindow) { Verbose = verbose };
         Directory.CreateDirectory(ControlPaths.Root);
         var host = new TapdiskHost(log);
         string controlPath = ControlPaths.ControlSocket(host.Pid);

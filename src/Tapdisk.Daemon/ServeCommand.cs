@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Tapdisk.Abi;
 using Tapdisk.Drivers.VhdCrypto;
+using Tapdisk.Logging;
 using Tapdisk.Nbd;
 using Tapdisk.Storage;
 
@@ -66,7 +67,7 @@ internal static class ServeCommand
 
     private static async Task<int> ServeAsync(string socket, string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto)
     {
-        using var log = new DaemonLog("tapdisk");
+        using var log = new ProcessLog("tapdisk", Program.LogLinesPerWindow);
         IBlockImage image;
         try
         {
@@ -78,7 +79,7 @@ internal static class ServeCommand
             return StorageErrors.ToErrno(e);
         }
 
-        var counting = new CountingImage(image, (what, e) => log.RateLimitedError("serve", $"{parameters}: {what} failed: {e.Message}"));
+        var counting = new CountingImage(image, (what, e) => log.RateLimited(3, "serve", $"{parameters}: {what} failed: {e.Message}"));
         var export = new NbdExport(string.Empty, parameters, counting);
         var server = new NbdServer(export);
         using var stop = new CancellationTokenSource();

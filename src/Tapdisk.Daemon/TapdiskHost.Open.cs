@@ -171,7 +171,7 @@ internal sealed partial class TapdiskHost
         };
         IBlockImage chain = DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key });
         int minor = vbd.Minor;
-        return new CountingImage(chain, (what, e) => _log.RateLimitedError($"minor {minor}", $"minor {minor} ({chain.Path}): {what} failed: {e.Message}"));
+        return new CountingImage(chain, (what, e) => _log.RateLimited(3, $"minor {minor}", $"minor {minor} ({chain.Path}): {what} failed: {e.Message}"));
     }
 
     private void StartNbd(Vbd vbd, CountingImage image)

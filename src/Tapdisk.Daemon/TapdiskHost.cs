@@ -1,5 +1,6 @@
 using Tapdisk.Abi;
 using Tapdisk.Control;
+using Tapdisk.Logging;
 using Tapdisk.Nbd;
 
 namespace Tapdisk.Daemon;
@@ -17,10 +18,10 @@ internal sealed partial class TapdiskHost : IControlHandler, IAsyncDisposable
     private readonly Lock _lock = new();
     private readonly List<Vbd> _vbds = [];
     private readonly TaskCompletionSource _lastDetached = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly DaemonLog _log;
+    private readonly ProcessLog _log;
     private readonly NbdServerOptions _nbdOptions = new();
 
-    public TapdiskHost(DaemonLog log)
+    public TapdiskHost(ProcessLog log)
     {
         _log = log;
     }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Tapdisk.Abi;
+using Tapdisk.Logging;
 using Tapdisk.XenStore;
 
 namespace Tapdisk.Tapback;
@@ -77,7 +78,7 @@ internal static class Program
             ProcessControl.NewSession();
         }
 
-        using var log = new TapbackLog { Verbose = options.Verbose };
+        using var log = new ProcessLog("tapback", TapbackAgent.LogLinesPerWindow) { Verbose = options.Verbose };
         if (!File.Exists("/dev/xen/gntdev"))
         {
             // The reference refuses to start without gntdev; tapback itself never opens it (tapdisk does), so we

@@ -1,4 +1,5 @@
 using Tapdisk.Control;
+using Tapdisk.Logging;
 using Tapdisk.XenStore;
 
 namespace Tapdisk.Tapback;
@@ -21,6 +22,9 @@ internal sealed partial class TapbackAgent
     public const string ReleaseToken = "tapback-release";
     public const string ReleaseDomainPath = "@releaseDomain";
 
+    /// <summary>Lines a repeating fault of one device (a misbehaving frontend) may log per 10 s.</summary>
+    public const int LogLinesPerWindow = 10;
+
     // Keys only tapback writes under a device: an event for one of them is our own echo and needs no work.
     private static readonly HashSet<string> s_ownKeys = new(StringComparer.Ordinal)
     {
@@ -31,7 +35,7 @@ internal sealed partial class TapbackAgent
     private readonly XenStoreClient _xenStore;
     private readonly TapbackOptions _options;
     private readonly TapdiskControl _tapdisks;
-    private readonly TapbackLog _log;
+    private readonly ProcessLog _log;
     private readonly Dictionary<(uint Domain, uint Device), VbdDevice> _devices = [];
     private readonly Dictionary<string, VbdDevice> _byFrontendState = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -39,7 +43,7 @@ internal sealed partial class TapbackAgent
     private string _basePath = string.Empty;
     private bool _watching;
 
-    public TapbackAgent(XenStoreClient xenStore, TapbackOptions options, TapbackLog log)
+    public TapbackAgent(XenStoreClient xenStore, TapbackOptions options, ProcessLog log)
     {
         _xenStore = xenStore;
         _options = options;

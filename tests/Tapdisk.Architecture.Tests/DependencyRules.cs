@@ -16,6 +16,7 @@ public static class DependencyRules
     public const string VhdUtil = "Tapdisk.VhdUtil";
     public const string XenStore = "Tapdisk.XenStore";
     public const string Tapback = "Tapdisk.Tapback";
+    public const string Logging = "Tapdisk.Logging";
 
     /// <summary>The executables: only they compose layers, and nothing references them.</summary>
     public static IReadOnlySet<string> Executables { get; } = new HashSet<string>(StringComparer.Ordinal) { Daemon, TapCtl, VhdUtil, Tapback };
@@ -40,11 +41,13 @@ public static class DependencyRules
         [Control] = Set(),
         // XenStore wire protocol client: BCL only.
         [XenStore] = Set(),
+        // The daemons' stderr + syslog log with rate limiting: BCL only.
+        [Logging] = Set(),
         // Executables.
-        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, Blkif, Nbd, Control),
+        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, Blkif, Nbd, Control, Logging),
         [TapCtl] = Set(Control, Abi),
         [VhdUtil] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto),
-        [Tapback] = Set(XenStore, Control, Abi),
+        [Tapback] = Set(XenStore, Control, Abi, Logging),
     };
 
     /// <summary>Projects allowed to set AllowUnsafeBlocks (STYLE.md section 4 rule 1).</summary>

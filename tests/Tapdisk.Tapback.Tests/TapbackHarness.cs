@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Tapdisk.Logging;
 using Tapdisk.Testing;
 using Tapdisk.XenStore;
 
@@ -19,7 +20,7 @@ internal sealed class TapbackHarness : IAsyncDisposable
     private readonly TempDirectory _dir = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly LogCapture _logText = new();
-    private readonly TapbackLog _log;
+    private readonly ProcessLog _log;
     private XenStoreClient? _client;
     private Task _run = Task.CompletedTask;
     private Process? _process;
@@ -51,7 +52,7 @@ internal sealed class TapbackHarness : IAsyncDisposable
         options.ControlDirectory = ControlDirectory;
         options.ControlTimeout = TimeSpan.FromSeconds(10);
         Options = options;
-        _log = new TapbackLog(syslog: false, stderr: _logText) { Verbose = true };
+        _log = new ProcessLog("tapback", TapbackAgent.LogLinesPerWindow, syslog: false, stderr: _logText) { Verbose = true };
     }
 
     public TestXenStored Store { get; }

@@ -2,26 +2,34 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Tapdisk.Tapback;
+namespace Tapdisk.Logging;
 
 /// <summary>
-/// tapback's log: stderr (until daemonised) and syslog (/dev/log, ident tapback, facility daemon), the same sinks
-/// as tapdisk's. Faults caused by a frontend are rate-limited per device so one guest cannot flood dom0's log.
+/// The log of a long-running executable (tapdisk, tapback): one line per event to stderr (until daemonised) and to
+/// syslog (/dev/log, facility daemon), with blktap-style rate limiting per key so one failing disk or one hostile
+/// frontend cannot flood dom0's log.
 /// </summary>
-internal sealed class TapbackLog : IDisposable
+public sealed class ProcessLog : IDisposable
 {
     private const int FacilityDaemon = 3 << 3;
-    private const int MaxPerWindow = 10;
     private static readonly TimeSpan s_window = TimeSpan.FromSeconds(10);
 
     private readonly Lock _lock = new();
     private readonly Dictionary<string, (DateTime WindowStart, int Count, int Dropped)> _limits = [];
-    private readonly TextWriter? _stderr;
+    private readonly string _ident;
+    private readonly int _maxPerWindow;
+    private readonly TextWriter _stderr;
     private Socket? _syslog;
     private bool _stderrEnabled = true;
 
-    public TapbackLog(bool syslog = true, TextWriter? stderr = null)
+    /// <param name="ident">The program name that prefixes each line, as syslog(3)'s ident.</param>
+    /// <param name="maxPerWindow">How many lines <see cref="RateLimited"/> lets through per key per 10 s.</param>
+    /// <param name="syslog">False to write to stderr only (tests).</param>
+    /// <param name="stderr">Where stderr lines go; the process's stderr when null.</param>
+    public ProcessLog(string ident, int maxPerWindow, bool syslog = true, TextWriter? stderr = null)
     {
+        _ident = ident;
+        _maxPerWindow = maxPerWindow;
         _stderr = stderr ?? Console.Error;
         if (!syslog)
         {
@@ -43,6 +51,7 @@ internal sealed class TapbackLog : IDisposable
 
     public bool Verbose { get; set; }
 
+    /// <summary>After daemonising, stderr is /dev/null: stop formatting for it.</summary>
     public void DetachStderr() => _stderrEnabled = false;
 
     public void Info(string message) => Write(6, message);
@@ -59,7 +68,7 @@ internal sealed class TapbackLog : IDisposable
         }
     }
 
-    /// <summary>A fault that may repeat for one key (a device): at most 10 lines per 10 s, then a count of the rest.</summary>
+    /// <summary>A fault that may repeat for one key (a disk, a device), at syslog severity 3 (error) or 4 (warning): at most maxPerWindow lines per 10 s, then a count of the rest.</summary>
     public void RateLimited(int severity, string key, string message)
     {
         string? summary = null;
@@ -77,7 +86,7 @@ internal sealed class TapbackLog : IDisposable
                 state = (now, 0, 0);
             }
 
-            if (state.Count >= MaxPerWindow)
+            if (state.Count >= _maxPerWindow)
             {
                 _limits[key] = state with { Dropped = state.Dropped + 1 };
                 return;
@@ -96,11 +105,11 @@ internal sealed class TapbackLog : IDisposable
 
     private void Write(int severity, string message)
     {
-        if (_stderrEnabled && _stderr is not null)
+        if (_stderrEnabled)
         {
             try
             {
-                _stderr.WriteLine($"tapback[{Environment.ProcessId}]: {message}");
+                _stderr.WriteLine($"{_ident}[{Environment.ProcessId}]: {message}");
             }
             catch (IOException)
             {
@@ -111,7 +120,7 @@ internal sealed class TapbackLog : IDisposable
         Socket? syslog = _syslog;
         if (syslog is not null)
         {
-            string line = string.Create(CultureInfo.InvariantCulture, $"<{FacilityDaemon | severity}>tapback[{Environment.ProcessId}]: {message}");
+            string line = string.Create(CultureInfo.InvariantCulture, $"<{FacilityDaemon | severity}>{_ident}[{Environment.ProcessId}]: {message}");
             try
             {
                 syslog.Send(Encoding.UTF8.GetBytes(line));
