@@ -1,4 +1,3 @@
-using Tapdisk.Abi;
 using Tapdisk.Storage;
 
 namespace Tapdisk.VhdUtil;
@@ -33,7 +32,7 @@ internal static class Program
                 "key" => KeyCommand.Run(rest),
                 "fill" => FillModifyCommand.Fill(rest),
                 "modify" => FillModifyCommand.Modify(rest),
-                "copy" => NotYet(args[0]),
+                "copy" => CopyCommand.Run(rest),
                 _ => Invalid(args[0]),
             };
         }
@@ -50,11 +49,5 @@ internal static class Program
         Console.Out.Write(Usage.Main);
         Console.Error.WriteLine($"invalid COMMAND {command}");
         return 0;
-    }
-
-    private static int NotYet(string command)
-    {
-        Console.Error.WriteLine($"vhd-util {command}: not implemented in this version");
-        return Errno.EOPNOTSUPP;
     }
 }
