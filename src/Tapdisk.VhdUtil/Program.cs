@@ -21,7 +21,7 @@ internal static class Program
                 "create" => Commands.Create(rest),
                 "snapshot" => Commands.Snapshot(rest),
                 "query" => Commands.Query(rest),
-                "read" => Commands.Read(rest),
+                "read" => ReadCommand.Run(rest),
                 "set" => Commands.Set(rest),
                 "check" => CheckCommand.Run(rest),
                 "coalesce" => CoalesceCommand.Run(rest),

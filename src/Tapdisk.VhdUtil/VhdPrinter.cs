@@ -13,7 +13,7 @@ internal static class VhdPrinter
         return string.Create(CultureInfo.InvariantCulture, $"{t:ddd MMM} {t.Day,2} {t:HH:mm:ss yyyy}");
     }
 
-    public static string Footer(VhdFooter f)
+    public static string Footer(VhdFooter f, bool hex = false)
     {
         var sb = new StringBuilder();
         sb.Append("VHD Footer Summary:\n-------------------\n");
@@ -22,7 +22,7 @@ internal static class VhdPrinter
         features += (f.Features & 2) != 0 ? "<RESV>" : string.Empty;
         Line(sb, "Features", $"(0x{f.Features:x8}) {features}");
         Line(sb, "File format version", $"Major: {f.FileFormatVersion >> 16}, Minor: {f.FileFormatVersion & 0xFFFF}");
-        Line(sb, "Data offset", f.DataOffset.ToString(CultureInfo.InvariantCulture));
+        Line(sb, "Data offset", Num(f.DataOffset, hex));
         Line(sb, "Timestamp", Ctime(f.Timestamp));
         Line(sb, "Creator Application", $"'{f.CreatorName}'");
         Line(sb, "Creator version", $"Major: {f.CreatorVersion >> 16}, Minor: {f.CreatorVersion & 0xFFFF}");
@@ -33,11 +33,11 @@ internal static class VhdPrinter
             _ => "Unknown!",
         };
         Line(sb, "Creator OS", os);
-        Line(sb, "Original disk size", $"{f.OriginalSize >> 20} MB ({f.OriginalSize} Bytes)");
-        Line(sb, "Current disk size", $"{f.CurrentSize >> 20} MB ({f.CurrentSize} Bytes)");
+        Line(sb, "Original disk size", $"{Num(f.OriginalSize >> 20, hex)} MB ({Num(f.OriginalSize, hex)} Bytes)");
+        Line(sb, "Current disk size", $"{Num(f.CurrentSize >> 20, hex)} MB ({Num(f.CurrentSize, hex)} Bytes)");
         VhdGeometry g = VhdGeometry.FromEncoded(f.Geometry);
-        Line(sb, "Geometry", $"Cyl: {g.Cylinders}, Hds: {g.Heads}, Sctrs: {g.SectorsPerTrack}");
-        Line(sb, string.Empty, $"= {g.SizeBytes >> 20} MB ({g.SizeBytes} Bytes)");
+        Line(sb, "Geometry", $"Cyl: {Num((ulong)g.Cylinders, hex)}, Hds: {Num((ulong)g.Heads, hex)}, Sctrs: {Num((ulong)g.SectorsPerTrack, hex)}");
+        Line(sb, string.Empty, $"= {Num((ulong)g.SizeBytes >> 20, hex)} MB ({Num((ulong)g.SizeBytes, hex)} Bytes)");
         string type = f.DiskTypeValue switch
         {
             2 => "Fixed hard disk",
@@ -55,16 +55,16 @@ internal static class VhdPrinter
         return sb.ToString();
     }
 
-    public static string Header(VhdDynamicHeader h)
+    public static string Header(VhdDynamicHeader h, bool hex = false)
     {
         var sb = new StringBuilder();
         sb.Append("VHD Header Summary:\n-------------------\n");
         Line(sb, "Cookie", Encoding.ASCII.GetString(h.CookieBytes).TrimEnd('\0'));
-        Line(sb, "Data offset (unusd)", h.DataOffset.ToString(CultureInfo.InvariantCulture));
-        Line(sb, "Table offset", h.TableOffset.ToString(CultureInfo.InvariantCulture));
+        Line(sb, "Data offset (unusd)", Num(h.DataOffset, hex));
+        Line(sb, "Table offset", Num(h.TableOffset, hex));
         Line(sb, "Header version", $"0x{h.Version:x8}");
-        Line(sb, "Max BAT size", h.MaxTableEntries.ToString(CultureInfo.InvariantCulture));
-        Line(sb, "Block size", $"{h.BlockSize} ({h.BlockSize >> 20} MB)");
+        Line(sb, "Max BAT size", Num(h.MaxTableEntries, hex));
+        Line(sb, "Block size", $"{Num(h.BlockSize, hex)} ({Num(h.BlockSize >> 20, hex)} MB)");
         Line(sb, "Parent name", h.ParentName);
         Line(sb, "Parent UUID", VhdUuid.Format(h.ParentUuid));
         Line(sb, "Parent timestamp", Ctime(h.ParentTimestamp));
@@ -74,7 +74,7 @@ internal static class VhdPrinter
         return sb.ToString();
     }
 
-    public static string Locators(VhdFileInfo info)
+    public static string Locators(VhdFileInfo info, bool hex = false)
     {
         VhdDynamicHeader h = info.Header!;
         var sb = new StringBuilder();
@@ -89,22 +89,22 @@ internal static class VhdPrinter
 
             sb.Append(CultureInfo.InvariantCulture, $"locator:            : {i}\n");
             sb.Append(CultureInfo.InvariantCulture, $"       code         : PLAT_CODE_{VhdParentLocator.CodeName(loc.PlatformCode).Trim().ToUpperInvariant()}\n");
-            sb.Append(CultureInfo.InvariantCulture, $"       data_space   : {loc.DataSpace}\n");
-            sb.Append(CultureInfo.InvariantCulture, $"       data_length  : {loc.DataLength}\n");
-            sb.Append(CultureInfo.InvariantCulture, $"       data_offset  : {loc.DataOffset}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"       data_space   : {Num(loc.DataSpace, hex)}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"       data_length  : {Num(loc.DataLength, hex)}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"       data_offset  : {Num(loc.DataOffset, hex)}\n");
             sb.Append(CultureInfo.InvariantCulture, $"       decoded name : {info.LocatorNames[i]}\n\n");
         }
 
         return sb.ToString();
     }
 
-    public static string Batmap(VhdFileInfo info)
+    public static string Batmap(VhdFileInfo info, bool hex = false)
     {
         VhdBatmapHeader b = info.Batmap!;
         var sb = new StringBuilder();
         sb.Append("VHD Batmap Summary:\n-------------------\n");
-        Line(sb, "Batmap offset", b.BatmapOffset.ToString(CultureInfo.InvariantCulture));
-        Line(sb, "Batmap size (secs)", b.BatmapSize.ToString(CultureInfo.InvariantCulture));
+        Line(sb, "Batmap offset", Num(b.BatmapOffset, hex));
+        Line(sb, "Batmap size (secs)", Num(b.BatmapSize, hex));
         Line(sb, "Batmap version", $"0x{b.Version:x8}");
         uint computed = info.ComputedBatmapChecksum();
         Line(sb, "Checksum", $"0x{b.Checksum:x8}|0x{computed:x8} ({(computed == b.Checksum ? "Good!" : "Bad!")})");
@@ -112,31 +112,37 @@ internal static class VhdPrinter
         return sb.ToString();
     }
 
-    /// <summary>Everything "read -p" prints for a file.</summary>
-    public static string All(VhdFileInfo info)
+    /// <summary>
+    /// Everything "read -p" prints for a file. <paramref name="hex"/> (read -x) prints sizes and offsets as 0x…, as the
+    /// transcript's "read -p -x" shows; versions, checksums, hidden and the locator slot number stay as they are.
+    /// </summary>
+    public static string All(VhdFileInfo info, bool hex = false)
     {
         var sb = new StringBuilder();
         if (info.Footer is not null)
         {
-            sb.Append(Footer(info.Footer));
+            sb.Append(Footer(info.Footer, hex));
         }
 
         if (info.Header is not null)
         {
-            sb.Append(Header(info.Header));
+            sb.Append(Header(info.Header, hex));
             if (info.Footer?.DiskTypeValue == (uint)VhdDiskType.Differencing)
             {
-                sb.Append(Locators(info));
+                sb.Append(Locators(info, hex));
             }
         }
 
         if (info.Batmap is not null)
         {
-            sb.Append(Batmap(info));
+            sb.Append(Batmap(info, hex));
         }
 
         return sb.ToString();
     }
+
+    /// <summary>A number as vhd-util's conv() prints it: decimal, or 0x-prefixed lowercase hex with -x.</summary>
+    public static string Num(ulong value, bool hex) => hex ? $"0x{value:x}" : value.ToString(CultureInfo.InvariantCulture);
 
     private static void Line(StringBuilder sb, string label, string value) =>
         sb.Append(label.PadRight(20)).Append(": ").Append(value).Append('\n');
