@@ -169,6 +169,7 @@ internal static class CopyCommand
         IImageDriver driver = key is null ? new VhdImageDriver() : new VhdCryptoImageDriver(new VhdCryptoOptions { Key = key });
         long failAfter = long.TryParse(Environment.GetEnvironmentVariable(FailAfterVariable), out long n) ? n : -1;
         byte[] buffer = new byte[ChunkBytes];
+        var extents = new ExtentList();
         try
         {
             using (IBlockImage dst = new ImageOpener(driver).Open("vhd", destination, ImageOpenOptions.ReadWrite with { DirectIo = false }))
@@ -182,6 +183,11 @@ internal static class CopyCommand
                     }
 
                     int length = (int)Math.Min(ChunkBytes, src.SizeBytes - offset);
+                    if (ReadsAsZeros(src, offset, length, extents))
+                    {
+                        continue;   // nothing allocated anywhere in the chain here: skip the read (empty disks copy fast)
+                    }
+
                     Memory<byte> chunk = buffer.AsMemory(0, length);
                     src.ReadAsync(offset, chunk).AsTask().GetAwaiter().GetResult();
                     WriteNonZeroRuns(dst, offset, chunk);
@@ -198,6 +204,26 @@ internal static class CopyCommand
         {
             CryptographicOperations.ZeroMemory(buffer);
         }
+    }
+
+    private static bool ReadsAsZeros(IBlockImage src, long offset, int length, ExtentList extents)
+    {
+        if ((src.Capabilities & ImageCapabilities.Extents) == 0)
+        {
+            return false;
+        }
+
+        extents.Clear();
+        src.GetExtentsAsync(offset, length, extents).AsTask().GetAwaiter().GetResult();
+        foreach (ImageExtent e in extents.AsSpan())
+        {
+            if ((e.Flags & ExtentFlags.Zero) == 0)
+            {
+                return false;
+            }
+        }
+
+        return extents.LengthBytes == length;
     }
 
     private static void WriteNonZeroRuns(IBlockImage dst, long offset, Memory<byte> chunk)
