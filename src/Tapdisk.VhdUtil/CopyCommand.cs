@@ -172,7 +172,9 @@ internal static class CopyCommand
         var extents = new ExtentList();
         try
         {
-            using (IBlockImage dst = new ImageOpener(driver).Open("vhd", destination, ImageOpenOptions.ReadWrite with { DirectIo = false }))
+            // No per-allocation fsync ordering: the file is unpublished until it is complete, synced and renamed.
+            var writeOptions = ImageOpenOptions.ReadWrite with { DirectIo = false, SafeAllocation = false };
+            using (IBlockImage dst = new ImageOpener(driver).Open("vhd", destination, writeOptions))
             {
                 long chunks = 0;
                 for (long offset = 0; offset < src.SizeBytes; offset += ChunkBytes)
