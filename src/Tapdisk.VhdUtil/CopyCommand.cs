@@ -126,6 +126,7 @@ internal static class CopyCommand
             try
             {
                 CopyData(src, temporary, key);
+                Cli.CrashHook()?.Invoke("copy-rename");
                 File.Move(temporary, full, overwrite: true);
                 return 0;
             }
@@ -170,6 +171,7 @@ internal static class CopyCommand
         long failAfter = long.TryParse(Environment.GetEnvironmentVariable(FailAfterVariable), out long n) ? n : -1;
         byte[] buffer = new byte[ChunkBytes];
         var extents = new ExtentList();
+        Action<string>? crash = Cli.CrashHook();
         try
         {
             // No per-allocation fsync ordering: the file is unpublished until it is complete, synced and renamed.
@@ -190,6 +192,7 @@ internal static class CopyCommand
                         continue;   // nothing allocated anywhere in the chain here: skip the read (empty disks copy fast)
                     }
 
+                    crash?.Invoke("copy-chunk");
                     Memory<byte> chunk = buffer.AsMemory(0, length);
                     src.ReadAsync(offset, chunk).AsTask().GetAwaiter().GetResult();
                     WriteNonZeroRuns(dst, offset, chunk);

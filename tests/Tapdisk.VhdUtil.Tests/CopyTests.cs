@@ -159,6 +159,29 @@ public sealed class CopyTests
         Assert.Equal(2, Directory.GetFiles(dir.Path).Length);
     }
 
+    [Theory]
+    [InlineData("copy-chunk:3")]
+    [InlineData("copy-rename")]
+    public void Copy_KilledMidway_NothingAtTheDestinationName(string crashPoint)
+    {
+        using var dir = new TempDirectory();
+        Ok(dir.Path, "create", "-n", "src.vhd", "-s", "8");
+        using (IBlockImage image = Open(dir.File("src.vhd")))
+        {
+            Write(image, 0, Pattern(8 * MiB, 42));
+        }
+
+        ProcessResult r = Run(dir.Path, new Dictionary<string, string> { ["TAPDISK_VHD_UTIL_CRASH_AT"] = crashPoint }, "copy", "-n", "src.vhd", "-N", "dst.vhd");
+        Assert.Equal(137, r.ExitCode);   // SIGKILL
+        Assert.False(File.Exists(dir.File("dst.vhd")), "a killed copy published a file at the destination name");
+
+        // Only a hidden temporary file is left behind, and a rerun replaces nothing but produces the full copy.
+        Assert.All(Directory.GetFiles(dir.Path).Select(Path.GetFileName), n => Assert.True(n == "src.vhd" || n!.StartsWith(".dst.vhd.copy-", StringComparison.Ordinal), n));
+        Ok(dir.Path, "copy", "-n", "src.vhd", "-N", "dst.vhd");
+        AssertValid(dir.Path, "dst.vhd", "-b");
+        AssertSameContent(ReadAll(dir.File("src.vhd")), ReadAll(dir.File("dst.vhd")), "copy after a killed attempt");
+    }
+
     private static byte[] ReadDecrypted(string path)
     {
         using var key = new VhdKey(s_key);
