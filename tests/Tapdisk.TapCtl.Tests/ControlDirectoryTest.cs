@@ -1,3 +1,4 @@
+using Tapdisk.Testing;
 using Xunit;
 
 namespace Tapdisk.TapCtl.Tests;
@@ -23,7 +24,7 @@ public abstract class ControlDirectoryTest : IAsyncLifetime
         Dir.Dispose();
     }
 
-    protected TapCtlResult TapCtl(params string[] args) => TapCtlProcess.Run(Root, args);
+    protected ProcessResult TapCtl(params string[] args) => TapCtlProcess.Run(Root, args);
 
     protected FakeTapdisk StartFake(int pid)
     {
@@ -37,7 +38,7 @@ public abstract class ControlDirectoryTest : IAsyncLifetime
     /// <summary>tap-ctl allocate, checked; returns the minor.</summary>
     protected int Allocate()
     {
-        TapCtlResult r = TapCtl("allocate");
+        ProcessResult r = TapCtl("allocate");
         Assert.True(r.ExitCode == 0, r.ToString());
         string path = r.StandardOutput.TrimEnd('\n');
         Assert.StartsWith(Path.Combine(Root, "tapdisk", "tapdisk-"), path, StringComparison.Ordinal);
@@ -52,14 +53,14 @@ public abstract class ControlDirectoryTest : IAsyncLifetime
         return minor;
     }
 
-    protected static void AssertOk(TapCtlResult r, string stdout = "")
+    protected static void AssertOk(ProcessResult r, string stdout = "")
     {
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Equal(stdout, r.StandardOutput);
         Assert.Equal(string.Empty, r.StandardError);
     }
 
-    protected static void AssertFails(TapCtlResult r, int exitCode, string stderr, string stdout = "")
+    protected static void AssertFails(ProcessResult r, int exitCode, string stderr, string stdout = "")
     {
         Assert.True(r.ExitCode == exitCode, r.ToString());
         Assert.Equal(stderr, r.StandardError);

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Tapdisk.Testing;
 using Xunit;
 
 namespace Tapdisk.TapCtl.Tests;
@@ -131,7 +132,7 @@ public sealed class TapCtlListTests : ControlDirectoryTest
         AssertOk(TapCtl("open", "-p", "25874", "-m", "1", "-a", "aio:/srv/img/b.raw"));
         AssertOk(TapCtl("pause", "-p", "25874", "-m", "1"));
 
-        TapCtlResult r = TapCtlProcess.RunOnTty(Root, "list");
+        ProcessResult r = TapCtlProcess.RunOnTty(Root, "list");
 
         Assert.Equal(
             "   25681    -    -          - -\n" +

@@ -8,106 +8,48 @@ public static class TapCtlProcess
 {
     private static readonly TimeSpan s_hangGuard = TimeSpan.FromMinutes(2);
 
-    /// <summary>The tap-ctl built alongside these tests (same configuration), else the AOT one in artifacts/bin.</summary>
-    public static string Executable
+    /// <summary>TAPCTL_EXE if set, else the tap-ctl built alongside these tests (same configuration), else the AOT one in artifacts/bin.</summary>
+    public static string Executable =>
+        Environment.GetEnvironmentVariable("TAPCTL_EXE") is { Length: > 0 } exe && File.Exists(exe)
+            ? exe
+            : ExternalTool.RepoExecutable("Tapdisk.TapCtl", "tap-ctl", preferBuild: true);
+
+    public static ProcessResult Run(string controlDir, params string[] args) => Run(controlDir, args, stdin: null, environment: null);
+
+    public static ProcessResult Run(string controlDir, string[] args, byte[]? stdin, IDictionary<string, string>? environment)
     {
-        get
+        ProcessStartInfo psi = ExternalTool.StartInfo(Executable, args, WithControlDir(controlDir, environment));
+        if (environment?.ContainsKey("TAPDISK_EXEC") != true)
         {
-            string root = ExternalTool.RepoRoot;
-            string config = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Name;
-            string[] candidates =
-            [
-                Environment.GetEnvironmentVariable("TAPCTL_EXE") ?? string.Empty,
-                Path.Combine(root, "artifacts", "build", "bin", "Tapdisk.TapCtl", config, "tap-ctl"),
-                Path.Combine(root, "artifacts", "bin", "tap-ctl"),
-            ];
-            return candidates.FirstOrDefault(c => c.Length > 0 && File.Exists(c))
-                ?? throw new InvalidOperationException("tap-ctl is not built: looked for " + string.Join(", ", candidates.Where(c => c.Length > 0)));
-        }
-    }
-
-    public static TapCtlResult Run(string controlDir, params string[] args) => Run(controlDir, args, stdin: null, environment: null);
-
-    public static TapCtlResult Run(string controlDir, string[] args, byte[]? stdin, IDictionary<string, string>? environment)
-    {
-        var psi = new ProcessStartInfo(Executable)
-        {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (string a in args)
-        {
-            psi.ArgumentList.Add(a);
+            // tap-ctl must find the tapdisk beside it, not one the test runner's environment names.
+            psi.Environment.Remove("TAPDISK_EXEC");
         }
 
-        psi.Environment["BLKTAP_CONTROL_DIR"] = controlDir;
-        psi.Environment.Remove("TAPDISK_EXEC");
-        foreach (KeyValuePair<string, string> kv in environment ?? new Dictionary<string, string>())
-        {
-            psi.Environment[kv.Key] = kv.Value;
-        }
-
-        return Start(psi, stdin);
+        return ExternalTool.Run(psi, stdin, s_hangGuard);
     }
 
     /// <summary>Runs tap-ctl under script(1) so that its stdout is a terminal.</summary>
-    public static TapCtlResult RunOnTty(string controlDir, params string[] args) => RunOnTty(controlDir, args, null);
+    public static ProcessResult RunOnTty(string controlDir, params string[] args) => RunOnTty(controlDir, args, null);
 
     /// <summary>Runs tap-ctl under script(1), with extra environment variables.</summary>
-    public static TapCtlResult RunOnTty(string controlDir, string[] args, IDictionary<string, string>? environment)
+    public static ProcessResult RunOnTty(string controlDir, string[] args, IDictionary<string, string>? environment)
     {
-        var psi = new ProcessStartInfo(ExternalTool.Require("script"))
-        {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        psi.ArgumentList.Add("-qec");
-        psi.ArgumentList.Add(Executable + " " + string.Join(' ', args));
-        psi.ArgumentList.Add("/dev/null");
-        psi.Environment["BLKTAP_CONTROL_DIR"] = controlDir;
-        foreach (KeyValuePair<string, string> kv in environment ?? new Dictionary<string, string>())
-        {
-            psi.Environment[kv.Key] = kv.Value;
-        }
-
-        TapCtlResult r = Start(psi, null);
+        ProcessStartInfo psi = ExternalTool.StartInfo(
+            ExternalTool.Require("script"),
+            ["-qec", Executable + " " + string.Join(' ', args), "/dev/null"],
+            WithControlDir(controlDir, environment));
+        ProcessResult r = ExternalTool.Run(psi, stdin: null, s_hangGuard);
         return r with { StandardOutput = r.StandardOutput.Replace("\r\n", "\n", StringComparison.Ordinal) };
     }
 
-    private static TapCtlResult Start(ProcessStartInfo psi, byte[]? stdin)
+    private static Dictionary<string, string> WithControlDir(string controlDir, IDictionary<string, string>? environment)
     {
-        using Process p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start " + psi.FileName);
-        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = p.StandardError.ReadToEndAsync();
-        try
+        var all = new Dictionary<string, string>(StringComparer.Ordinal) { ["BLKTAP_CONTROL_DIR"] = controlDir };
+        foreach (KeyValuePair<string, string> kv in environment ?? new Dictionary<string, string>())
         {
-            if (stdin is not null)
-            {
-                p.StandardInput.BaseStream.Write(stdin);
-            }
-
-            p.StandardInput.Close();
-        }
-        catch (IOException)
-        {
-            // tap-ctl did not read its stdin: that is its business.
+            all[kv.Key] = kv.Value;
         }
 
-        if (!p.WaitForExit(s_hangGuard))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"tap-ctl {string.Join(' ', psi.ArgumentList)} hung");
-        }
-
-        return new TapCtlResult(p.ExitCode, stdout.Result, stderr.Result);
+        return all;
     }
-}
-
-public sealed record TapCtlResult(int ExitCode, string StandardOutput, string StandardError)
-{
-    public override string ToString() => $"exit {ExitCode}\n--- stdout ---\n{StandardOutput}--- stderr ---\n{StandardError}";
 }

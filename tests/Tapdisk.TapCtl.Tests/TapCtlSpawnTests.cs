@@ -1,4 +1,5 @@
 using Tapdisk.Control;
+using Tapdisk.Testing;
 using Xunit;
 
 namespace Tapdisk.TapCtl.Tests;
@@ -19,7 +20,7 @@ public sealed class TapCtlSpawnTests : ControlDirectoryTest
     {
         string exec = Script("echo \"$BLKTAP_CONTROL_DIR/ctl4243\"");
 
-        TapCtlResult r = TapCtlProcess.RunOnTty(Root, ["spawn"], new Dictionary<string, string> { ["TAPDISK_EXEC"] = exec });
+        ProcessResult r = TapCtlProcess.RunOnTty(Root, ["spawn"], new Dictionary<string, string> { ["TAPDISK_EXEC"] = exec });
 
         Assert.Equal("tapdisk spawned with pid 4243\n", r.StandardOutput);
     }
@@ -73,7 +74,7 @@ public sealed class TapCtlSpawnTests : ControlDirectoryTest
         Assert.False(File.Exists(Marker(0)));
     }
 
-    private TapCtlResult RunWithExec(string exec, params string[] args) =>
+    private ProcessResult RunWithExec(string exec, params string[] args) =>
         TapCtlProcess.Run(Root, args, null, new Dictionary<string, string> { ["TAPDISK_EXEC"] = exec });
 
     private string Script(string body)

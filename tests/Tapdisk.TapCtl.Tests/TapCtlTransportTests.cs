@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Tapdisk.Testing;
 using Xunit;
 
 namespace Tapdisk.TapCtl.Tests;
@@ -42,7 +43,7 @@ public sealed class TapCtlTransportTests : ControlDirectoryTest
     {
         using SilentTapdisk silent = SilentTapdisk.Start(Path.Combine(Root, "ctl99990"), readRequest: false);
 
-        TapCtlResult r = TapCtl("attach", "-p", "99990", "-m", "0");
+        ProcessResult r = TapCtl("attach", "-p", "99990", "-m", "0");
 
         // Both were observed with the reference, depending on whether the close lands before tap-ctl's write.
         Assert.True(

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using Tapdisk.Control;
+using Tapdisk.Testing;
 using Xunit;
 
 namespace Tapdisk.TapCtl.Tests;
@@ -110,7 +111,7 @@ public sealed class TapCtlVbdTests : ControlDirectoryTest
         FakeTapdisk fake = StartFake(Pid);
         AllocateAndAttach(fake);
 
-        TapCtlResult r = TapCtlProcess.Run(Root, ["open", "-p", "1333", "-m", "0", "-a", "vhd:/e.vhd", "-E"], new byte[keyBytes], null);
+        ProcessResult r = TapCtlProcess.Run(Root, ["open", "-p", "1333", "-m", "0", "-a", "vhd:/e.vhd", "-E"], new byte[keyBytes], null);
 
         AssertFails(r, 1, "Unsupported keysize, use either 256 bit or 512 bit key\n");
         Assert.Empty(fake.RequestsOfType(TapdiskMessageType.Open));

@@ -40,56 +40,90 @@ public static class ExternalTool
         }
     }
 
+    /// <summary>
+    /// One of the repo's executables: the NativeAOT one in artifacts/bin (after .ci/publish) if present, else the build
+    /// output of the configuration the calling tests were built in (test projects reference the exe projects for build
+    /// order). <paramref name="preferBuild"/> reverses the order, for tests meant to check the build they came with.
+    /// </summary>
+    public static string RepoExecutable(string project, string name, bool preferBuild = false)
+    {
+        string root = RepoRoot;
+
+        // artifacts/build/bin/<project>/<config>/: the tests' own output directory is named after the configuration.
+        string config = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Name;
+        string published = System.IO.Path.Combine(root, "artifacts", "bin", name);
+        string built = System.IO.Path.Combine(root, "artifacts", "build", "bin", project, config, name);
+        string first = preferBuild ? built : published;
+        string second = preferBuild ? published : built;
+        return File.Exists(first) ? first
+            : File.Exists(second) ? second
+            : throw new InvalidOperationException($"{name} is not built: neither {published} (bash .ci/publish) nor {built} (dotnet build) exists");
+    }
+
     public static ProcessResult Run(string fileName, params string[] args) => Run(fileName, args, stdin: null, timeout: TimeSpan.FromMinutes(5));
 
-    public static ProcessResult Run(string fileName, IEnumerable<string> args, string? stdin, TimeSpan timeout, IDictionary<string, string>? environment = null)
+    /// <summary>Runs a program to completion; <paramref name="stdin"/>, if any, goes to it as UTF-8.</summary>
+    public static ProcessResult Run(string fileName, IEnumerable<string> args, string? stdin, TimeSpan timeout, IDictionary<string, string>? environment = null) =>
+        Run(StartInfo(fileName, args, environment), stdin is null ? null : Encoding.UTF8.GetBytes(stdin), timeout);
+
+    /// <summary>What <see cref="Run(ProcessStartInfo, byte[], TimeSpan)"/> needs to start a program; callers may adjust it (working directory, removed variables) first.</summary>
+    public static ProcessStartInfo StartInfo(string fileName, IEnumerable<string> args, IDictionary<string, string>? environment = null)
     {
-        var psi = new ProcessStartInfo(fileName)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = stdin is not null,
-            UseShellExecute = false,
-        };
+        var psi = new ProcessStartInfo(fileName) { UseShellExecute = false };
         foreach (string a in args)
         {
             psi.ArgumentList.Add(a);
         }
 
-        if (environment is not null)
+        foreach (KeyValuePair<string, string> kv in environment ?? new Dictionary<string, string>())
         {
-            foreach (KeyValuePair<string, string> kv in environment)
-            {
-                psi.Environment[kv.Key] = kv.Value;
-            }
+            psi.Environment[kv.Key] = kv.Value;
         }
 
-        using Process p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start " + fileName);
-        var stdout = new StringBuilder();
-        var stderr = new StringBuilder();
-        p.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (stdout) { stdout.Append(e.Data).Append('\n'); } } };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (stderr) { stderr.Append(e.Data).Append('\n'); } } };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        if (stdin is not null)
+        return psi;
+    }
+
+    /// <summary>
+    /// Runs a program to completion: <paramref name="stdin"/> (or nothing) then end of file on its stdin, stdout and
+    /// stderr captured exactly as written. The timeout is a hang guard: the process tree is killed and the test fails.
+    /// </summary>
+    public static ProcessResult Run(ProcessStartInfo psi, byte[]? stdin, TimeSpan timeout)
+    {
+        psi.RedirectStandardInput = true;
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        using Process p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start " + psi.FileName);
+        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = p.StandardError.ReadToEndAsync();
+        try
         {
-            p.StandardInput.Write(stdin);
+            if (stdin is not null)
+            {
+                p.StandardInput.BaseStream.Write(stdin);
+            }
+
             p.StandardInput.Close();
+        }
+        catch (IOException)
+        {
+            // The program exited or closed its stdin without reading it all: that is its business.
         }
 
         if (!p.WaitForExit(timeout))
         {
             p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{fileName} {string.Join(' ', args)} did not finish within {timeout}");
+            throw new TimeoutException($"{psi.FileName} {string.Join(' ', psi.ArgumentList)} did not finish within {timeout}");
         }
 
         p.WaitForExit();
-        return new ProcessResult(p.ExitCode, stdout.ToString(), stderr.ToString());
+        return new ProcessResult(p.ExitCode, stdout.GetAwaiter().GetResult(), stderr.GetAwaiter().GetResult());
     }
 }
 
 public sealed record ProcessResult(int ExitCode, string StandardOutput, string StandardError)
 {
+    public override string ToString() => $"exit {ExitCode}\n--- stdout ---\n{StandardOutput}--- stderr ---\n{StandardError}";
+
     public ProcessResult EnsureSuccess(string what)
     {
         return ExitCode == 0 ? this : throw new InvalidOperationException($"{what} failed with exit code {ExitCode}:\n{StandardOutput}\n{StandardError}");

@@ -16,53 +16,15 @@ internal static class VhdUtilProcess
     private static readonly TimeSpan s_hangGuard = TimeSpan.FromMinutes(5);
 
     /// <summary>The vhd-util executable: the AOT one in artifacts/bin if published, else this configuration's build.</summary>
-    public static string Binary
-    {
-        get
-        {
-            string root = ExternalTool.RepoRoot;
-            string config = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Name;
-            string published = Path.Combine(root, "artifacts", "bin", "vhd-util");
-            string built = Path.Combine(root, "artifacts", "build", "bin", "Tapdisk.VhdUtil", config, "vhd-util");
-            return File.Exists(published) ? published : File.Exists(built) ? built : throw new InvalidOperationException($"vhd-util is not built ({built})");
-        }
-    }
+    public static string Binary => ExternalTool.RepoExecutable("Tapdisk.VhdUtil", "vhd-util");
 
     public static ProcessResult Run(string workingDirectory, params string[] args) => Run(workingDirectory, null, args);
 
     public static ProcessResult Run(string workingDirectory, IDictionary<string, string>? environment, params string[] args)
     {
-        var psi = new ProcessStartInfo(Binary)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = workingDirectory,
-        };
-        foreach (string a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        if (environment is not null)
-        {
-            foreach (KeyValuePair<string, string> kv in environment)
-            {
-                psi.Environment[kv.Key] = kv.Value;
-            }
-        }
-
-        using Process p = Process.Start(psi)!;
-        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(s_hangGuard))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException("vhd-util " + string.Join(' ', args));
-        }
-
-        p.WaitForExit();
-        return new ProcessResult(p.ExitCode, stdout.GetAwaiter().GetResult(), stderr.GetAwaiter().GetResult());
+        ProcessStartInfo psi = ExternalTool.StartInfo(Binary, args, environment);
+        psi.WorkingDirectory = workingDirectory;
+        return ExternalTool.Run(psi, stdin: null, s_hangGuard);
     }
 
     public static string Ok(string workingDirectory, params string[] args)
