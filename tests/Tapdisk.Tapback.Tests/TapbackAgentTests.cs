@@ -284,11 +284,7 @@ public sealed class TapbackAgentTests
     public async Task FlappingFrontend_NeverDoubleConnects()
     {
         await using TapbackHarness h = await TapbackHarness.StartAsync();
-        h.AddDevice(Fe, Dev);
-        h.Hotplug(Fe, Dev);
-        h.FrontendPublishesRing(Fe, Dev);
-        h.FrontendState(Fe, Dev, 3);
-        await h.WaitBackendState(Fe, Dev, 4);
+        await h.ConnectDeviceAsync(Fe, Dev);
         h.FrontendState(Fe, Dev, 4);
         h.FrontendState(Fe, Dev, 3);
         h.FrontendState(Fe, Dev, 4);
@@ -317,11 +313,7 @@ public sealed class TapbackAgentTests
     public async Task FrontendVanishes_DropsTheRing_LeavesBackendToTheToolstack()
     {
         await using TapbackHarness h = await TapbackHarness.StartAsync();
-        h.AddDevice(Fe, Dev);
-        h.Hotplug(Fe, Dev);
-        h.FrontendPublishesRing(Fe, Dev);
-        h.FrontendState(Fe, Dev, 3);
-        await h.WaitBackendState(Fe, Dev, 4);
+        await h.ConnectDeviceAsync(Fe, Dev);
         int watches = h.Store.WatchCount;
 
         h.Store.Remove(TapbackHarness.Frontend(Fe, Dev));
@@ -340,11 +332,7 @@ public sealed class TapbackAgentTests
     public async Task LibxlDetach_OnlineZeroAndClosing_IsNotUndone()
     {
         await using TapbackHarness h = await TapbackHarness.StartAsync();
-        h.AddDevice(Fe, Dev);
-        h.Hotplug(Fe, Dev);
-        h.FrontendPublishesRing(Fe, Dev);
-        h.FrontendState(Fe, Dev, 4);
-        await h.WaitBackendState(Fe, Dev, 4);
+        await h.ConnectDeviceAsync(Fe, Dev, frontendState: 4);
 
         // libxl: online=0 and state=5 in one transaction; the backend must not write Connected back over it.
         h.Store.WriteAll(TapbackHarness.Backend(Fe, Dev), ("online", "0"), ("state", "5"));
@@ -368,11 +356,7 @@ public sealed class TapbackAgentTests
     public async Task ToolstackRemovesDevice_Disconnects()
     {
         await using TapbackHarness h = await TapbackHarness.StartAsync();
-        h.AddDevice(Fe, Dev);
-        h.Hotplug(Fe, Dev);
-        h.FrontendPublishesRing(Fe, Dev);
-        h.FrontendState(Fe, Dev, 3);
-        await h.WaitBackendState(Fe, Dev, 4);
+        await h.ConnectDeviceAsync(Fe, Dev);
         h.Store.Remove($"/local/domain/0/backend/vbd3/{Fe}");
         await h.WaitUntil(() => h.Fake.Disconnects.Count == 1, "DISCONNECT");
         await h.WaitUntil(() => h.Log.Contains("removed (backend directory removed)", StringComparison.Ordinal), "the device record to go");

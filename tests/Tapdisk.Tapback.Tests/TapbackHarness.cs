@@ -151,6 +151,19 @@ internal sealed class TapbackHarness : IAsyncDisposable
 
     public void FrontendState(uint frontend, uint device, int state) => Store.Write(Frontend(frontend, device) + "/state", $"{state}");
 
+    /// <summary>
+    /// A device taken to Connected the usual way: libxl adds it, block-tap hotplugs it, blkfront publishes one ring
+    /// page and moves to <paramref name="frontendState"/> (Initialised or Connected); waits for backend Connected.
+    /// </summary>
+    public async Task ConnectDeviceAsync(uint frontend, uint device, int frontendState = 3)
+    {
+        AddDevice(frontend, device);
+        Hotplug(frontend, device);
+        FrontendPublishesRing(frontend, device);
+        FrontendState(frontend, device, frontendState);
+        await WaitBackendState(frontend, device, 4);
+    }
+
     public string? BackendKey(uint frontend, uint device, string key) => Store.Read(Backend(frontend, device) + "/" + key);
 
     public Task WaitBackendState(uint frontend, uint device, int state) =>
