@@ -20,25 +20,17 @@ public sealed class NbdExportTests
     [Fact]
     public async Task PauseAsync_RequestInFlight_CompletesOnlyAfterItFinishes()
     {
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var image = new HookedImage(Size)
-        {
-            BeforeOperation = (_, _) =>
-            {
-                entered.TrySetResult();
-                return release.Task;
-            },
-        };
+        var gate = new OperationGate();
+        HookedImage image = gate.Image(Size);
         var export = new NbdExport("x", "", image);
         await using var client = new NbdTestClient(new NbdServer(export));
         await client.NegotiateAsync();
         await client.SendRequestAsync(CmdWrite, 1, 0, 512, 0, new byte[512]);
-        await entered.Task.WaitAsync(NbdTestClient.Timeout);
+        await gate.Entered.WaitAsync(NbdTestClient.Timeout);
 
         Task pause = export.PauseAsync();
         Assert.False(pause.IsCompleted);
-        release.SetResult();
+        gate.Release();
         await pause.WaitAsync(NbdTestClient.Timeout);
         Assert.Equal((0u, 1ul), await client.ReadSimpleReplyAsync());
         export.Resume();
@@ -68,28 +60,20 @@ public sealed class NbdExportTests
     [Fact]
     public async Task PauseAsync_Cancelled_ThrowsButStaysPaused()
     {
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var image = new HookedImage(Size)
-        {
-            BeforeOperation = (_, _) =>
-            {
-                entered.TrySetResult();
-                return release.Task;
-            },
-        };
+        var gate = new OperationGate();
+        HookedImage image = gate.Image(Size);
         var export = new NbdExport("x", "", image);
         await using var client = new NbdTestClient(new NbdServer(export));
         await client.NegotiateAsync();
         await client.SendRequestAsync(CmdFlush, 1, 0, 0);
-        await entered.Task.WaitAsync(NbdTestClient.Timeout);
+        await gate.Entered.WaitAsync(NbdTestClient.Timeout);
 
         using var cts = new CancellationTokenSource();
         Task pause = export.PauseAsync(cts.Token);
         await cts.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pause);
         Assert.True(export.IsPaused);
-        release.SetResult();
+        gate.Release();
         export.Resume();
         Assert.Equal((0u, 1ul), await client.ReadSimpleReplyAsync());
     }

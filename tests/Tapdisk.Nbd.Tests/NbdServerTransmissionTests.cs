@@ -429,21 +429,13 @@ public sealed class NbdServerTransmissionTests
     [Fact]
     public async Task Disc_WithRequestInFlight_RepliesThenCloses()
     {
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var image = new HookedImage(Size)
-        {
-            BeforeOperation = (_, _) =>
-            {
-                entered.TrySetResult();
-                return release.Task;
-            },
-        };
+        var gate = new OperationGate();
+        HookedImage image = gate.Image(Size);
         await using NbdTestClient client = await ConnectedAsync(image);
         await client.SendRequestAsync(CmdWrite, 1, 0, 512, 0, new byte[512]);
         await client.SendRequestAsync(CmdDisc, 2, 0, 0);
-        await entered.Task.WaitAsync(NbdTestClient.Timeout);
-        release.SetResult();
+        await gate.Entered.WaitAsync(NbdTestClient.Timeout);
+        gate.Release();
         Assert.Equal((0u, 1ul), await client.ReadSimpleReplyAsync());
         Assert.True(await client.IsClosedByServerAsync());
         await client.WaitServerAsync();
@@ -463,21 +455,13 @@ public sealed class NbdServerTransmissionTests
     [Fact]
     public async Task ClientVanishes_WithRequestInFlight_ServerFinishesAfterImage()
     {
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var image = new HookedImage(Size)
-        {
-            BeforeOperation = (_, _) =>
-            {
-                entered.TrySetResult();
-                return release.Task;
-            },
-        };
+        var gate = new OperationGate();
+        HookedImage image = gate.Image(Size);
         NbdTestClient client = await ConnectedAsync(image);
         await client.SendRequestAsync(CmdRead, 1, 0, 4096);
-        await entered.Task.WaitAsync(NbdTestClient.Timeout);
+        await gate.Entered.WaitAsync(NbdTestClient.Timeout);
         await client.CloseSendAsync();
-        release.SetResult();
+        gate.Release();
         await client.WaitServerAsync();
         await client.DisposeAsync();
     }
