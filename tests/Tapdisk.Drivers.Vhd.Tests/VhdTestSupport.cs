@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using Tapdisk.Drivers.Raw;
 using Tapdisk.Storage;
@@ -17,18 +16,7 @@ internal static class VhdTestSupport
     public static IBlockImage Open(string path, bool readOnly = false) =>
         NewOpener().Open("vhd", path, readOnly ? ImageOpenOptions.ReadOnlyDefault : ImageOpenOptions.ReadWrite);
 
-    /// <summary>Reads the whole virtual disk in 1 MiB requests.</summary>
-    public static byte[] ReadAll(IBlockImage image)
-    {
-        byte[] all = new byte[image.SizeBytes];
-        for (long at = 0; at < all.Length; at += MiB)
-        {
-            int n = (int)Math.Min(MiB, all.Length - at);
-            image.ReadAsync(at, all.AsMemory((int)at, n)).AsTask().GetAwaiter().GetResult();
-        }
-
-        return all;
-    }
+    public static byte[] ReadAll(IBlockImage image) => DiskContent.ReadAll(image);
 
     /// <summary>Writes through the driver and applies the same bytes to the shadow model.</summary>
     public static void Write(IBlockImage image, byte[] shadow, long offsetBytes, byte[] data)
@@ -37,26 +25,13 @@ internal static class VhdTestSupport
         data.CopyTo(shadow, offsetBytes);
     }
 
-    /// <summary>A deterministic, position-dependent pattern (never all zeros).</summary>
-    public static byte[] Pattern(int length, int seed)
-    {
-        byte[] b = new byte[length];
-        new Random(seed).NextBytes(b);
-        b[0] = (byte)(seed | 1);
-        return b;
-    }
+    public static byte[] Pattern(int length, int seed) => DiskContent.Pattern(length, seed);
 
-    public static string Sha256(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
+    public static string Sha256(string path) => DiskContent.Sha256(path);
 
-    /// <summary>Asserts two disk images are equal, reporting the first differing offset rather than a megabyte dump.</summary>
-    public static void AssertSameContent(byte[] expected, byte[] actual, string what)
-    {
-        Assert.True(expected.Length == actual.Length, $"{what}: length {actual.Length}, expected {expected.Length}");
-        int diff = expected.AsSpan().CommonPrefixLength(actual);
-        Assert.True(diff == expected.Length, $"{what}: first difference at byte {diff} (0x{diff:x}): expected 0x{(diff < expected.Length ? expected[diff] : 0):x2}, got 0x{(diff < actual.Length ? actual[diff] : 0):x2}");
-    }
+    public static void AssertSameContent(byte[] expected, byte[] actual, string what) => DiskContent.AssertSame(expected, actual, what);
 
-    public static ProcessResult QemuImg(params string[] args) => ExternalTool.Run(ExternalTool.Require("qemu-img"), args);
+    public static ProcessResult QemuImg(params string[] args) => Testing.QemuImg.Run(args);
 
     public static void QemuIo(string path, string command) =>
         ExternalTool.Run(ExternalTool.Require("qemu-io"), "-f", "vpc", "-c", command, path).EnsureSuccess($"qemu-io -c '{command}' {path}");
@@ -78,13 +53,7 @@ internal static class VhdTestSupport
         return doc.RootElement.GetProperty("virtual-size").GetInt64();
     }
 
-    /// <summary>qemu-img check on the file: clean, or (qemu 7.2) "does not support checks" for vpc, which is not a failure.</summary>
-    public static void AssertQemuCheckClean(string vhdPath)
-    {
-        ProcessResult r = QemuImg("check", "-f", "vpc", vhdPath);
-        bool unsupported = r.ExitCode == 63 && r.StandardError.Contains("does not support checks", StringComparison.Ordinal);
-        Assert.True(r.ExitCode == 0 || unsupported, $"qemu-img check -f vpc {vhdPath}: exit {r.ExitCode}\n{r.StandardOutput}\n{r.StandardError}");
-    }
+    public static void AssertQemuCheckClean(string vhdPath) => Testing.QemuImg.AssertVpcCheckClean(vhdPath);
 
     /// <summary>qemu-img compare -f vpc -F raw says identical.</summary>
     public static void AssertQemuCompareIdentical(string vhdPath, byte[] shadow, string scratchDirectory)

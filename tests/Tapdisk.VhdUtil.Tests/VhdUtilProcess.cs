@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
 using Tapdisk.Drivers.Raw;
 using Tapdisk.Drivers.Vhd;
 using Tapdisk.Storage;
@@ -58,34 +57,16 @@ internal static class VhdUtilProcess
     public static byte[] ReadAll(string path)
     {
         using IBlockImage image = Open(path, readOnly: true);
-        byte[] all = new byte[image.SizeBytes];
-        for (long at = 0; at < all.Length; at += MiB)
-        {
-            int n = (int)Math.Min(MiB, all.Length - at);
-            image.ReadAsync(at, all.AsMemory((int)at, n)).AsTask().GetAwaiter().GetResult();
-        }
-
-        return all;
+        return DiskContent.ReadAll(image);
     }
 
-    public static byte[] Pattern(int length, int seed)
-    {
-        byte[] b = new byte[length];
-        new Random(seed).NextBytes(b);
-        b[0] = (byte)(seed | 1);
-        return b;
-    }
+    public static byte[] Pattern(int length, int seed) => DiskContent.Pattern(length, seed);
 
-    public static string Sha256(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
+    public static string Sha256(string path) => DiskContent.Sha256(path);
 
-    public static void AssertSameContent(byte[] expected, byte[] actual, string what)
-    {
-        Assert.True(expected.Length == actual.Length, $"{what}: length {actual.Length}, expected {expected.Length}");
-        int diff = expected.AsSpan().CommonPrefixLength(actual);
-        Assert.True(diff == expected.Length, $"{what}: first difference at byte {diff} (0x{diff:x})");
-    }
+    public static void AssertSameContent(byte[] expected, byte[] actual, string what) => DiskContent.AssertSame(expected, actual, what);
 
-    public static ProcessResult QemuImg(params string[] args) => ExternalTool.Run(ExternalTool.Require("qemu-img"), args);
+    public static ProcessResult QemuImg(params string[] args) => Testing.QemuImg.Run(args);
 
     /// <summary>qemu-img compare -f vpc -F raw against the expected bytes says identical.</summary>
     public static void AssertQemuSees(string vhdPath, byte[] expected)
@@ -97,11 +78,5 @@ internal static class VhdUtilProcess
         Assert.True(r.ExitCode == 0, $"qemu-img compare {vhdPath}: exit {r.ExitCode}\n{r.StandardOutput}\n{r.StandardError}");
     }
 
-    /// <summary>qemu-img check: clean, or qemu's "does not support checks" for vpc (not a failure).</summary>
-    public static void AssertQemuCheckClean(string vhdPath)
-    {
-        ProcessResult r = QemuImg("check", "-f", "vpc", vhdPath);
-        bool unsupported = r.ExitCode == 63 && r.StandardError.Contains("does not support checks", StringComparison.Ordinal);
-        Assert.True(r.ExitCode == 0 || unsupported, $"qemu-img check {vhdPath}: exit {r.ExitCode}\n{r.StandardError}");
-    }
+    public static void AssertQemuCheckClean(string vhdPath) => Testing.QemuImg.AssertVpcCheckClean(vhdPath);
 }
