@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Tapdisk.Testing;
 using Xunit;
 
 namespace Tapdisk.Control.Tests;
@@ -6,7 +7,7 @@ namespace Tapdisk.Control.Tests;
 public sealed class ControlServerTests : IDisposable
 {
     private static readonly TimeSpan s_hangGuard = TimeSpan.FromSeconds(30);
-    private readonly SocketDirectory _dir = new();
+    private readonly TempDirectory _dir = TempDirectory.ForSockets();
 
     [Fact]
     public async Task Request_PathSlotWithoutNul_EarlyErrorWithCookie0()

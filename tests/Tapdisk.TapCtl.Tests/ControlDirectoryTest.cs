@@ -8,7 +8,7 @@ public abstract class ControlDirectoryTest : IAsyncLifetime
 {
     private readonly List<FakeTapdisk> _fakes = [];
 
-    protected SocketDirectory Dir { get; } = new();
+    protected TempDirectory Dir { get; } = TempDirectory.ForSockets();
 
     protected string Root => Dir.Path;
 

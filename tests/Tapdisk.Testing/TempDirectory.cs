@@ -10,7 +10,15 @@ public sealed class TempDirectory : IDisposable
         Directory.CreateDirectory(Path);
     }
 
+    private TempDirectory(string path)
+    {
+        Path = path;
+    }
+
     public string Path { get; }
+
+    /// <summary>A fresh /tmp/tdc-XXXX directory instead: short, so socket paths stay under sun_path's 108 bytes.</summary>
+    public static TempDirectory ForSockets() => new(Directory.CreateTempSubdirectory("tdc-").FullName);
 
     public string File(string name) => System.IO.Path.Combine(Path, name);
 
