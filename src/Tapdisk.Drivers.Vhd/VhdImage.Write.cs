@@ -32,18 +32,7 @@ public sealed partial class VhdImage
         }
     }
 
-    public ValueTask FlushAsync(CancellationToken cancellationToken = default)
-    {
-        try
-        {
-            _file.Flush();
-            return ValueTask.CompletedTask;
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
-        {
-            return ValueTask.FromException(e);
-        }
-    }
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) => _file.FlushAsync();
 
     public ValueTask TrimAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken = default)
     {

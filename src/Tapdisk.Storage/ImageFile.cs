@@ -181,6 +181,23 @@ public sealed class ImageFile : IDisposable
 
     public void Flush() => PosixFile.DataSync(_fd, Path);
 
+    /// <summary>
+    /// <see cref="Flush"/> for an image's <see cref="IBlockImage.FlushAsync"/>: an I/O failure, or a file already
+    /// closed, is reported as a faulted task rather than thrown.
+    /// </summary>
+    public ValueTask FlushAsync()
+    {
+        try
+        {
+            Flush();
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
     public void FlushAll() => PosixFile.Sync(_fd, Path);
 
     public void SetLength(long lengthBytes) => PosixFile.Truncate(_fd, lengthBytes, Path);
