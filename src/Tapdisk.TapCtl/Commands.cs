@@ -114,26 +114,14 @@ internal static class Commands
 
     public static int Pause(string[] args)
     {
-        int timeoutSeconds = 0;
-        bool Extra(char c, string? arg)
-        {
-            if (c != 't')
-            {
-                return false;
-            }
-
-            timeoutSeconds = GetOpt.Atoi(arg);
-            return true;
-        }
-
         // Deliberate difference: the reference's "-t" falls through to the usage error (any -t exits 22,
         // control-xen.md 5.2); we honour it as a total timeout for the exchange, as close -t is.
-        if (!ParsePidMinor("pause", args, "p:m:t:h", Usage.Pause, helpOnStderr: false, out int pid, out int minor, out int status, Extra))
+        if (!ParsePidMinorTimeout("pause", args, Usage.Pause, out int pid, out int minor, out TimeSpan? timeout, out int status))
         {
             return status;
         }
 
-        return Tapdisks.Pause(pid, minor, Timeout(timeoutSeconds));
+        return Tapdisks.Pause(pid, minor, timeout);
     }
 
     public static int Unpause(string[] args)
@@ -289,25 +277,13 @@ internal static class Commands
 
     public static int Destroy(string[] args)
     {
-        int timeoutSeconds = 0;
-        bool Extra(char c, string? arg)
-        {
-            if (c != 't')
-            {
-                return false;
-            }
-
-            timeoutSeconds = GetOpt.Atoi(arg);
-            return true;
-        }
-
-        if (!ParsePidMinor("destroy", args, "p:m:t:h", Usage.Destroy, helpOnStderr: false, out int pid, out int minor, out int status, Extra))
+        if (!ParsePidMinorTimeout("destroy", args, Usage.Destroy, out int pid, out int minor, out TimeSpan? timeout, out int status))
         {
             return status;
         }
 
         // -t bounds the CLOSE only (control-xen.md 5.2).
-        int ret = Tapdisks.Close(pid, minor, force: false, Timeout(timeoutSeconds));
+        int ret = Tapdisks.Close(pid, minor, force: false, timeout);
         if (ret != 0)
         {
             return ret;
@@ -454,6 +430,26 @@ internal static class Commands
     }
 
     private static TimeSpan? Timeout(int seconds) => seconds > 0 ? TimeSpan.FromSeconds(seconds) : null;
+
+    /// <summary>-p PID -m MINOR [-t SECONDS]: the options pause and destroy share.</summary>
+    private static bool ParsePidMinorTimeout(string command, string[] args, string usage, out int pid, out int minor, out TimeSpan? timeout, out int status)
+    {
+        int timeoutSeconds = 0;
+        bool Extra(char c, string? arg)
+        {
+            if (c != 't')
+            {
+                return false;
+            }
+
+            timeoutSeconds = GetOpt.Atoi(arg);
+            return true;
+        }
+
+        bool parsed = ParsePidMinor(command, args, "p:m:t:h", usage, helpOnStderr: false, out pid, out minor, out status, Extra);
+        timeout = Timeout(timeoutSeconds);
+        return parsed;
+    }
 
     private static int Help(string usage)
     {
