@@ -5,7 +5,7 @@ using static Tapdisk.Nbd.NbdProtocol;
 
 namespace Tapdisk.Nbd;
 
-/// <summary>Executes one request against the image on a thread-pool thread (drivers complete synchronously).</summary>
+/// <summary>Executes one request against the image on an I/O worker (drivers complete synchronously), then writes its reply.</summary>
 internal sealed partial class NbdConnection
 {
     public void Execute(NbdRequest request)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
@@ -8,21 +9,51 @@ using static Tapdisk.Nbd.NbdProtocol;
 namespace Tapdisk.Nbd;
 
 /// <summary>
-/// The send side: one loop per connection owns the PipeWriter (no lock needed, since only it writes), writes
-/// replies in completion order, and flushes when the queue runs dry or a lot of data is pending.
+/// The send side. There is no send thread: the thread that finishes a request (normally its I/O worker) writes the
+/// reply itself, so a queue-depth-1 request costs no wakeup between its I/O and its reply. One thread at a time owns
+/// the PipeWriter; a reply finished while another thread owns it is queued, and the owner writes it before letting go
+/// (it flushes once when its queue runs dry, so replies finished together go out in one send).
 /// </summary>
 internal sealed partial class NbdConnection
 {
     private const int FlushThresholdBytes = 256 * 1024;
+    private readonly ConcurrentQueue<NbdRequest> _pendingReplies = new();
+    private int _replyWriter;
     private long _unflushedBytes;
     private bool _sendFailed;
 
-    private async Task SendLoopAsync(CancellationTokenSource stopReceiving)
+    /// <summary>Queues a finished request's reply, and writes it (with any others queued) unless another thread is.</summary>
+    private void QueueReply(NbdRequest request)
     {
-        var replies = _replies.Reader;
-        while (await replies.WaitToReadAsync().ConfigureAwait(false))
+        _pendingReplies.Enqueue(request);
+
+        // Pairs with the release in WriteRepliesAsync: either that owner sees our item after letting go, or we see
+        // the writer free and take it.
+        if (Interlocked.CompareExchange(ref _replyWriter, 1, 0) != 0)
         {
-            while (replies.TryRead(out NbdRequest? request))
+            return;
+        }
+
+        ValueTask writing = WriteRepliesAsync();
+        if (writing.IsCompleted)
+        {
+            writing.GetAwaiter().GetResult();
+        }
+        else
+        {
+            // The peer is not taking data as fast as we send it; the writer finishes (and lets go) asynchronously.
+            _ = writing.AsTask();
+        }
+    }
+
+    /// <summary>Run by the owner of the writer (never faults); lets go when no reply is left to write.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteRepliesAsync()
+    {
+        while (true)
+        {
+            int written = 0;
+            while (_pendingReplies.TryDequeue(out NbdRequest? request))
             {
                 if (!_sendFailed)
                 {
@@ -32,11 +63,12 @@ internal sealed partial class NbdConnection
                     }
                     catch (Exception e) when (IsTransportFault(e) || e is OperationCanceledException)
                     {
-                        FailSend(stopReceiving, e);
+                        FailSend(e);
                     }
                 }
 
                 ReturnRequest(request);
+                written++;
             }
 
             if (!_sendFailed && _unflushedBytes > 0)
@@ -47,13 +79,26 @@ internal sealed partial class NbdConnection
                 }
                 catch (Exception e) when (IsTransportFault(e) || e is OperationCanceledException)
                 {
-                    FailSend(stopReceiving, e);
+                    FailSend(e);
                 }
+            }
+
+            // Let go of the writer before the last count: at zero the connection completes the PipeWriter.
+            Interlocked.Exchange(ref _replyWriter, 0);
+            for (; written > 0; written--)
+            {
+                ReleaseOutstanding();
+            }
+
+            // A reply queued after our last TryDequeue found the writer taken and left it to us.
+            if (_pendingReplies.IsEmpty || Interlocked.CompareExchange(ref _replyWriter, 1, 0) != 0)
+            {
+                return;
             }
         }
     }
 
-    private void FailSend(CancellationTokenSource stopReceiving, Exception e)
+    private void FailSend(Exception e)
     {
         // The peer stopped taking replies: stop reading its requests too; the rest are recycled unanswered.
         _sendFailed = true;
@@ -62,7 +107,7 @@ internal sealed partial class NbdConnection
             Log.PeerReset(_logger, _id, e);
         }
 
-        stopReceiving.Cancel();
+        _stopReceiving!.Cancel();
     }
 
     private async ValueTask FlushAsync()

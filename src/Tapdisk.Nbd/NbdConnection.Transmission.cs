@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Threading.Channels;
 using Tapdisk.Storage;
 using static Tapdisk.Nbd.NbdProtocol;
 
@@ -9,20 +8,21 @@ namespace Tapdisk.Nbd;
 internal sealed partial class NbdConnection
 {
     private readonly SemaphoreSlim _slots;
-    private readonly Channel<NbdRequest> _replies;
     private readonly Stack<NbdRequest> _freeRequests = new();
     private readonly Lock _freeLock = new();
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private CancellationTokenSource? _stopReceiving;
     private CancellationToken _token;
 
-    // Dispatched requests whose reply is not yet queued, plus one held by the receive loop while it runs;
-    // whoever brings it to zero completes the reply channel so the send loop can finish (DISC drains).
+    // Read requests whose reply is not yet written and flushed, plus one held by the receive loop while it runs;
+    // whoever brings it to zero lets transmission finish (DISC drains).
     private int _outstanding = 1;
 
     private async Task TransmitAsync(CancellationToken cancellationToken)
     {
         using var sendFailed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _stopReceiving = sendFailed;
         _token = sendFailed.Token;
-        Task sender = SendLoopAsync(sendFailed);
         try
         {
             await ReceiveLoopAsync(_token).ConfigureAwait(false);
@@ -38,7 +38,7 @@ internal sealed partial class NbdConnection
         finally
         {
             ReleaseOutstanding();
-            await sender.ConfigureAwait(false);
+            await _drained.Task.ConfigureAwait(false);
         }
     }
 
@@ -147,14 +147,6 @@ internal sealed partial class NbdConnection
         _slots.Release();
     }
 
-    /// <summary>Hands a finished request to the send loop.</summary>
-    private void QueueReply(NbdRequest request)
-    {
-        bool queued = _replies.Writer.TryWrite(request);
-        System.Diagnostics.Debug.Assert(queued, "the reply channel completes only after every request is queued");
-        ReleaseOutstanding();
-    }
-
     /// <summary>The client vanished mid-request: nothing to answer, just recycle.</summary>
     private void FailWithoutReply(NbdRequest request)
     {
@@ -166,7 +158,7 @@ internal sealed partial class NbdConnection
     {
         if (Interlocked.Decrement(ref _outstanding) == 0)
         {
-            _replies.Writer.TryComplete();
+            _drained.TrySetResult();
         }
     }
 }

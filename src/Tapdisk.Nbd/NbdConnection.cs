@@ -1,14 +1,13 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 
 namespace Tapdisk.Nbd;
 
 /// <summary>
-/// One client: the handshake, then a receive loop that dispatches requests to the thread pool and a send loop
-/// that writes replies in completion order. Split by concern into partial files.
+/// One client: the handshake, then a receive loop that dispatches requests to the I/O workers, whose replies are
+/// written in completion order by whichever thread finishes a request. Split by concern into partial files.
 /// </summary>
 internal sealed partial class NbdConnection : IDisposable
 {
@@ -36,7 +35,6 @@ internal sealed partial class NbdConnection : IDisposable
         _logger = server.Logger;
         _id = id;
         _slots = new SemaphoreSlim(_options.MaxInFlightPerConnection, _options.MaxInFlightPerConnection);
-        _replies = Channel.CreateUnbounded<NbdRequest>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false });
     }
 
     public async Task RunAsync(CancellationToken cancellationToken)

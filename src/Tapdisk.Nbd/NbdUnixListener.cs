@@ -1,4 +1,3 @@
-using System.IO.Pipelines;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Tapdisk.Abi;
@@ -279,24 +278,16 @@ public sealed class NbdUnixListener : IAsyncDisposable
     private async Task ServeAsync(Socket client)
     {
         await Task.Yield();
-        var stream = new NetworkStream(client, ownsSocket: true);
+        var transport = new SocketTransport(client);
         try
         {
-            PipeReader input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024, leaveOpen: true));
-            PipeWriter output = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 64 * 1024, leaveOpen: true));
-            await Server.HandleConnectionAsync(new DuplexPipe(input, output), Style, _dropClients.Token).ConfigureAwait(false);
-            try
-            {
-                client.Shutdown(SocketShutdown.Both);
-            }
-            catch (SocketException)
-            {
-                // Teardown: the peer may already be gone.
-            }
+            transport.Start();
+            await Server.HandleConnectionAsync(transport, Style, _dropClients.Token).ConfigureAwait(false);
+            await transport.ShutdownAsync().ConfigureAwait(false);
         }
         finally
         {
-            await stream.DisposeAsync().ConfigureAwait(false);
+            transport.Dispose();
         }
     }
 

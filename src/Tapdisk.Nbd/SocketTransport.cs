@@ -1,0 +1,227 @@
+using System.IO.Pipelines;
+using System.Net.Sockets;
+
+namespace Tapdisk.Nbd;
+
+/// <summary>
+/// A connected stream socket as the connection's pipes, with no thread hop on either side. A dedicated thread does
+/// blocking receives and runs the connection's receive loop inline (the input pipe's reader scheduler is
+/// <see cref="PipeScheduler.Inline"/>), and replies go out with a blocking send on whichever thread flushes them,
+/// normally the I/O worker that finished the request. Over NetworkStream each queue-depth-1 request cost an epoll
+/// wakeup plus a thread-pool wakeup before it was even parsed, and another thread-pool wakeup to send its reply.
+/// </summary>
+internal sealed class SocketTransport : IDuplexPipe, IDisposable
+{
+    private const int ReceiveBytes = 64 * 1024;
+
+    private readonly Socket _socket;
+    private readonly Pipe _inbound;
+    private readonly SendStream _sendStream;
+    private readonly TaskCompletionSource _receiverDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _shutDown;
+
+    public SocketTransport(Socket socket)
+    {
+        _socket = socket;
+
+        // Blocking mode for the fd itself: a descriptor received from another process may carry O_NONBLOCK.
+        socket.Blocking = true;
+
+        // Backpressure: while the receive loop waits for a free request slot, at most this much is read ahead.
+        _inbound = new Pipe(new PipeOptions(
+            readerScheduler: PipeScheduler.Inline,
+            writerScheduler: PipeScheduler.Inline,
+            pauseWriterThreshold: 1024 * 1024,
+            resumeWriterThreshold: 512 * 1024,
+            minimumSegmentSize: ReceiveBytes,
+            useSynchronizationContext: false));
+        _sendStream = new SendStream(this);
+        Output = PipeWriter.Create(_sendStream, new StreamPipeWriterOptions(minimumBufferSize: ReceiveBytes, leaveOpen: true));
+    }
+
+    public PipeReader Input => _inbound.Reader;
+
+    public PipeWriter Output { get; }
+
+    /// <summary>Starts the receiving thread; the connection's code then runs on it until it first waits.</summary>
+    public void Start()
+    {
+        var thread = new Thread(static state => ((SocketTransport)state!).ReceiveLoop())
+        {
+            IsBackground = true,
+            Name = "tapdisk-nbd-rx",
+        };
+        thread.UnsafeStart(this);
+    }
+
+    /// <summary>Shuts the socket down both ways, which wakes a blocked receive or send; waits for the receiving thread.</summary>
+    public Task ShutdownAsync()
+    {
+        Shutdown();
+        return _receiverDone.Task;
+    }
+
+    public void Dispose()
+    {
+        Shutdown();
+        _sendStream.Dispose();
+        _socket.Dispose();
+    }
+
+    private void Shutdown()
+    {
+        if (Interlocked.Exchange(ref _shutDown, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Teardown: the peer may already be gone.
+        }
+    }
+
+    private void ReceiveLoop()
+    {
+        PipeWriter writer = _inbound.Writer;
+        Exception? failure = null;
+        try
+        {
+            while (true)
+            {
+                Memory<byte> memory = writer.GetMemory(ReceiveBytes);
+                int n = _socket.Receive(memory.Span, SocketFlags.None, out SocketError error);
+                if (error != SocketError.Success)
+                {
+                    // A shutdown of ours or a reset by the peer: either way the input ends here.
+                    if (Volatile.Read(ref _shutDown) == 0 && error != SocketError.ConnectionReset)
+                    {
+                        failure = new SocketException((int)error);
+                    }
+
+                    break;
+                }
+
+                if (n == 0)
+                {
+                    break;
+                }
+
+                writer.Advance(n);
+
+                // The receive loop runs inside this call. It blocks only when the loop has its maximum of requests in
+                // flight and has stopped consuming (the Task is made only then).
+                ValueTask<FlushResult> flush = writer.FlushAsync();
+                FlushResult result = flush.IsCompletedSuccessfully ? flush.Result : flush.AsTask().GetAwaiter().GetResult();
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            // This thread's own faults (a disposed socket, a completed pipe) end the input; they must never end the
+            // process. Faults of the connection code it runs inline are caught by that code.
+            failure = e;
+        }
+        finally
+        {
+            writer.Complete(failure);
+            _receiverDone.TrySetResult();
+        }
+    }
+
+    /// <summary>A write-only stream of blocking sends; a cancelled flush shuts the socket down to wake the sender.</summary>
+    private sealed class SendStream(SocketTransport owner) : Stream
+    {
+        private CancellationToken _registered;
+        private CancellationTokenRegistration _registration;
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            while (!buffer.IsEmpty)
+            {
+                int n = owner._socket.Send(buffer, SocketFlags.None, out SocketError error);
+                if (error != SocketError.Success)
+                {
+                    throw new IOException("send failed", new SocketException((int)error));
+                }
+
+                buffer = buffer[n..];
+            }
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                return ValueTask.FromCanceled(cancellationToken);
+            }
+
+            // A send blocked on a peer that stopped reading must still end when the connection is cancelled. Tokens
+            // change only between the handshake and transmission, so this registers once or twice per connection.
+            if (cancellationToken != _registered && cancellationToken.CanBeCanceled)
+            {
+                _registration.Dispose();
+                _registered = cancellationToken;
+                _registration = cancellationToken.UnsafeRegister(static state => ((SocketTransport)state!).Shutdown(), owner);
+            }
+
+            try
+            {
+                Write(buffer.Span);
+                return ValueTask.CompletedTask;
+            }
+            catch (IOException e)
+            {
+                return ValueTask.FromException(e);
+            }
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Flush()
+        {
+        }
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _registration.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+}
