@@ -85,6 +85,52 @@ public sealed class IoWorkerPoolTests
         Assert.True(again.Wait(Patience));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(50)]
+    [InlineData(100_000)]
+    public void OneItemAtATime_EachRuns_WhetherAWorkerSpinsOrParks(int spinMicroseconds)
+    {
+        // Queue depth 1: each item is queued right after the previous one finished, so it usually meets the worker
+        // spinning (or parked, with no spin): a claim the worker missed would hang here.
+        var pool = new IoWorkerPool(4, spin: TimeSpan.FromMicroseconds(spinMicroseconds));
+        using var done = new AutoResetEvent(false);
+        var item = new Item(() => done.Set());
+        for (int i = 0; i < 2000; i++)
+        {
+            pool.Queue(item);
+            Assert.True(done.WaitOne(Patience), $"item {i} never ran");
+        }
+
+        Assert.InRange(pool.ThreadCount, 1, 4);
+    }
+
+    [Fact]
+    public void ConcurrentProducers_AgainstASpinningWorker_LoseNoItem()
+    {
+        var pool = new IoWorkerPool(2, spin: TimeSpan.FromMilliseconds(1));
+        const int PerProducer = 5000;
+        using var done = new CountdownEvent(4 * PerProducer);
+        var item = new Item(() => done.Signal());
+        Parallel.For(0, 4, _ =>
+        {
+            for (int i = 0; i < PerProducer; i++)
+            {
+                pool.Queue(item);
+                if (i % 64 == 0)
+                {
+                    Thread.Sleep(0);
+                }
+            }
+        });
+        Assert.True(done.Wait(Patience), $"{done.CurrentCount} items never ran");
+        Assert.InRange(pool.ThreadCount, 1, 2);
+    }
+
+    [Fact]
+    public void NegativeSpin_IsRejected() =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => new IoWorkerPool(1, spin: TimeSpan.FromTicks(-1)));
+
     private sealed class Item(Action action) : IThreadPoolWorkItem
     {
         public void Execute() => action();

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Net.Sockets;
 using Tapdisk.Testing;
 using Xunit.Abstractions;
 using static Tapdisk.Nbd.Tests.NbdTestClient;
@@ -69,6 +70,78 @@ public sealed class NbdServerAllocationTests(ITestOutputHelper output)
         long budget = IsOptimized(typeof(NbdServer).Assembly) ? 64 : 1024;
         _output.WriteLine($"{perRequest} bytes per request (budget {budget})");
         Assert.True(perRequest < budget, $"{perRequest} bytes allocated per request in steady state (budget {budget})");
+    }
+
+    [Fact]
+    public async Task ReadWrite_OverAUnixSocket_SteadyState_AllocatesAlmostNothingPerRequest()
+    {
+        // The socket transport (receive thread, replies sent by the I/O workers) with a client of blocking calls on
+        // preallocated buffers, so whatever is allocated is the server's.
+        var image = new MemoryImage(16L * 1024 * 1024);
+        await image.WriteAsync(0, new byte[Batch * RequestBytes]);
+        using var directory = new TempDirectory();
+        var server = new NbdServer(new NbdExport("", "", image));
+        await using NbdUnixListener listener = NbdUnixListener.Start(directory.File("nbd.sock"), server);
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Connect(new UnixDomainSocketEndPoint(listener.Path));
+        socket.ReceiveTimeout = (int)NbdTestClient.Timeout.TotalMilliseconds;
+
+        byte[] header = new byte[20];
+        ReceiveExactly(socket, header.AsSpan(0, 18));
+        socket.Send([0, 0, 0, 3, .. OptionBytes(OptGo, InfoPayload(""))]);
+        byte[] scratch = new byte[4096];
+        while (true)
+        {
+            ReceiveExactly(socket, header);
+            ReceiveExactly(socket, scratch.AsSpan(0, (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16))));
+            if (System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(12)) == RepAck)
+            {
+                break;
+            }
+        }
+
+        byte[] writes = [.. Enumerable.Range(0, Batch).SelectMany(i => (byte[])[.. Request(0, CmdWrite, (ulong)i, (ulong)i * RequestBytes, RequestBytes), .. new byte[RequestBytes]])];
+        byte[] reads = [.. Enumerable.Range(0, Batch).SelectMany(i => Request(0, CmdRead, (ulong)i, (ulong)i * RequestBytes, RequestBytes))];
+        byte[] replies = new byte[Batch * (16 + RequestBytes)];
+        int writeReplyBytes = Batch * 16, readReplyBytes = replies.Length;
+
+        void Round()
+        {
+            socket.Send(writes);
+            ReceiveExactly(socket, replies.AsSpan(0, writeReplyBytes));
+            socket.Send(reads);
+            ReceiveExactly(socket, replies.AsSpan(0, readReplyBytes));
+        }
+
+        for (int i = 0; i < 200; i++)
+        {
+            Round();
+        }
+
+        const int Rounds = 500;
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        for (int i = 0; i < Rounds; i++)
+        {
+            Round();
+        }
+
+        long perRequest = (GC.GetTotalAllocatedBytes(precise: true) - before) / (Rounds * 2L * Batch);
+        Assert.Equal(SimpleReplyMagic, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(replies));
+        socket.Shutdown(SocketShutdown.Both);
+
+        long budget = IsOptimized(typeof(NbdServer).Assembly) ? 64 : 1024;
+        _output.WriteLine($"{perRequest} bytes per request (budget {budget})");
+        Assert.True(perRequest < budget, $"{perRequest} bytes allocated per request in steady state (budget {budget})");
+    }
+
+    private static void ReceiveExactly(Socket socket, Span<byte> destination)
+    {
+        while (!destination.IsEmpty)
+        {
+            int n = socket.Receive(destination);
+            Assert.True(n > 0, "the server closed the connection");
+            destination = destination[n..];
+        }
     }
 
     private static bool IsOptimized(System.Reflection.Assembly assembly) =>
