@@ -15,6 +15,7 @@ internal sealed partial class NbdConnection : IDisposable
     private readonly NbdServerOptions _options;
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
+    private readonly IDirectWriter? _directOutput;
     private readonly ILogger _logger;
     private readonly long _id;
     private readonly byte[] _header = new byte[NbdProtocol.RequestSize];
@@ -32,6 +33,7 @@ internal sealed partial class NbdConnection : IDisposable
         _options = server.Options;
         _input = transport.Input;
         _output = transport.Output;
+        _directOutput = transport as IDirectWriter;
         _logger = server.Logger;
         _id = id;
         _slots = new SemaphoreSlim(_options.MaxInFlightPerConnection, _options.MaxInFlightPerConnection);

@@ -10,7 +10,7 @@ namespace Tapdisk.Nbd;
 /// normally the I/O worker that finished the request. Over NetworkStream each queue-depth-1 request cost an epoll
 /// wakeup plus a thread-pool wakeup before it was even parsed, and another thread-pool wakeup to send its reply.
 /// </summary>
-internal sealed class SocketTransport : IDuplexPipe, IDisposable
+internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
 {
     private const int ReceiveBytes = 64 * 1024;
 
@@ -42,6 +42,9 @@ internal sealed class SocketTransport : IDuplexPipe, IDisposable
     public PipeReader Input => _inbound.Reader;
 
     public PipeWriter Output { get; }
+
+    /// <summary>Sends past <see cref="Output"/> (flush it first); blocking, like its flushes.</summary>
+    public void Write(ReadOnlySpan<byte> data) => _sendStream.Write(data);
 
     /// <summary>Starts the receiving thread; the connection's code then runs on it until it first waits.</summary>
     public void Start()
