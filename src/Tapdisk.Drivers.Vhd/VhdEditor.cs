@@ -143,22 +143,8 @@ public sealed class VhdEditor : IDisposable
                 bat[i] = BinaryPrimitives.ReadUInt32BigEndian(batArea.AsSpan(i * 4));
             }
 
-            long end = Math.Max((long)footer.DataOffset + VhdDynamicHeader.Size, (long)header.TableOffset + batBytes);
             VhdBatmapHeader? batmap = VhdMetadataReader.ReadBatmapHeader(file, footer, header, length);
-            if (batmap is not null)
-            {
-                end = Math.Max(end, (long)batmap.BatmapOffset + ((long)batmap.BatmapSize * VhdLayout.SectorSize));
-            }
-
-            foreach (VhdParentLocator loc in header.Locators)
-            {
-                if (loc.PlatformCode != VhdParentLocator.None && loc.DataOffset != 0)
-                {
-                    end = Math.Max(end, (long)loc.DataOffset + loc.DataSpaceBytes);
-                }
-            }
-
-            end = RoundUpToSector(end);
+            long end = VhdMetadataReader.EndOfMetadata(footer, header, batmap);
             var editor = new VhdEditor(file, footer, header, batArea, bat, batmap, end);
             if (strict)
             {

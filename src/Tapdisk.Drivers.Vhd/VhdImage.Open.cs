@@ -79,23 +79,8 @@ public sealed partial class VhdImage
         int bitmapSectors = VhdLayout.BitmapSectors(header.BlockSize);
         long blockSectors = bitmapSectors + (header.BlockSize / VhdLayout.SectorSize);
 
-        // Metadata extent: header, BAT, batmap and locators; blocks must not start inside it.
-        long endOfMetadata = Math.Max((long)footer.DataOffset + VhdDynamicHeader.Size, (long)header.TableOffset + (VhdLayout.BatSectors(header.MaxTableEntries) * VhdLayout.SectorSize));
         VhdBatmapHeader? batmapHeader = VhdMetadataReader.ReadBatmapHeader(file, footer, header, length);
-        if (batmapHeader is not null)
-        {
-            endOfMetadata = Math.Max(endOfMetadata, (long)batmapHeader.BatmapOffset + ((long)batmapHeader.BatmapSize * VhdLayout.SectorSize));
-        }
-
-        foreach (VhdParentLocator loc in header.Locators)
-        {
-            if (loc.PlatformCode != VhdParentLocator.None && loc.DataOffset != 0)
-            {
-                endOfMetadata = Math.Max(endOfMetadata, (long)loc.DataOffset + loc.DataSpaceBytes);
-            }
-        }
-
-        endOfMetadata = (endOfMetadata + VhdLayout.SectorSize - 1) / VhdLayout.SectorSize * VhdLayout.SectorSize;
+        long endOfMetadata = VhdMetadataReader.EndOfMetadata(footer, header, batmapHeader);
         long metadataSectors = endOfMetadata / VhdLayout.SectorSize;
 
         // Every used entry must point after the metadata, have its bitmap inside the file, and not overlap another block.

@@ -162,6 +162,29 @@ public static class VhdMetadataReader
     /// <summary>True for VHDs that carry blktap's batmap: creator tap, version 1.2+ (1.1 only if a valid header is found).</summary>
     public static bool HasBatmap(VhdFooter footer) => footer.IsDynamic && footer.IsTapCreator && footer.CreatorVersion >= 0x00010001;
 
+    /// <summary>
+    /// Where the metadata ends, rounded up to a sector: the dynamic header, the BAT at its full max_bat_size, the batmap
+    /// and every parent locator's data. No data block may start before it.
+    /// </summary>
+    public static long EndOfMetadata(VhdFooter footer, VhdDynamicHeader header, VhdBatmapHeader? batmap)
+    {
+        long end = Math.Max((long)footer.DataOffset + VhdDynamicHeader.Size, (long)header.TableOffset + (VhdLayout.BatSectors(header.MaxTableEntries) * VhdLayout.SectorSize));
+        if (batmap is not null)
+        {
+            end = Math.Max(end, (long)batmap.BatmapOffset + ((long)batmap.BatmapSize * VhdLayout.SectorSize));
+        }
+
+        foreach (VhdParentLocator loc in header.Locators)
+        {
+            if (loc.PlatformCode != VhdParentLocator.None && loc.DataOffset != 0)
+            {
+                end = Math.Max(end, (long)loc.DataOffset + loc.DataSpaceBytes);
+            }
+        }
+
+        return VhdEditor.RoundUpToSector(end);
+    }
+
     /// <summary>The batmap header, or null if the VHD has none or it is invalid (then it is rebuilt at close rather than refused).</summary>
     public static VhdBatmapHeader? ReadBatmapHeader(ImageFile file, VhdFooter footer, VhdDynamicHeader header, long length)
     {
