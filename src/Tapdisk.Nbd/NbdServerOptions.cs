@@ -32,6 +32,13 @@ public sealed class NbdServerOptions
     /// </summary>
     public int SparseReadMinBytes { get; init; } = 64 * 1024;
 
+    /// <summary>
+    /// A client that takes no reply bytes for this long is dropped. Replies are sent by the I/O worker that finished
+    /// the request, so a peer that stops reading would otherwise hold a shared worker for as long as it stays connected;
+    /// enough such peers would stall every other client. (qemu-nbd waits forever, but in a coroutine, not a thread.)
+    /// </summary>
+    public TimeSpan SendStallTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Threads that run requests against the images (blocking pread/pwrite); shared by every server by default.</summary>
     public IoWorkerPool IoWorkers { get; init; } = IoWorkerPool.Shared;
 
@@ -46,5 +53,7 @@ public sealed class NbdServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(SparseReadMinBytes, 1);
         ArgumentNullException.ThrowIfNull(IoWorkers);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HandshakeTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(SendStallTimeout, TimeSpan.FromMilliseconds(1));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(SendStallTimeout, TimeSpan.FromMilliseconds(int.MaxValue));
     }
 }

@@ -278,7 +278,7 @@ public sealed class NbdUnixListener : IAsyncDisposable
     private async Task ServeAsync(Socket client)
     {
         await Task.Yield();
-        var transport = new SocketTransport(client);
+        var transport = new SocketTransport(client, Server.Options.SendStallTimeout);
         try
         {
             transport.Start();

@@ -20,12 +20,16 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
     private readonly TaskCompletionSource _receiverDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _shutDown;
 
-    public SocketTransport(Socket socket)
+    public SocketTransport(Socket socket, TimeSpan sendStallTimeout)
     {
         _socket = socket;
 
         // Blocking mode for the fd itself: a descriptor received from another process may carry O_NONBLOCK.
         socket.Blocking = true;
+
+        // SO_SNDTIMEO: a send that moves no byte for this long fails, so a peer that stopped reading cannot keep the
+        // sending I/O worker forever (a send that makes progress restarts the clock).
+        socket.SendTimeout = (int)Math.Ceiling(sendStallTimeout.TotalMilliseconds);
 
         // Backpressure: while the receive loop waits for a free request slot, at most this much is read ahead.
         _inbound = new Pipe(new PipeOptions(
@@ -164,6 +168,13 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
             while (!buffer.IsEmpty)
             {
                 int n = owner._socket.Send(buffer, SocketFlags.None, out SocketError error);
+                if (error is SocketError.WouldBlock or SocketError.TimedOut)
+                {
+                    // The peer took nothing for the whole stall timeout: drop it, which also wakes its receive thread.
+                    owner.Shutdown();
+                    throw new IOException($"the peer took no reply bytes for {owner._socket.SendTimeout} ms", new SocketException((int)error));
+                }
+
                 if (error != SocketError.Success)
                 {
                     throw new IOException("send failed", new SocketException((int)error));

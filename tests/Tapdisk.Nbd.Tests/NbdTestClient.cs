@@ -116,6 +116,23 @@ internal sealed class NbdTestClient : IAsyncDisposable
         return closed;
     }
 
+    /// <summary>Reads and discards until the server closes its side; returns how many bytes came before the close.</summary>
+    public async Task<long> DrainUntilClosedAsync()
+    {
+        using var timeout = new CancellationTokenSource(Timeout);
+        long drained = 0;
+        while (true)
+        {
+            ReadResult r = await _receive.ReadAsync(timeout.Token);
+            drained += r.Buffer.Length;
+            _receive.AdvanceTo(r.Buffer.End);
+            if (r.IsCompleted)
+            {
+                return drained;
+            }
+        }
+    }
+
     public async Task WaitServerAsync() => await ServerTask.WaitAsync(Timeout);
 
     // ---- handshake ----

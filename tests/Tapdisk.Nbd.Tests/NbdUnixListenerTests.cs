@@ -185,6 +185,41 @@ public sealed class NbdUnixListenerTests
     }
 
     [Fact]
+    public async Task RawSocket_ClientThatStopsReading_IsDroppedAndFreesTheOnlyIoWorker()
+    {
+        // One I/O worker, which also sends the replies: while the stalled client holds it in a blocked send, nobody
+        // else is served, so the second client's read completes only if the stalled one is dropped.
+        var options = new NbdServerOptions
+        {
+            IoWorkers = new Tapdisk.Storage.IoWorkerPool(1, "stall-test"),
+            SendStallTimeout = TimeSpan.FromMilliseconds(300),
+        };
+        await using UnixServerScope scope = UnixServerScope.StartRawFull(Size, options);
+        await using NbdTestClient stalled = NbdTestClient.ConnectUnix(scope.Listener.Path);
+        await stalled.NegotiateAsync();
+
+        // 16 MiB of replies asked for and never read: far more than both socket buffers hold.
+        for (ulong i = 0; i < 4; i++)
+        {
+            await stalled.SendRequestAsync(NbdTestClient.CmdRead, i, 0, 4 * 1024 * 1024);
+        }
+
+        // Time for the worker to fill both socket buffers and block in the send (a wait, not a timing assertion: on
+        // a machine too slow for it the other read is simply served first, and the drain below reads everything).
+        await Task.Delay(TimeSpan.FromSeconds(2));
+
+        await using NbdTestClient other = NbdTestClient.ConnectUnix(scope.Listener.Path);
+        await other.NegotiateAsync();
+        await other.SendRequestAsync(NbdTestClient.CmdRead, 7, 4096, 4096);
+        (_, _, ulong handle, byte[] payload) = await other.ReadChunkAsync();
+        Assert.Equal(7ul, handle);
+        Assert.Equal(8 + 4096, payload.Length); // OFFSET_DATA: the offset, then the data
+
+        // The server closed the stalled connection: what fitted in the socket buffers, then EOF, well short of 16 MiB.
+        Assert.InRange(await stalled.DrainUntilClosedAsync(), 0, 8L * 1024 * 1024);
+    }
+
+    [Fact]
     public async Task RawSocket_UnalignedRequestsOnDirectIoRawFile_ReadModifyWrite()
     {
         await using UnixServerScope scope = UnixServerScope.StartRaw(Size);
