@@ -194,7 +194,8 @@ public sealed class NbdUnixListenerTests
             IoWorkers = new Tapdisk.Storage.IoWorkerPool(1, "stall-test"),
             SendStallTimeout = TimeSpan.FromMilliseconds(300),
         };
-        await using UnixServerScope scope = UnixServerScope.StartRawFull(Size, options);
+        // Data everywhere: holes would be answered with small OFFSET_HOLE chunks that never fill the socket buffers.
+        await using UnixServerScope scope = UnixServerScope.StartRaw(Size, f => f.Write(Enumerable.Repeat((byte)0xa5, (int)Size).ToArray()), options);
         await using NbdTestClient stalled = NbdTestClient.ConnectUnix(scope.Listener.Path);
         await stalled.NegotiateAsync();
 

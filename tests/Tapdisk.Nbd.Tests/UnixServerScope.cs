@@ -25,30 +25,11 @@ internal sealed class UnixServerScope : IAsyncDisposable
     public static UnixServerScope Start(IBlockImage image, string name = "tapdisk_client") =>
         Start(new TempDirectory(), image, name);
 
-    public static UnixServerScope Start(TempDirectory directory, IBlockImage image, string name = "tapdisk_client") =>
-        new(directory, image, new NbdServer(new NbdExport(name, "tapdisk test export", image)));
-
-    /// <summary>A raw image file of <paramref name="sizeBytes"/> full of data (no holes), served read-write with <paramref name="options"/>.</summary>
-    public static UnixServerScope StartRawFull(long sizeBytes, NbdServerOptions options)
-    {
-        var directory = new TempDirectory();
-        string path = directory.File("disk.raw");
-        using (FileStream f = File.Create(path))
-        {
-            byte[] block = new byte[1024 * 1024];
-            Array.Fill(block, (byte)0xa5);
-            for (long done = 0; done < sizeBytes; done += block.Length)
-            {
-                f.Write(block, 0, (int)Math.Min(block.Length, sizeBytes - done));
-            }
-        }
-
-        IBlockImage image = RawImage.Open(path, ImageOpenOptions.ReadWrite);
-        return new(directory, image, new NbdServer(new NbdExport("tapdisk_client", "tapdisk test export", image), options));
-    }
+    public static UnixServerScope Start(TempDirectory directory, IBlockImage image, string name = "tapdisk_client", NbdServerOptions? options = null) =>
+        new(directory, image, new NbdServer(new NbdExport(name, "tapdisk test export", image), options));
 
     /// <summary>A raw image file of <paramref name="sizeBytes"/> filled by <paramref name="fill"/>, served read-write.</summary>
-    public static UnixServerScope StartRaw(long sizeBytes, Action<FileStream>? fill = null)
+    public static UnixServerScope StartRaw(long sizeBytes, Action<FileStream>? fill = null, NbdServerOptions? options = null)
     {
         var directory = new TempDirectory();
         string path = directory.File("disk.raw");
@@ -58,7 +39,7 @@ internal sealed class UnixServerScope : IAsyncDisposable
             fill?.Invoke(f);
         }
 
-        return Start(directory, RawImage.Open(path, ImageOpenOptions.ReadWrite));
+        return Start(directory, RawImage.Open(path, ImageOpenOptions.ReadWrite), options: options);
     }
 
     public static ProcessResult Run(string tool, params string[] args) =>
