@@ -4,10 +4,12 @@ using Tapdisk.Abi;
 namespace Tapdisk.Storage;
 
 /// <summary>
-/// A small pool of page-aligned native buffers for O_DIRECT bounce copies and protocol receive buffers, in
-/// power-of-two buckets from 4 KiB to 32 MiB (the largest NBD request). Buckets up to 1 MiB keep 64 buffers;
-/// larger ones keep at most 32 MiB each, so a burst of big requests cannot pin much memory. Only buffers
-/// bigger than <see cref="MaxPooledBytes"/> are allocated and freed per rent.
+/// A pool of page-aligned native buffers for O_DIRECT bounce copies and protocol receive buffers, in power-of-two
+/// buckets from 4 KiB to 32 MiB (the largest NBD request). A bucket keeps up to 1024 buffers and 64 MiB, and the
+/// pool 128 MiB in all, so a burst of big requests cannot pin much memory. Sized for the deepest common pipeline:
+/// nbdcopy keeps 4 x 64 requests of 256 KiB in flight, and with only 64 buffers per bucket three in four of them
+/// were allocated, zeroed and freed per request (8% of the server's CPU in a copy). Only buffers bigger than
+/// <see cref="MaxPooledBytes"/> are always allocated and freed per rent.
 /// </summary>
 public sealed class AlignedBufferPool
 {
@@ -16,11 +18,13 @@ public sealed class AlignedBufferPool
     /// <summary>The size callers copy through in slices when a whole-request buffer is not needed.</summary>
     public const int ChunkBytes = 1024 * 1024;
 
-    private const int MaxRetained = 64;
-    private const int MaxRetainedBytesPerLargeBucket = 32 * 1024 * 1024;
+    private const int MaxRetainedPerBucket = 1024;
+    private const long MaxRetainedBytesPerBucket = 64L * 1024 * 1024;
+    private const long MaxRetainedBytes = 128L * 1024 * 1024;
 
     private readonly Lock _lock = new();
     private readonly Stack<AlignedMemory>[] _buckets;
+    private long _retainedBytes;
 
     public AlignedBufferPool()
     {
@@ -47,6 +51,7 @@ public sealed class AlignedBufferPool
         {
             if (_buckets[bucket].TryPop(out AlignedMemory? memory))
             {
+                _retainedBytes -= memory.Length;
                 return memory;
             }
         }
@@ -61,8 +66,9 @@ public sealed class AlignedBufferPool
         {
             lock (_lock)
             {
-                if (_buckets[bucket].Count < RetainedLimit(memory.Length))
+                if (_buckets[bucket].Count < RetainedLimit(memory.Length) && _retainedBytes + memory.Length <= MaxRetainedBytes)
                 {
+                    _retainedBytes += memory.Length;
                     _buckets[bucket].Push(memory);
                     return;
                 }
@@ -73,7 +79,7 @@ public sealed class AlignedBufferPool
     }
 
     private static int RetainedLimit(int bucketBytes) =>
-        bucketBytes <= ChunkBytes ? MaxRetained : MaxRetainedBytesPerLargeBucket / bucketBytes;
+        (int)Math.Min(MaxRetainedPerBucket, MaxRetainedBytesPerBucket / bucketBytes);
 
     private static int BucketOf(int bytes)
     {

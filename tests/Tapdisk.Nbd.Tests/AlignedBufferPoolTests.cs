@@ -23,20 +23,45 @@ public sealed class AlignedBufferPoolTests
         pool.Return(second);
     }
 
-    [Fact]
-    public void LargeBuckets_RetainAtMost32MiB()
+    [Theory]
+    [InlineData(8 * 1024 * 1024, 10, 8)] // a bucket keeps at most 64 MiB
+    [InlineData(256 * 1024, 300, 256)] // ... so nbdcopy's 4 x 64 requests of 256 KiB in flight are all reused
+    [InlineData(4096, 1100, 1024)] // and at most 1024 buffers
+    public void Bucket_RetainsUpToItsLimit(int bytes, int count, int retained)
     {
         var pool = new AlignedBufferPool();
-        const int eight = 8 * 1024 * 1024;
-        AlignedMemory[] rented = [.. Enumerable.Range(0, 6).Select(_ => pool.Rent(eight))];
-        foreach (AlignedMemory m in rented)
-        {
-            pool.Return(m);
-        }
+        AlignedMemory[] rented = [.. Enumerable.Range(0, count).Select(_ => pool.Rent(bytes))];
+        ReturnAll(pool, rented);
+        AlignedMemory[] again = [.. Enumerable.Range(0, count).Select(_ => pool.Rent(bytes))];
+        var first = new HashSet<AlignedMemory>(rented);
+        Assert.Equal(retained, again.Count(first.Contains));
+        ReturnAll(pool, again);
+    }
 
-        AlignedMemory[] again = [.. Enumerable.Range(0, 6).Select(_ => pool.Rent(eight))];
-        Assert.Equal(4, again.Count(m => rented.Contains(m)));
-        foreach (AlignedMemory m in again)
+    [Fact]
+    public void Pool_RetainsAtMost128MiBInAll()
+    {
+        // Two full 64 MiB buckets reach the pool's bound: a third bucket keeps nothing until they are drained.
+        var pool = new AlignedBufferPool();
+        AlignedMemory[] eights = [.. Enumerable.Range(0, 8).Select(_ => pool.Rent(8 * 1024 * 1024))];
+        AlignedMemory[] fours = [.. Enumerable.Range(0, 16).Select(_ => pool.Rent(4 * 1024 * 1024))];
+        AlignedMemory one = pool.Rent(1024 * 1024);
+        ReturnAll(pool, eights);
+        ReturnAll(pool, fours);
+        pool.Return(one);
+        Assert.NotSame(one, pool.Rent(1024 * 1024));
+
+        // Renting from a full bucket makes room again.
+        AlignedMemory eight = pool.Rent(8 * 1024 * 1024);
+        Assert.Contains(eight, eights);
+        AlignedMemory another = pool.Rent(1024 * 1024);
+        pool.Return(another);
+        Assert.Same(another, pool.Rent(1024 * 1024));
+    }
+
+    private static void ReturnAll(AlignedBufferPool pool, AlignedMemory[] buffers)
+    {
+        foreach (AlignedMemory m in buffers)
         {
             pool.Return(m);
         }
