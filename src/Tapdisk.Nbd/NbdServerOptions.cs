@@ -8,8 +8,13 @@ public sealed class NbdServerOptions
     /// <summary>Largest READ/WRITE payload served and advertised as the maximum block size.</summary>
     public int MaxRequestBytes { get; init; } = 32 * 1024 * 1024;
 
-    /// <summary>Requests a connection may have dispatched at once; the reader stops reading at this many.</summary>
-    public int MaxInFlightPerConnection { get; init; } = 64;
+    /// <summary>
+    /// Requests a connection may have dispatched at once; the reader stops reading at this many. Above the deepest
+    /// common client (nbdcopy keeps 64 in flight per connection, Linux nbd up to 128 tags): a slot is freed only once
+    /// its reply is sent, so a client sending its next request the moment it reads a reply would otherwise find none
+    /// free, and each wait moved the receive loop onto the thread pool.
+    /// </summary>
+    public int MaxInFlightPerConnection { get; init; } = 128;
 
     /// <summary>Option payloads above this get NBD_REP_ERR_TOO_BIG (the payload is skipped, not buffered).</summary>
     public int MaxOptionBytes { get; init; } = 64 * 1024;

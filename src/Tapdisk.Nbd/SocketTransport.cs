@@ -1,5 +1,7 @@
+using System.Diagnostics.CodeAnalysis;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using Tapdisk.Abi;
 
 namespace Tapdisk.Nbd;
 
@@ -13,6 +15,7 @@ namespace Tapdisk.Nbd;
 internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
 {
     private const int ReceiveBytes = 64 * 1024;
+    private const int SendBufferBytes = 1024 * 1024;
 
     private readonly Socket _socket;
     private readonly Pipe _inbound;
@@ -30,6 +33,7 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
         // SO_SNDTIMEO: a send that moves no byte for this long fails, so a peer that stopped reading cannot keep the
         // sending I/O worker forever (a send that makes progress restarts the clock).
         socket.SendTimeout = (int)Math.Ceiling(sendStallTimeout.TotalMilliseconds);
+        TrySetSendBuffer(socket);
 
         // Backpressure: while the receive loop waits for a free request slot, at most this much is read ahead.
         _inbound = new Pipe(new PipeOptions(
@@ -48,7 +52,26 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
     public PipeWriter Output { get; }
 
     /// <summary>Sends past <see cref="Output"/> (flush it first); blocking, like its flushes.</summary>
-    public void Write(ReadOnlySpan<byte> data) => _sendStream.Write(data);
+    public void Write(ReadOnlySpan<byte> header, ReadOnlySpan<byte> data)
+    {
+        while (header.Length + data.Length > 0)
+        {
+            nint n = GatherSend.Send(_socket.SafeHandle, header, data, out int errno);
+            if (n < 0)
+            {
+                if (errno == Errno.EINTR)
+                {
+                    continue;
+                }
+
+                _sendStream.Fail(errno);
+            }
+
+            int fromHeader = (int)Math.Min(n, header.Length);
+            header = header[fromHeader..];
+            data = data[(int)(n - fromHeader)..];
+        }
+    }
 
     /// <summary>Starts the receiving thread; the connection's code then runs on it until it first waits.</summary>
     public void Start()
@@ -73,6 +96,23 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
         Shutdown();
         _sendStream.Dispose();
         _socket.Dispose();
+    }
+
+    /// <summary>
+    /// Asks for a 1 MiB send buffer (the kernel doubles it, within net.core.wmem_max). The default 208 KiB holds less
+    /// than one 256 KiB read reply, so every large reply blocked in send and cost its I/O worker a sleep and a wakeup
+    /// while the client drained it; nbdcopy's server CPU per copy fell by about a tenth with the larger buffer.
+    /// </summary>
+    private static void TrySetSendBuffer(Socket socket)
+    {
+        try
+        {
+            socket.SendBufferSize = SendBufferBytes;
+        }
+        catch (SocketException)
+        {
+            // Only a hint: a socket that refuses keeps the default.
+        }
     }
 
     private void Shutdown()
@@ -168,20 +208,39 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
             while (!buffer.IsEmpty)
             {
                 int n = owner._socket.Send(buffer, SocketFlags.None, out SocketError error);
-                if (error is SocketError.WouldBlock or SocketError.TimedOut)
-                {
-                    // The peer took nothing for the whole stall timeout: drop it, which also wakes its receive thread.
-                    owner.Shutdown();
-                    throw new IOException($"the peer took no reply bytes for {owner._socket.SendTimeout} ms", new SocketException((int)error));
-                }
-
                 if (error != SocketError.Success)
                 {
-                    throw new IOException("send failed", new SocketException((int)error));
+                    Fail(error);
                 }
 
                 buffer = buffer[n..];
             }
+        }
+
+        /// <summary>Throws for a failed send (an errno from a send of our own).</summary>
+        [DoesNotReturn]
+        public void Fail(int errno)
+        {
+            if (errno == Errno.EAGAIN)
+            {
+                Fail(SocketError.WouldBlock);
+            }
+
+            throw new IOException("send failed", new ErrnoIOException(errno, null, "sendmsg"));
+        }
+
+        [DoesNotReturn]
+        private void Fail(SocketError error)
+        {
+            if (error is SocketError.WouldBlock or SocketError.TimedOut)
+            {
+                // The socket is blocking, so this is SO_SNDTIMEO: the peer took nothing for the whole stall timeout.
+                // Drop it, which also wakes its receive thread.
+                owner.Shutdown();
+                throw new IOException($"the peer took no reply bytes for {owner._socket.SendTimeout} ms", new SocketException((int)error));
+            }
+
+            throw new IOException("send failed", new SocketException((int)error));
         }
 
         public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Text.Json;
 using Tapdisk.Testing;
 
@@ -218,6 +219,67 @@ public sealed class NbdUnixListenerTests
 
         // The server closed the stalled connection: what fitted in the socket buffers, then EOF, well short of 16 MiB.
         Assert.InRange(await stalled.DrainUntilClosedAsync(), 0, 8L * 1024 * 1024);
+    }
+
+    [Fact]
+    public async Task RawSocket_LargeReads_HeaderAndDataSentTogether_InOrderWithSmallReplies()
+    {
+        // Replies of 64 KiB and up leave in one gather send from the request's buffer; smaller ones go through the
+        // pipe. Interleave both kinds, structured (data runs between holes) and simple, and check every byte.
+        byte[] content = new byte[Size];
+        new Random(11).NextBytes(content.AsSpan(0, 1 << 20));
+        content.AsSpan(256 * 1024, 128 * 1024).Clear();
+        await using UnixServerScope scope = UnixServerScope.StartRaw(Size, f =>
+        {
+            // Data, a 128 KiB hole, data; the rest of the file is a hole too.
+            f.Write(content, 0, 256 * 1024);
+            f.Position = 384 * 1024;
+            f.Write(content, 384 * 1024, 640 * 1024);
+        });
+
+        await using (NbdTestClient structured = NbdTestClient.ConnectUnix(scope.Listener.Path))
+        {
+            await structured.NegotiateAsync();
+            await structured.SendRequestAsync(NbdTestClient.CmdRead, 1, 0, 1 << 20);
+            await structured.SendRequestAsync(NbdTestClient.CmdRead, 2, 4096, 512);
+            await structured.SendRequestAsync(NbdTestClient.CmdRead, 3, 65536, 128 * 1024);
+            var seen = new Dictionary<ulong, byte[]> { [1] = new byte[1 << 20], [2] = new byte[512], [3] = new byte[128 * 1024] };
+            var start = new Dictionary<ulong, long> { [1] = 0, [2] = 4096, [3] = 65536 };
+            int done = 0, holes = 0;
+            while (done < 3)
+            {
+                (ushort flags, ushort type, ulong handle, byte[] payload) = await structured.ReadChunkAsync();
+                long offset = (long)BinaryPrimitives.ReadUInt64BigEndian(payload);
+                if (type == 1)
+                {
+                    payload.AsSpan(8).CopyTo(seen[handle].AsSpan((int)(offset - start[handle])));
+                }
+                else
+                {
+                    Assert.Equal(2, type); // OFFSET_HOLE: the buffer is already zeros
+                    holes++;
+                }
+
+                done += flags & 1;
+            }
+
+            Assert.Equal(content.AsSpan(0, 1 << 20).ToArray(), seen[1]);
+            Assert.Equal(content.AsSpan(4096, 512).ToArray(), seen[2]);
+            Assert.Equal(content.AsSpan(65536, 128 * 1024).ToArray(), seen[3]);
+            Assert.Equal(1, holes);
+        }
+
+        await using NbdTestClient simple = NbdTestClient.ConnectUnix(scope.Listener.Path);
+        await simple.NegotiateAsync(structured: false);
+        await simple.SendRequestAsync(NbdTestClient.CmdRead, 4, 131072, 256 * 1024);
+        await simple.SendRequestAsync(NbdTestClient.CmdRead, 5, 0, 4096);
+        for (int i = 0; i < 2; i++)
+        {
+            (uint error, ulong handle) = await simple.ReadSimpleReplyAsync();
+            Assert.Equal(0u, error);
+            (long offset, int length) = handle == 4 ? (131072L, 256 * 1024) : (0L, 4096);
+            Assert.Equal(content.AsSpan((int)offset, length).ToArray(), await simple.ReadExactAsync(length));
+        }
     }
 
     [Fact]
