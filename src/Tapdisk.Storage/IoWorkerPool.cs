@@ -136,7 +136,9 @@ public sealed class IoWorkerPool
             }
 
             // Re-check after parking in the list: an item queued between the last TryDequeue and the Add found no
-            // parked worker and may have started none.
+            // parked worker and may have started none. The fence orders our _idleCount store before this load, as the
+            // Enqueue orders Queue's item before its _idleCount load: one of the two sees the other.
+            Interlocked.MemoryBarrier();
             if (!_queue.IsEmpty && TryLeaveIdle(self))
             {
                 continue;
