@@ -11,6 +11,7 @@ public sealed class FakeTapdisk : IControlHandler, IAsyncDisposable
     private readonly Lock _lock = new();
     private readonly List<TapdiskMessage> _connects = [];
     private readonly List<TapdiskMessage> _disconnects = [];
+    private int _diskInfoRequests;
     private readonly ControlServer _server;
 
     public FakeTapdisk(string controlDirectory, int pid, int minor, ulong sectors, uint sectorSize = 512, uint info = 0)
@@ -37,6 +38,12 @@ public sealed class FakeTapdisk : IControlHandler, IAsyncDisposable
 
     /// <summary>errno for the next CONNECTs (0 = success); EALREADY, ENOSYS... as tapdisk answers them.</summary>
     public int ConnectErrno { get; set; }
+
+    /// <summary>While set, DISK_INFO is answered only once it completes: the agent stays inside one reconcile.</summary>
+    public Task? DiskInfoGate { get; set; }
+
+    /// <summary>DISK_INFO requests seen so far.</summary>
+    public int DiskInfoRequests => Volatile.Read(ref _diskInfoRequests);
 
     public IReadOnlyList<TapdiskMessage> Connects
     {
@@ -72,6 +79,12 @@ public sealed class FakeTapdisk : IControlHandler, IAsyncDisposable
                 await connection.SendAsync(new TapdiskMessage(TapdiskMessageType.ListResponse, request.Cookie) { ListCount = 0, ListMinor = -1 }, cancellationToken);
                 break;
             case TapdiskMessageType.DiskInfo when request.Cookie == Minor:
+                Interlocked.Increment(ref _diskInfoRequests);
+                if (DiskInfoGate is { } gate)
+                {
+                    await gate.WaitAsync(cancellationToken);
+                }
+
                 await connection.SendAsync(new TapdiskMessage(TapdiskMessageType.DiskInfoResponse, request.Cookie) { ImageSectors = Sectors, ImageSectorSize = SectorSize, ImageInfo = Info }, cancellationToken);
                 break;
             case TapdiskMessageType.XenblkifConnect:

@@ -281,6 +281,41 @@ public sealed class TapbackAgentTests
     }
 
     [Fact]
+    public async Task EventsForOneDevice_QueuedTogether_AreReconciledOnce()
+    {
+        await using TapbackHarness h = await TapbackHarness.StartAsync();
+        string hotplugStatus = TapbackHarness.Backend(Fe, Dev) + "/hotplug-status";
+        int Reconciles() => h.Store.Requests.Count(r => r.Type == XenStoreMessageType.Read && r.Payload.TrimEnd('|') == hotplugStatus);
+
+        // Hold the agent inside the device's first reconcile (DISK_INFO unanswered) while 20 more events for the
+        // device queue up: each reconcile reads hotplug-status once, so 20 of them would show as 20 reads.
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        h.Fake.DiskInfoGate = gate.Task;
+        h.AddDevice(Fe, Dev);
+        h.Hotplug(Fe, Dev);
+        await h.WaitUntil(() => h.Fake.DiskInfoRequests > 0, "the agent to ask tapdisk for DISK_INFO");
+        int before = Reconciles();
+        for (int i = 0; i < 20; i++)
+        {
+            h.Store.Write(TapbackHarness.Backend(Fe, Dev) + "/bootable", $"{i % 2}");
+        }
+
+        // Time for the events to reach the agent's queue (a wait, not a timing assertion: events that arrive late
+        // form a second batch, still far from 20).
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        gate.SetResult();
+        h.Fake.DiskInfoGate = null;
+        await h.WaitBackendState(Fe, Dev, 2);
+        await h.Settle();
+        Assert.InRange(Reconciles() - before, 1, 4);
+
+        // And the device still connects.
+        h.FrontendPublishesRing(Fe, Dev);
+        h.FrontendState(Fe, Dev, 3);
+        await h.WaitBackendState(Fe, Dev, 4);
+    }
+
+    [Fact]
     public async Task FlappingFrontend_NeverDoubleConnects()
     {
         await using TapbackHarness h = await TapbackHarness.StartAsync();
