@@ -191,7 +191,7 @@ internal sealed partial class NbdConnection
                 await FlushAsync().ConfigureAwait(false);
             }
 
-            _directOutput.Write(_replyHeader.AsSpan(0, headerLength), data.Span);
+            _directOutput.Write(_replyHeader.AsSpan(0, headerLength), data.Span, _token);
             return;
         }
 

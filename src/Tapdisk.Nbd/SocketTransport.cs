@@ -52,8 +52,10 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
     public PipeWriter Output { get; }
 
     /// <summary>Sends past <see cref="Output"/> (flush it first); blocking, like its flushes.</summary>
-    public void Write(ReadOnlySpan<byte> header, ReadOnlySpan<byte> data)
+    public void Write(ReadOnlySpan<byte> header, ReadOnlySpan<byte> data, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
+        _sendStream.ShutDownOnCancel(cancellationToken);
         while (header.Length + data.Length > 0)
         {
             nint n = GatherSend.Send(_socket.SafeHandle, header, data, out int errno);
@@ -252,15 +254,7 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
                 return ValueTask.FromCanceled(cancellationToken);
             }
 
-            // A send blocked on a peer that stopped reading must still end when the connection is cancelled. Tokens
-            // change only between the handshake and transmission, so this registers once or twice per connection.
-            if (cancellationToken != _registered && cancellationToken.CanBeCanceled)
-            {
-                _registration.Dispose();
-                _registered = cancellationToken;
-                _registration = cancellationToken.UnsafeRegister(static state => ((SocketTransport)state!).Shutdown(), owner);
-            }
-
+            ShutDownOnCancel(cancellationToken);
             try
             {
                 Write(buffer.Span);
@@ -269,6 +263,22 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
             catch (IOException e)
             {
                 return ValueTask.FromException(e);
+            }
+        }
+
+        /// <summary>
+        /// A send blocked on a peer that stopped reading must still end when the connection is cancelled: the token
+        /// shuts the socket down. Tokens change only between the handshake and transmission, so this registers once
+        /// or twice per connection. Every sender calls it, the direct one included: a connection whose replies all
+        /// go out directly never flushes the pipe.
+        /// </summary>
+        public void ShutDownOnCancel(CancellationToken cancellationToken)
+        {
+            if (cancellationToken != _registered && cancellationToken.CanBeCanceled)
+            {
+                _registration.Dispose();
+                _registered = cancellationToken;
+                _registration = cancellationToken.UnsafeRegister(static state => ((SocketTransport)state!).Shutdown(), owner);
             }
         }
 

@@ -353,6 +353,30 @@ public sealed class NbdUnixListenerTests
     }
 
     [Fact]
+    public async Task StopAsync_ClientNotReadingLargeReplies_SendIsInterruptedWhenTokenFires()
+    {
+        // Every reply is a large read sent straight from its buffer (never through the pipe), to a client that never
+        // reads: the I/O worker sits in a blocked send that only the stop token can end (the stall timeout is far
+        // beyond the test's patience).
+        var options = new NbdServerOptions { SendStallTimeout = TimeSpan.FromMinutes(10) };
+        await using UnixServerScope scope = UnixServerScope.StartRaw(Size, f => f.Write(Enumerable.Repeat((byte)0x3c, (int)Size).ToArray()), options);
+        await using NbdTestClient stalled = NbdTestClient.ConnectUnix(scope.Listener.Path);
+        await stalled.NegotiateAsync();
+        for (ulong i = 0; i < 4; i++)
+        {
+            await stalled.SendRequestAsync(NbdTestClient.CmdRead, i, 0, 4 * 1024 * 1024);
+        }
+
+        // Time for the worker to fill the socket buffers and block (a wait, not a timing assertion).
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        using var cts = new CancellationTokenSource();
+        Task stop = scope.Listener.StopAsync(cts.Token);
+        await cts.CancelAsync();
+        await stop.WaitAsync(NbdTestClient.Timeout);
+        Assert.Equal(0, scope.Listener.ConnectionCount);
+    }
+
+    [Fact]
     public async Task StopAsync_ClientDisconnects_CompletesWithoutCancellation()
     {
         using var work = new TempDirectory();
