@@ -68,7 +68,7 @@ internal sealed partial class TapbackAgent
         await RegisterWatchesAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var batch = new List<(XenStoreEvent Event, (uint, uint)? Device)>();
+            var batch = new List<(XenStoreEvent Event, (uint Domain, uint Device)? Device)>();
             var lastForDevice = new Dictionary<(uint, uint), int>();
             ChannelReader<XenStoreEvent> events = _xenStore.Events;
             while (await events.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
@@ -81,7 +81,7 @@ internal sealed partial class TapbackAgent
                 lastForDevice.Clear();
                 while (batch.Count < MaxEventBatch && events.TryRead(out XenStoreEvent e))
                 {
-                    (uint, uint)? device = ReconciledDevice(e);
+                    (uint Domain, uint Device)? device = ReconciledDevice(e);
                     if (device is { } d)
                     {
                         lastForDevice[d] = batch.Count;
@@ -92,12 +92,16 @@ internal sealed partial class TapbackAgent
 
                 for (int i = 0; i < batch.Count; i++)
                 {
-                    if (batch[i].Device is { } device && lastForDevice[device] != i)
+                    if (batch[i].Device is not { } device)
                     {
-                        continue;
+                        await HandleAsync(batch[i].Event, cancellationToken).ConfigureAwait(false);
                     }
-
-                    await HandleAsync(batch[i].Event, cancellationToken).ConfigureAwait(false);
+                    else if (lastForDevice[device] == i)
+                    {
+                        // The device found when the event was read, not looked up again: an earlier reconcile in
+                        // the batch may have moved a frontend path to another device.
+                        await ReconcileEventAsync(device.Domain, device.Device, cancellationToken).ConfigureAwait(false);
+                    }
                 }
             }
         }
@@ -183,6 +187,19 @@ internal sealed partial class TapbackAgent
         {
             // Everything is re-read on the Reconnected event that follows.
             _log.Debug($"xenstored lost while handling {e.Path}");
+        }
+    }
+
+    private async Task ReconcileEventAsync(uint domain, uint deviceId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ReconcileGuardedAsync(domain, deviceId, cancellationToken).ConfigureAwait(false);
+        }
+        catch (XenStoreConnectionLostException)
+        {
+            // Everything is re-read on the Reconnected event that follows.
+            _log.Debug($"xenstored lost while reconciling vbd3 {domain}/{deviceId}");
         }
     }
 
