@@ -12,6 +12,10 @@ internal sealed partial class NbdConnection
     private readonly Lock _freeLock = new();
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private CancellationTokenSource? _stopReceiving;
+
+    // Payload bytes held by this connection's requests, and the receive loop's wake-up while it waits for room.
+    private long _bufferedBytes;
+    private TaskCompletionSource? _bytesFreed;
     private CancellationToken _token;
 
     // Read requests whose reply is not yet written and flushed, plus one held by the receive loop while it runs;
@@ -94,6 +98,8 @@ internal sealed partial class NbdConnection
 
                 if (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes != 0)
                 {
+                    await ReserveBytesAsync(request.LengthBytes, cancellationToken).ConfigureAwait(false);
+                    request.ReservedBytes = request.LengthBytes;
                     request.Buffer = AlignedBufferPool.Shared.Rent((int)request.LengthBytes);
                 }
 
@@ -118,6 +124,38 @@ internal sealed partial class NbdConnection
         }
     }
 
+    /// <summary>Waits until the payload fits the connection's buffer budget (or nothing is buffered), then counts it.</summary>
+    private ValueTask ReserveBytesAsync(long bytes, CancellationToken cancellationToken)
+    {
+        long buffered = Volatile.Read(ref _bufferedBytes);
+        if (buffered == 0 || buffered + bytes <= _options.MaxBufferedBytesPerConnection)
+        {
+            Interlocked.Add(ref _bufferedBytes, bytes);
+            return ValueTask.CompletedTask;
+        }
+
+        return WaitForBytesAsync(bytes, cancellationToken);
+    }
+
+    private async ValueTask WaitForBytesAsync(long bytes, CancellationToken cancellationToken)
+    {
+        // Only the receive loop reserves, so there is one waiter at most. The Exchange is a full fence: either the
+        // releaser sees this signal, or this thread sees its release in the count.
+        while (true)
+        {
+            var freed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Interlocked.Exchange(ref _bytesFreed, freed);
+            long buffered = Volatile.Read(ref _bufferedBytes);
+            if (buffered == 0 || buffered + bytes <= _options.MaxBufferedBytesPerConnection)
+            {
+                Interlocked.Add(ref _bufferedBytes, bytes);
+                return;
+            }
+
+            await freed.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     private NbdRequest RentRequest()
     {
         lock (_freeLock)
@@ -136,6 +174,12 @@ internal sealed partial class NbdConnection
         if (request.Buffer is not null)
         {
             AlignedBufferPool.Shared.Return(request.Buffer);
+        }
+
+        if (request.ReservedBytes != 0)
+        {
+            Interlocked.Add(ref _bufferedBytes, -request.ReservedBytes);
+            Interlocked.Exchange(ref _bytesFreed, null)?.TrySetResult();
         }
 
         request.Reset();

@@ -26,6 +26,9 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
     /// <summary>READ result or WRITE payload, exactly <see cref="LengthBytes"/> long at index 0.</summary>
     public AlignedMemory? Buffer { get; set; }
 
+    /// <summary>Payload bytes counted against the connection's buffer budget (released with the request).</summary>
+    public long ReservedBytes { get; set; }
+
     /// <summary>The image chosen when the request passed the export's gate; null if it never reached the gate.</summary>
     public IBlockImage? Image { get; set; }
 
@@ -48,6 +51,7 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
         OffsetBytes = 0;
         LengthBytes = 0;
         Buffer = null;
+        ReservedBytes = 0;
         Image = null;
         Error = 0;
         Sparse = false;

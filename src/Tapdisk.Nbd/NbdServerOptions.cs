@@ -16,6 +16,14 @@ public sealed class NbdServerOptions
     /// </summary>
     public int MaxInFlightPerConnection { get; init; } = 128;
 
+    /// <summary>
+    /// READ/WRITE payload bytes a connection may hold in buffers at once; the reader stops reading past it. A request
+    /// is always admitted when the connection holds nothing, so one of <see cref="MaxRequestBytes"/> still runs. Without
+    /// it, 128 requests of 32 MiB (128 headers of 28 bytes) would pin 4 GiB per client. Far above what real clients keep
+    /// in flight: nbdcopy 64 x 256 KiB per connection, fio 1 MiB x 8, qemu 16 requests.
+    /// </summary>
+    public long MaxBufferedBytesPerConnection { get; init; } = 64L * 1024 * 1024;
+
     /// <summary>Option payloads above this get NBD_REP_ERR_TOO_BIG (the payload is skipped, not buffered).</summary>
     public int MaxOptionBytes { get; init; } = 64 * 1024;
 
@@ -51,6 +59,7 @@ public sealed class NbdServerOptions
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestBytes, 4096);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxInFlightPerConnection, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxBufferedBytesPerConnection, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptionBytes, 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxSkippableOptionBytes, MaxOptionBytes);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptions, 4);

@@ -427,6 +427,30 @@ public sealed class NbdServerTransmissionTests
     }
 
     [Fact]
+    public async Task Pipelining_ManyRequests_BoundedByBufferedBytes_AndALargerRequestStillRuns()
+    {
+        // 64 KiB of payload per connection: four 16 KiB reads at once, and a 128 KiB read alone.
+        var image = new HookedImage(Size) { BeforeOperation = (_, _) => Task.Delay(1) };
+        var options = new NbdServerOptions { MaxBufferedBytesPerConnection = 64 * 1024 };
+        await using NbdTestClient client = await ConnectedAsync(image, options: options);
+        byte[] batch = [.. Enumerable.Range(0, 50).SelectMany(i => Request(0, CmdRead, (ulong)i, (ulong)i * 16384, 16384))];
+        await client.SendAsync(batch);
+        await client.SendRequestAsync(CmdRead, 50, 0, 131072, FlagDf);
+        var seen = new HashSet<ulong>();
+        for (int i = 0; i < 51; i++)
+        {
+            // One chunk each (DF for the large one: the image reads as zeros, so it is one OFFSET_HOLE).
+            (ushort flags, ushort type, ulong handle, byte[] payload) = await client.ReadChunkAsync();
+            Assert.Equal(1, flags & 1);
+            Assert.Equal(handle == 50 ? (ChunkOffsetHole, 12) : (ChunkOffsetData, 8 + 16384), (type, payload.Length));
+            seen.Add(handle);
+        }
+
+        Assert.Equal(51, seen.Count);
+        Assert.InRange(image.MaxConcurrency, 1, 4);
+    }
+
+    [Fact]
     public async Task Disc_WithRequestInFlight_RepliesThenCloses()
     {
         var gate = new OperationGate();
