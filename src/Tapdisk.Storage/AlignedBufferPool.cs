@@ -6,7 +6,8 @@ namespace Tapdisk.Storage;
 /// <summary>
 /// A pool of page-aligned native buffers for O_DIRECT bounce copies and protocol receive buffers, in power-of-two
 /// buckets from 4 KiB to 32 MiB (the largest NBD request). A bucket keeps up to 1024 buffers and 64 MiB, and the
-/// pool 128 MiB in all, so a burst of big requests cannot pin much memory. Sized for the deepest common pipeline:
+/// pool 128 MiB in all (making room by freeing the sizes rented least recently), so a burst of big requests cannot
+/// pin much memory. Sized for the deepest common pipeline:
 /// nbdcopy keeps 4 x 64 requests of 256 KiB in flight, and with only 64 buffers per bucket three in four of them
 /// were allocated, zeroed and freed per request (8% of the server's CPU in a copy). Only buffers bigger than
 /// <see cref="MaxPooledBytes"/> are always allocated and freed per rent.
@@ -24,12 +25,15 @@ public sealed class AlignedBufferPool
 
     private readonly Lock _lock = new();
     private readonly Stack<AlignedMemory>[] _buckets;
+    private readonly long[] _lastRent;
     private long _retainedBytes;
+    private long _rents;
 
     public AlignedBufferPool()
     {
         // Buckets by power of two from 4 KiB to 32 MiB.
         _buckets = new Stack<AlignedMemory>[14];
+        _lastRent = new long[_buckets.Length];
         for (int i = 0; i < _buckets.Length; i++)
         {
             _buckets[i] = new Stack<AlignedMemory>();
@@ -49,6 +53,7 @@ public sealed class AlignedBufferPool
 
         lock (_lock)
         {
+            _lastRent[bucket] = ++_rents;
             if (_buckets[bucket].TryPop(out AlignedMemory? memory))
             {
                 _retainedBytes -= memory.Length;
@@ -66,7 +71,7 @@ public sealed class AlignedBufferPool
         {
             lock (_lock)
             {
-                if (_buckets[bucket].Count < RetainedLimit(memory.Length) && _retainedBytes + memory.Length <= MaxRetainedBytes)
+                if (_buckets[bucket].Count < RetainedLimit(memory.Length) && MakeRoom(bucket, memory.Length))
                 {
                     _retainedBytes += memory.Length;
                     _buckets[bucket].Push(memory);
@@ -76,6 +81,37 @@ public sealed class AlignedBufferPool
         }
 
         ((IDisposable)memory).Dispose();
+    }
+
+    /// <summary>
+    /// Frees buffers of sizes rented less recently than <paramref name="bucket"/>'s until <paramref name="bytes"/> more
+    /// fit the pool's bound; false if they cannot. Without it the sizes of the first big burst (say nbdcopy's 256 KiB)
+    /// would keep the whole bound for the process's life, and every other size would be allocated per request again.
+    /// </summary>
+    private bool MakeRoom(int bucket, int bytes)
+    {
+        while (_retainedBytes + bytes > MaxRetainedBytes)
+        {
+            int coldest = -1;
+            for (int b = 0; b < _buckets.Length; b++)
+            {
+                if (b != bucket && _buckets[b].Count > 0 && _lastRent[b] < _lastRent[bucket] && (coldest < 0 || _lastRent[b] < _lastRent[coldest]))
+                {
+                    coldest = b;
+                }
+            }
+
+            if (coldest < 0)
+            {
+                return false;
+            }
+
+            AlignedMemory evicted = _buckets[coldest].Pop();
+            _retainedBytes -= evicted.Length;
+            ((IDisposable)evicted).Dispose();
+        }
+
+        return true;
     }
 
     private static int RetainedLimit(int bucketBytes) =>

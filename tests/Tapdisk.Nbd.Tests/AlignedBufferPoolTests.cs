@@ -39,24 +39,26 @@ public sealed class AlignedBufferPoolTests
     }
 
     [Fact]
-    public void Pool_RetainsAtMost128MiBInAll()
+    public void Pool_RetainsAtMost128MiBInAll_FreeingTheSizeRentedLeastRecently()
     {
-        // Two full 64 MiB buckets reach the pool's bound: a third bucket keeps nothing until they are drained.
+        // Two full 64 MiB buckets reach the pool's bound; the 8 MiB size was rented first, so it is the coldest.
         var pool = new AlignedBufferPool();
         AlignedMemory[] eights = [.. Enumerable.Range(0, 8).Select(_ => pool.Rent(8 * 1024 * 1024))];
         AlignedMemory[] fours = [.. Enumerable.Range(0, 16).Select(_ => pool.Rent(4 * 1024 * 1024))];
-        AlignedMemory one = pool.Rent(1024 * 1024);
         ReturnAll(pool, eights);
         ReturnAll(pool, fours);
-        pool.Return(one);
-        Assert.NotSame(one, pool.Rent(1024 * 1024));
 
-        // Renting from a full bucket makes room again.
-        AlignedMemory eight = pool.Rent(8 * 1024 * 1024);
-        Assert.Contains(eight, eights);
-        AlignedMemory another = pool.Rent(1024 * 1024);
-        pool.Return(another);
-        Assert.Same(another, pool.Rent(1024 * 1024));
+        // A 1 MiB buffer, the size in use now, is kept: one 8 MiB buffer is freed to make room, no 4 MiB one.
+        AlignedMemory one = pool.Rent(1024 * 1024);
+        pool.Return(one);
+        Assert.Same(one, pool.Rent(1024 * 1024));
+        AlignedMemory[] eightsAgain = [.. Enumerable.Range(0, 8).Select(_ => pool.Rent(8 * 1024 * 1024))];
+        AlignedMemory[] foursAgain = [.. Enumerable.Range(0, 16).Select(_ => pool.Rent(4 * 1024 * 1024))];
+        Assert.Equal(7, eightsAgain.Count(eights.Contains));
+        Assert.Equal(16, foursAgain.Count(fours.Contains));
+        ReturnAll(pool, eightsAgain);
+        ReturnAll(pool, foursAgain);
+        pool.Return(one);
     }
 
     private static void ReturnAll(AlignedBufferPool pool, AlignedMemory[] buffers)
