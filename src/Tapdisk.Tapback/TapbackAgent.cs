@@ -92,15 +92,9 @@ internal sealed partial class TapbackAgent
 
                 for (int i = 0; i < batch.Count; i++)
                 {
-                    if (batch[i].Device is not { } device)
+                    if (batch[i].Device is not { } device || lastForDevice[device] == i)
                     {
-                        await HandleAsync(batch[i].Event, cancellationToken).ConfigureAwait(false);
-                    }
-                    else if (lastForDevice[device] == i)
-                    {
-                        // The device found when the event was read, not looked up again: an earlier reconcile in
-                        // the batch may have moved a frontend path to another device.
-                        await ReconcileEventAsync(device.Domain, device.Device, cancellationToken).ConfigureAwait(false);
+                        await HandleAsync(batch[i].Event, batch[i].Device, cancellationToken).ConfigureAwait(false);
                     }
                 }
             }
@@ -146,10 +140,20 @@ internal sealed partial class TapbackAgent
         }
     }
 
-    private async Task HandleAsync(XenStoreEvent e, CancellationToken cancellationToken)
+    /// <summary>
+    /// Handles one event; <paramref name="reconciles"/> is the device it reconciles, found when it was read (not looked up
+    /// again: an earlier reconcile in the batch may have moved a frontend path to another device).
+    /// </summary>
+    private async Task HandleAsync(XenStoreEvent e, (uint Domain, uint Device)? reconciles, CancellationToken cancellationToken)
     {
         try
         {
+            if (reconciles is { } d)
+            {
+                await ReconcileGuardedAsync(d.Domain, d.Device, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
             switch (e.Kind)
             {
                 case XenStoreEventKind.Disconnected:
@@ -187,19 +191,6 @@ internal sealed partial class TapbackAgent
         {
             // Everything is re-read on the Reconnected event that follows.
             _log.Debug($"xenstored lost while handling {e.Path}");
-        }
-    }
-
-    private async Task ReconcileEventAsync(uint domain, uint deviceId, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await ReconcileGuardedAsync(domain, deviceId, cancellationToken).ConfigureAwait(false);
-        }
-        catch (XenStoreConnectionLostException)
-        {
-            // Everything is re-read on the Reconnected event that follows.
-            _log.Debug($"xenstored lost while reconciling vbd3 {domain}/{deviceId}");
         }
     }
 
