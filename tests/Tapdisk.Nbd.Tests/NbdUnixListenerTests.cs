@@ -195,16 +195,8 @@ public sealed class NbdUnixListenerTests
             IoWorkers = new Tapdisk.Storage.IoWorkerPool(1, "stall-test"),
             SendStallTimeout = TimeSpan.FromMilliseconds(300),
         };
-        // Data everywhere: holes would be answered with small OFFSET_HOLE chunks that never fill the socket buffers.
-        await using UnixServerScope scope = UnixServerScope.StartRaw(Size, f => f.Write(Enumerable.Repeat((byte)0xa5, (int)Size).ToArray()), options);
-        await using NbdTestClient stalled = NbdTestClient.ConnectUnix(scope.Listener.Path);
-        await stalled.NegotiateAsync();
-
-        // 16 MiB of replies asked for and never read: far more than both socket buffers hold.
-        for (ulong i = 0; i < 4; i++)
-        {
-            await stalled.SendRequestAsync(NbdTestClient.CmdRead, i, 0, 4 * 1024 * 1024);
-        }
+        await using UnixServerScope scope = StartFilled(0xa5, options);
+        await using NbdTestClient stalled = await ConnectAndAskForUnreadRepliesAsync(scope);
 
         // Time for the worker to fill both socket buffers and block in the send (a wait, not a timing assertion: on
         // a machine too slow for it the other read is simply served first, and the drain below reads everything).
@@ -359,13 +351,8 @@ public sealed class NbdUnixListenerTests
         // reads: the I/O worker sits in a blocked send that only the stop token can end (the stall timeout is far
         // beyond the test's patience).
         var options = new NbdServerOptions { SendStallTimeout = TimeSpan.FromMinutes(10) };
-        await using UnixServerScope scope = UnixServerScope.StartRaw(Size, f => f.Write(Enumerable.Repeat((byte)0x3c, (int)Size).ToArray()), options);
-        await using NbdTestClient stalled = NbdTestClient.ConnectUnix(scope.Listener.Path);
-        await stalled.NegotiateAsync();
-        for (ulong i = 0; i < 4; i++)
-        {
-            await stalled.SendRequestAsync(NbdTestClient.CmdRead, i, 0, 4 * 1024 * 1024);
-        }
+        await using UnixServerScope scope = StartFilled(0x3c, options);
+        await using NbdTestClient stalled = await ConnectAndAskForUnreadRepliesAsync(scope);
 
         // Time for the worker to fill the socket buffers and block (a wait, not a timing assertion).
         await Task.Delay(TimeSpan.FromSeconds(1));
@@ -390,5 +377,22 @@ public sealed class NbdUnixListenerTests
         Assert.True(await client.IsClosedByServerAsync());
         await client.DisposeAsync();
         await stop.WaitAsync(NbdTestClient.Timeout);
+    }
+
+    /// <summary>A raw image with data everywhere: holes would be answered with small OFFSET_HOLE chunks that never fill the socket buffers.</summary>
+    private static UnixServerScope StartFilled(byte fill, NbdServerOptions options) =>
+        UnixServerScope.StartRaw(Size, f => f.Write(Enumerable.Repeat(fill, (int)Size).ToArray()), options);
+
+    /// <summary>A client that asks for 16 MiB of read replies and never reads them: far more than both socket buffers hold.</summary>
+    private static async Task<NbdTestClient> ConnectAndAskForUnreadRepliesAsync(UnixServerScope scope)
+    {
+        NbdTestClient stalled = NbdTestClient.ConnectUnix(scope.Listener.Path);
+        await stalled.NegotiateAsync();
+        for (ulong i = 0; i < 4; i++)
+        {
+            await stalled.SendRequestAsync(NbdTestClient.CmdRead, i, 0, 4 * 1024 * 1024);
+        }
+
+        return stalled;
     }
 }
