@@ -6,18 +6,21 @@ namespace Tapdisk.Blkif;
 /// One in-flight request: its private copy of the ring slot, its validated segments, its bounce buffer and the grant-copy
 /// descriptors. A ring has exactly nr_ents of these, allocated up front (buffers on first use), so steady state allocates nothing.
 /// </summary>
-internal sealed class BlkifRequestSlot
+internal sealed class BlkifRequestSlot : IThreadPoolWorkItem
 {
+    private readonly BlkifRing _ring;
+
     /// <summary>The largest request a slot copies from the ring (the x86_64 request; the x86_32 one is 108).</summary>
     public const int RawSize = 112;
 
     public BlkifRequestSlot(BlkifRing ring, int index, int maxSegments)
     {
+        _ring = ring;
         Index = index;
         Raw = new byte[RawSize];
         Segments = new BlkifSegment[maxSegments];
         Copies = GC.AllocateArray<GrantCopySegment>(maxSegments, pinned: true);
-        Continuation = () => ring.OnIoCompleted(this);
+        Continuation = () => ring.OnStepCompleted(this);
     }
 
     public int Index { get; }
@@ -58,6 +61,9 @@ internal sealed class BlkifRequestSlot
     public int IoErrno;
     public ValueTask Pending;
     public bool DrainStarted;
+
+    /// <summary>Runs on an I/O worker (dispatched by the ring through the VBD's backend).</summary>
+    void IThreadPoolWorkItem.Execute() => _ring.RunImageSteps(this);
 
     public void Reset()
     {

@@ -6,53 +6,52 @@ namespace Tapdisk.Blkif;
 
 public sealed unsafe partial class BlkifRing
 {
-    /// <summary>Runs the slot's remaining steps on the ring thread until one goes asynchronous or the slot is answered.</summary>
+    private const SlotSteps ImageSteps = SlotSteps.PreFlush | SlotSteps.Io | SlotSteps.PostFlush;
+
+    /// <summary>
+    /// Ring thread: hands a validated slot's image steps to the VBD's I/O workers (within its share), so the ring keeps
+    /// taking requests while they run; a slot with none left is answered at once.
+    /// </summary>
+    private void StartSteps(BlkifRequestSlot slot)
+    {
+        if ((slot.Steps & ImageSteps) != 0)
+        {
+            _backend.Dispatch(slot);
+            return;
+        }
+
+        Complete(slot);
+    }
+
+    /// <summary>
+    /// I/O worker (or the thread that completed the previous step): runs the image steps in order until one goes
+    /// asynchronous or all are done, then hands the slot back to the ring thread.
+    /// </summary>
     /// <remarks>Each step's ValueTask is consumed exactly once: read here when already complete, else by the continuation.</remarks>
 #pragma warning disable CA2012
-    private void RunSteps(BlkifRequestSlot slot)
+    internal void RunImageSteps(BlkifRequestSlot slot)
     {
-        while (true)
+        while (slot.IoErrno == 0)
         {
-            if (slot.IoErrno != 0)
-            {
-                _errorsImage++;
-                if (MayLog())
-                {
-                    Log.ImageFailed(_logger, Domid, Devid, slot.Id, slot.Operation, slot.IoErrno);
-                }
-
-                Finish(slot, slot.IoErrno == Errno.EOPNOTSUPP ? BlkifConstants.RspEopnotsupp : BlkifConstants.RspError);
-                return;
-            }
-
-            IBlockImage image = _image;
             ValueTask step;
             if ((slot.Steps & SlotSteps.PreFlush) != 0)
             {
                 slot.Steps &= ~SlotSteps.PreFlush;
-                step = Start(static (image, _) => image.FlushAsync(), image, slot);
+                step = _backend.FlushAsync();
             }
             else if ((slot.Steps & SlotSteps.Io) != 0)
             {
                 slot.Steps &= ~SlotSteps.Io;
-                step = Start(static (image, slot) => StartIo(image, slot), image, slot);
+                step = StartIo(slot);
             }
             else if ((slot.Steps & SlotSteps.PostFlush) != 0)
             {
                 slot.Steps &= ~SlotSteps.PostFlush;
-                step = Start(static (image, _) => image.FlushAsync(), image, slot);
-            }
-            else if ((slot.Steps & SlotSteps.CopyOut) != 0)
-            {
-                slot.Steps &= ~SlotSteps.CopyOut;
-                bool copied = CopyGrants(slot, slot.Copies.AsSpan(0, slot.SegmentCount), "read data");
-                Finish(slot, copied ? BlkifConstants.RspOkay : BlkifConstants.RspError);
-                return;
+                step = _backend.FlushAsync();
             }
             else
             {
-                Finish(slot, BlkifConstants.RspOkay);
-                return;
+                break;
             }
 
             if (!step.IsCompleted)
@@ -64,32 +63,21 @@ public sealed unsafe partial class BlkifRing
 
             slot.IoErrno = ResultOf(step);
         }
+
+        PushCompleted(slot);
     }
 #pragma warning restore CA2012
 
-    private static ValueTask StartIo(IBlockImage image, BlkifRequestSlot slot)
+    private ValueTask StartIo(BlkifRequestSlot slot)
     {
         long offsetBytes = (long)slot.SectorNumber * SectorSize;
         return slot.Io switch
         {
-            SlotIo.Read => image.ReadAsync(offsetBytes, slot.ActiveBuffer.Memory[..slot.LengthBytes]),
-            SlotIo.Write => image.WriteAsync(offsetBytes, slot.ActiveBuffer.Memory[..slot.LengthBytes]),
-            SlotIo.Discard => image.TrimAsync(offsetBytes, slot.DiscardSectors * SectorSize),
+            SlotIo.Read => _backend.ReadAsync(offsetBytes, slot.ActiveBuffer.Memory[..slot.LengthBytes]),
+            SlotIo.Write => _backend.WriteAsync(offsetBytes, slot.ActiveBuffer.Memory[..slot.LengthBytes]),
+            SlotIo.Discard => _backend.TrimAsync(offsetBytes, slot.DiscardSectors * SectorSize),
             _ => ValueTask.CompletedTask,
         };
-    }
-
-    /// <summary>Calls the image, turning a synchronous throw into a faulted step so one bad call fails one request.</summary>
-    private static ValueTask Start(Func<IBlockImage, BlkifRequestSlot, ValueTask> call, IBlockImage image, BlkifRequestSlot slot)
-    {
-        try
-        {
-            return call(image, slot);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            return ValueTask.FromException(e);
-        }
     }
 
     private static int ResultOf(ValueTask step)
@@ -106,12 +94,18 @@ public sealed unsafe partial class BlkifRing
         }
     }
 
-    /// <summary>The image finished a step on some thread: record it and hand the slot to the ring thread.</summary>
-    internal void OnIoCompleted(BlkifRequestSlot slot)
+    /// <summary>A step finished asynchronously on some thread: record it and go on with the slot's next step there.</summary>
+    internal void OnStepCompleted(BlkifRequestSlot slot)
     {
         ValueTask step = slot.Pending;
         slot.Pending = default;
         slot.IoErrno = ResultOf(step);
+        RunImageSteps(slot);
+    }
+
+    /// <summary>The slot's image work is over: hand it to the ring thread, waking it if it may be asleep.</summary>
+    private void PushCompleted(BlkifRequestSlot slot)
+    {
         BlkifRequestSlot? head;
         do
         {
@@ -127,6 +121,32 @@ public sealed unsafe partial class BlkifRing
         }
     }
 
+    /// <summary>Ring thread: answers a slot whose image steps are done (copying read data out to the guest first).</summary>
+    private void Complete(BlkifRequestSlot slot)
+    {
+        if (slot.IoErrno != 0)
+        {
+            _errorsImage++;
+            if (MayLog())
+            {
+                Log.ImageFailed(_logger, Domid, Devid, slot.Id, slot.Operation, slot.IoErrno);
+            }
+
+            Finish(slot, slot.IoErrno == Errno.EOPNOTSUPP ? BlkifConstants.RspEopnotsupp : BlkifConstants.RspError);
+            return;
+        }
+
+        if ((slot.Steps & SlotSteps.CopyOut) != 0)
+        {
+            slot.Steps &= ~SlotSteps.CopyOut;
+            bool copied = CopyGrants(slot, slot.Copies.AsSpan(0, slot.SegmentCount), "read data");
+            Finish(slot, copied ? BlkifConstants.RspOkay : BlkifConstants.RspError);
+            return;
+        }
+
+        Finish(slot, BlkifConstants.RspOkay);
+    }
+
     private void ProcessCompletions()
     {
         BlkifRequestSlot? slot = Interlocked.Exchange(ref _completed, null);
@@ -134,7 +154,7 @@ public sealed unsafe partial class BlkifRing
         {
             BlkifRequestSlot? next = slot.Next;
             slot.Next = null;
-            RunSteps(slot);
+            Complete(slot);
             slot = next;
         }
     }
@@ -143,10 +163,10 @@ public sealed unsafe partial class BlkifRing
     private bool TryStartDrain()
     {
         BlkifRequestSlot? slot = _drainSlot;
-        if (slot is not null && !slot.DrainStarted && _inFlight == 1)
+        if (slot is not null && !slot.DrainStarted && SlotsInUse == 1)
         {
             slot.DrainStarted = true;
-            RunSteps(slot);
+            StartSteps(slot);
             return true;
         }
 
@@ -179,7 +199,7 @@ public sealed unsafe partial class BlkifRing
         }
 
         _freeSlots[_freeCount++] = slot.Index;
-        _inFlight--;
+        _backend.Exit();
     }
 
     /// <summary>RING_PUSH_RESPONSES_AND_CHECK_NOTIFY: publish rsp_prod once per batch, notify only if the frontend asked.</summary>

@@ -19,7 +19,7 @@ public sealed unsafe partial class BlkifRing
     /// <returns>True if any request was consumed.</returns>
     private bool Intake()
     {
-        if (_broken || _stopRequested || _pauseRequested)
+        if (_broken || _stopRequested)
         {
             return false;
         }
@@ -43,8 +43,14 @@ public sealed unsafe partial class BlkifRing
                     return consumed;
                 }
 
+                // The VBD's gate: while it is paused the request stays on the ring (tapdisk masks the ring on pause),
+                // and the resume wakes this thread. Each consumed request holds its entry until Finish.
+                if (!_backend.TryEnter())
+                {
+                    return consumed;
+                }
+
                 BlkifRequestSlot slot = _slots[_freeSlots[--_freeCount]];
-                _inFlight++;
                 new ReadOnlySpan<byte>(_ringBase + _geometry.SlotOffset(_reqCons), _geometry.SlotSize).CopyTo(slot.Raw);
                 _reqCons++;
                 _requestsIn++;
@@ -189,8 +195,8 @@ public sealed unsafe partial class BlkifRing
 
     private void AcceptDiscard(BlkifRequestSlot slot)
     {
-        IBlockImage image = _image;
-        if ((image.Capabilities & ImageCapabilities.Trim) == 0)
+        // feature-discard was not advertised for such a disk: Linux blkback answers EOPNOTSUPP, before any other check.
+        if ((_backend.Capabilities & ImageCapabilities.Trim) == 0)
         {
             Reject(slot, BlkifConstants.RspEopnotsupp, ref _errorsMessage, "discard not supported by the image");
             return;
@@ -198,15 +204,10 @@ public sealed unsafe partial class BlkifRing
 
         // The secure flag is ignored: we never advertise discard-secure, and the protocol says it is then ignored (hostile #22).
         ulong sectors = BinaryPrimitives.ReadUInt64LittleEndian(slot.Raw.AsSpan(_geometry.Is32 ? 20 : 24));
-        if (!InDisk(image, slot.SectorNumber, sectors))
+        int errno = ValidateSectors(BlockOperation.Trim, slot.SectorNumber, sectors);
+        if (errno != 0)
         {
-            Reject(slot, BlkifConstants.RspError, ref _errorsVbd, "discard beyond the end of the disk");
-            return;
-        }
-
-        if (image.IsReadOnly)
-        {
-            Reject(slot, BlkifConstants.RspError, ref _errorsVbd, "discard on a read-only disk");
+            RejectInvalid(slot, errno, "discard");
             return;
         }
 
@@ -219,13 +220,12 @@ public sealed unsafe partial class BlkifRing
         slot.DiscardSectors = (long)sectors;
         slot.Io = SlotIo.Discard;
         slot.Steps = SlotSteps.Io;
-        RunSteps(slot);
+        StartSteps(slot);
     }
 
     /// <summary>Validates the private segments and the range, grant-copies write data in, then starts the steps.</summary>
     private void StartData(BlkifRequestSlot slot, SlotIo io, byte operation)
     {
-        IBlockImage image = _image;
         int count = slot.SegmentCount;
         Span<BlkifSegment> segments = slot.Segments.AsSpan(0, count);
         int lengthBytes = 0;
@@ -244,19 +244,18 @@ public sealed unsafe partial class BlkifRing
         // An empty flush or barrier moves no data: its sector_number is whatever blkfront had at hand (Linux 6.1 sends
         // one past the end, and disables flushes for good when it fails: "empty flush op failed"; tests/xenlab
         // FINDINGS.md 3). Linux blkback range-checks only requests with sectors, and so do we.
-        if (lengthBytes > 0 && !InDisk(image, slot.SectorNumber, (ulong)(lengthBytes / SectorSize)))
+        // A barrier or flush with data writes it: validated as a write (range, read-only).
+        if (lengthBytes > 0)
         {
-            Reject(slot, BlkifConstants.RspError, ref _errorsVbd, "request beyond the end of the disk");
-            return;
+            int errno = ValidateSectors(io == SlotIo.Read ? BlockOperation.Read : BlockOperation.Write, slot.SectorNumber, (ulong)(lengthBytes / SectorSize));
+            if (errno != 0)
+            {
+                RejectInvalid(slot, errno, io == SlotIo.Read ? "read" : "write");
+                return;
+            }
         }
 
-        bool writes = io == SlotIo.Write && count > 0;
         bool durable = operation is BlkifConstants.OpWriteBarrier or BlkifConstants.OpFlushDiskcache;
-        if ((writes || (durable && count > 0)) && image.IsReadOnly)
-        {
-            Reject(slot, BlkifConstants.RspError, ref _errorsVbd, "write to a read-only disk");
-            return;
-        }
 
         slot.LengthBytes = lengthBytes;
         if (count > 0)
@@ -325,7 +324,7 @@ public sealed unsafe partial class BlkifRing
 
         if (durable)
         {
-            if (image.IsReadOnly)
+            if (_backend.IsReadOnly)
             {
                 // Nothing of ours can be dirty on a read-only disk; still answered after the drain, in order.
                 slot.Steps &= ~(SlotSteps.PreFlush | SlotSteps.PostFlush);
@@ -336,14 +335,39 @@ public sealed unsafe partial class BlkifRing
             return;
         }
 
-        RunSteps(slot);
+        StartSteps(slot);
     }
 
-    /// <summary>sector + count within the disk, in unsigned arithmetic that cannot wrap (hostile table #13, #14).</summary>
-    private static bool InDisk(IBlockImage image, ulong sector, ulong count)
+    /// <summary>
+    /// The VBD's one validator, given sectors from the ring: values no byte offset can hold are outside any disk, so
+    /// the conversion cannot wrap (hostile table #13, #14).
+    /// </summary>
+    private int ValidateSectors(BlockOperation operation, ulong sector, ulong count)
     {
-        ulong diskSectors = (ulong)image.SizeBytes / SectorSize;
-        return sector <= diskSectors && count <= diskSectors - sector;
+        const ulong MaxSectors = long.MaxValue / SectorSize;
+        if (sector > MaxSectors || count > MaxSectors)
+        {
+            return operation == BlockOperation.Read ? Errno.EINVAL : Errno.ENOSPC;
+        }
+
+        return _backend.Validate(operation, (long)sector * SectorSize, (long)count * SectorSize);
+    }
+
+    /// <summary>Answers a request the validator refused: EOPNOTSUPP for what the disk cannot do, else BLKIF_RSP_ERROR.</summary>
+    private void RejectInvalid(BlkifRequestSlot slot, int errno, string what)
+    {
+        if (errno == Errno.EOPNOTSUPP)
+        {
+            Reject(slot, BlkifConstants.RspEopnotsupp, ref _errorsMessage, $"{what} not supported by the image");
+        }
+        else if (errno == Errno.EPERM)
+        {
+            Reject(slot, BlkifConstants.RspError, ref _errorsVbd, $"{what} on a read-only disk");
+        }
+        else
+        {
+            Reject(slot, BlkifConstants.RspError, ref _errorsVbd, $"{what} beyond the end of the disk");
+        }
     }
 
     /// <summary>One GRANT_COPY for all segments; every status checked; GNTST_eagain retried a bounded number of times.</summary>

@@ -14,7 +14,7 @@ public sealed partial class BlkifRing
         Task done = await Task.WhenAny(_stopped.Task, Task.Delay(_options.DrainTimeout)).ConfigureAwait(false);
         if (done != _stopped.Task)
         {
-            Log.DrainTimedOut(_logger, Domid, Devid, Volatile.Read(ref _inFlight), _options.DrainTimeout.TotalSeconds);
+            Log.DrainTimedOut(_logger, Domid, Devid, _slots.Length - Volatile.Read(ref _freeCount), _options.DrainTimeout.TotalSeconds);
         }
     }
 }

@@ -6,9 +6,11 @@ namespace Tapdisk.Blkif;
 
 /// <summary>
 /// The backend of one blkif shared ring: the mapped ring pages, the bound event channel, and one event-loop thread that
-/// consumes requests, dispatches them to the image and produces responses (control-xen.md Part II 3.7, 4.10).
-/// The ring indices, the slots and the shared memory are touched by that thread only; image completions reach it
-/// through a lock-free stack. A frontend that corrupts the ring stops this ring alone.
+/// consumes requests, hands them to the VBD's <see cref="BlockBackend"/> (its gate, validation and I/O workers) and
+/// produces responses (control-xen.md Part II 3.7, 4.10). Up to the ring size of requests are in flight at once and
+/// complete out of order, as blktap's libaio requests do. The ring indices, the slots and the shared memory are touched
+/// by that thread only; completions reach it through a lock-free stack. A frontend that corrupts the ring stops this
+/// ring alone.
 /// </summary>
 public sealed unsafe partial class BlkifRing
 {
@@ -32,14 +34,15 @@ public sealed unsafe partial class BlkifRing
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly int _maxSegments;
 
-    private IBlockImage _image;
+    private readonly BlockBackend _backend;
+    private readonly bool _ownsBackend;
+    private readonly Action _wake;
 
     // Ring-thread state (control-xen.md 3.1: the backend's private req_cons and rsp_prod_pvt; never read back from shared memory).
     private uint _reqCons;
     private uint _rspProdPvt;
     private uint _rspProdPublished;
     private int _freeCount;
-    private int _inFlight;
     private BlkifRequestSlot? _drainSlot;
     private bool _broken;
     private int _loopFailures;
@@ -47,10 +50,8 @@ public sealed unsafe partial class BlkifRing
     // Completed slots, pushed by any thread, taken all at once by the ring thread (Treiber stack; no ABA: the consumer only swaps in null).
     private BlkifRequestSlot? _completed;
 
-    // Control-thread requests, read by the ring thread.
+    // Control-thread request, read by the ring thread.
     private volatile bool _stopRequested;
-    private volatile bool _pauseRequested;
-    private TaskCompletionSource? _pausedSignal;
 
     // Counters: written by the ring thread, read by stats.
     private long _requestsIn;
@@ -68,7 +69,7 @@ public sealed unsafe partial class BlkifRing
     private long _logSuppressed;
 
     private BlkifRing(BlkifConnectParameters parameters, BlkifRingOptions options, BlkifRingGeometry geometry, IGrantDevice grants, IEventChannel channel,
-        MappedRegion mapping, uint localPort, IBlockImage image, ILogger logger)
+        MappedRegion mapping, uint localPort, BlockBackend backend, bool ownsBackend, ILogger logger)
     {
         _parameters = parameters;
         _options = options;
@@ -77,7 +78,9 @@ public sealed unsafe partial class BlkifRing
         _channel = channel;
         _mapping = mapping;
         _localPort = localPort;
-        _image = image;
+        _backend = backend;
+        _ownsBackend = ownsBackend;
+        _wake = channel.Wake;
         _logger = logger;
         _sring = (BlkifSringHeader*)mapping.Address;
         _ringBase = mapping.Address;
@@ -108,15 +111,35 @@ public sealed unsafe partial class BlkifRing
     /// <summary>Completes when the ring thread has released everything (after Disconnect).</summary>
     public Task Stopped => _stopped.Task;
 
-    /// <summary>
-    /// Maps the ring pages, binds the event channel and starts the ring thread. Throws <see cref="BlkifConnectException"/>
-    /// with the errno tapdisk would answer (EINVAL for a bad order, domid or max segments; EPROTONOSUPPORT; the map or bind errno).
-    /// </summary>
+    /// <summary>A ring over its own backend for <paramref name="image"/> (tests, benchmarks); released with the ring.</summary>
     public static BlkifRing Connect(BlkifConnectParameters parameters, IXenDevices devices, IBlockImage image, BlkifRingOptions? options = null, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        var backend = new BlockBackend(image, new BlockBackendOptions { Name = $"blkif {parameters?.Domid}/{parameters?.Devid}", Logger = logger });
+        try
+        {
+            return Connect(parameters!, devices, backend, ownsBackend: true, options, logger);
+        }
+        catch
+        {
+            backend.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Maps the ring pages, binds the event channel and starts the ring thread, serving <paramref name="backend"/> (the
+    /// VBD's, shared with its NBD endpoints). Throws <see cref="BlkifConnectException"/> with the errno tapdisk would
+    /// answer (EINVAL for a bad order, domid or max segments; EPROTONOSUPPORT; the map or bind errno).
+    /// </summary>
+    public static BlkifRing Connect(BlkifConnectParameters parameters, IXenDevices devices, BlockBackend backend, BlkifRingOptions? options = null, ILogger? logger = null) =>
+        Connect(parameters, devices, backend, ownsBackend: false, options, logger);
+
+    private static BlkifRing Connect(BlkifConnectParameters parameters, IXenDevices devices, BlockBackend backend, bool ownsBackend, BlkifRingOptions? options, ILogger? logger)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(devices);
-        ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(backend);
         options ??= new BlkifRingOptions();
         logger ??= Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         if (parameters.Protocol is not (BlkifProtocol.Native or BlkifProtocol.X86 or BlkifProtocol.X64))
@@ -154,8 +177,11 @@ public sealed unsafe partial class BlkifRing
             mapping = grants.MapGrantRefs(parameters.Domid, parameters.RingRefs.AsSpan(0, geometry.Pages), writable: true);
             channel = devices.OpenEventChannel();
             uint port = channel.BindInterdomain(parameters.Domid, parameters.RemotePort);
-            var ring = new BlkifRing(parameters, options, geometry, grants, channel, mapping, port, image, logger);
+            var ring = new BlkifRing(parameters, options, geometry, grants, channel, mapping, port, backend, ownsBackend, logger);
             Log.Connected(logger, parameters.Domid, parameters.Devid, geometry.Pages, geometry.SlotCount, parameters.Protocol, port);
+
+            // A paused VBD stops intake at its gate; the resume wakes the ring thread to look again.
+            backend.AddResumeListener(ring._wake);
             ring._thread.Start();
             return ring;
         }
@@ -178,25 +204,6 @@ public sealed unsafe partial class BlkifRing
         Volatile.Read(ref _errorsVbd),
         Volatile.Read(ref _errorsImage));
 
-    /// <summary>Stops pulling requests and completes when none is left at the image (tapdisk masks the ring on pause).</summary>
-    public Task PauseAsync()
-    {
-        var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Volatile.Write(ref _pausedSignal, signal);
-        _pauseRequested = true;
-        _channel.Wake();
-        return signal.Task;
-    }
-
-    /// <summary>Serves again, from <paramref name="image"/> (the chain reopened after a snapshot).</summary>
-    public void Resume(IBlockImage image)
-    {
-        ArgumentNullException.ThrowIfNull(image);
-        Volatile.Write(ref _image, image);
-        _pauseRequested = false;
-        _channel.Wake();
-    }
-
     private void Run()
     {
         Span<uint> ports = stackalloc uint[16];
@@ -215,15 +222,9 @@ public sealed unsafe partial class BlkifRing
                 while (progress || Volatile.Read(ref _completed) is not null);
 
                 Publish();
-                if (_stopRequested && _inFlight == 0)
+                if (_stopRequested && SlotsInUse == 0)
                 {
                     break;
-                }
-
-                if (_pauseRequested && _inFlight == 0)
-                {
-                    // Every pass while paused: a second PauseAsync (already paused) completes too.
-                    Volatile.Read(ref _pausedSignal)?.TrySetResult();
                 }
 
                 _channel.Wait(-1);
@@ -288,8 +289,17 @@ public sealed unsafe partial class BlkifRing
         }
     }
 
+    /// <summary>Requests taken from the ring and not yet answered (each holds one slot and one entry in the VBD's gate).</summary>
+    private int SlotsInUse => _slots.Length - _freeCount;
+
     private void Release()
     {
+        _backend.RemoveResumeListener(_wake);
+        if (_ownsBackend)
+        {
+            _backend.Dispose();
+        }
+
         _ = _channel.Unbind(_localPort);
         _channel.Dispose();
         _mapping.Dispose();

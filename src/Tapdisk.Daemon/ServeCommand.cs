@@ -79,9 +79,10 @@ internal static class ServeCommand
             return StorageErrors.ToErrno(e);
         }
 
-        var counting = new CountingImage(image, (what, e) => log.RateLimited(3, "serve", $"{parameters}: {what} failed: {e.Message}"));
-        var export = new NbdExport(string.Empty, parameters, counting);
-        var server = new NbdServer(export);
+        var logger = new DaemonLogger(log);
+        using var backend = new BlockBackend(image, new BlockBackendOptions { Name = parameters, Logger = logger });
+        var export = new NbdExport(string.Empty, parameters, backend);
+        var server = new NbdServer(export, logger: logger);
         using var stop = new CancellationTokenSource();
         using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         using PosixSignalRegistration intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
@@ -98,15 +99,15 @@ internal static class ServeCommand
 
         try
         {
-            await export.PauseAsync().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            await backend.PauseAsync().WaitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
             // Bounded shutdown: say what we waited for, then close; the stuck requests fail.
-            log.Error($"{parameters}: {counting.InFlight} requests still in flight after 30 s; closing anyway");
+            log.Error($"{parameters}: {backend.InFlight} requests still in flight after 30 s; closing anyway");
         }
         await listener.DisposeAsync().ConfigureAwait(false);
-        await counting.DisposeAsync().ConfigureAwait(false);
+        await backend.CloseImageAsync().ConfigureAwait(false);
         return 0;
     }
 }

@@ -15,9 +15,10 @@ internal sealed partial class TapdiskHost
 
     internal BlkifRingOptions RingOptions { get; init; } = new();
 
-    private ILogger? _ringLogger;
+    private ILogger? _libraryLogger;
 
-    private ILogger RingLogger => _ringLogger ??= new DaemonLogger(_log);
+    /// <summary>The one sink for the libraries' events (NBD, blkif, backend): the daemon's stderr + syslog log.</summary>
+    private ILogger LibraryLogger => _libraryLogger ??= new DaemonLogger(_log);
 
     private TapdiskMessage ConnectRing(TapdiskMessage request)
     {
@@ -56,7 +57,7 @@ internal sealed partial class TapdiskHost
             return Fail(cookie, EPROTONOSUPPORT);
         }
 
-        if (vbd.Image is null)
+        if (vbd.Backend is null || !vbd.ChainOpen)
         {
             // Attached but not open, or paused with its chain closed: there is no disk to serve.
             _log.Error($"minor {cookie}: ring {domid}/{devid}: the VBD has no open image");
@@ -73,7 +74,7 @@ internal sealed partial class TapdiskHost
         BlkifRing ring;
         try
         {
-            ring = BlkifRing.Connect(parameters, XenDevices, vbd.Image, RingOptions, RingLogger);
+            ring = BlkifRing.Connect(parameters, XenDevices, vbd.Backend, RingOptions, LibraryLogger);
         }
         catch (BlkifConnectException e)
         {
@@ -123,36 +124,6 @@ internal sealed partial class TapdiskHost
         }
 
         return null;
-    }
-
-    private Task PauseRingsAsync(Vbd vbd)
-    {
-        BlkifRing[] rings;
-        lock (_lock)
-        {
-            rings = [.. vbd.Rings];
-        }
-
-        return rings.Length == 0 ? Task.CompletedTask : Task.WhenAll(Array.ConvertAll(rings, r => r.PauseAsync()));
-    }
-
-    private void ResumeRings(Vbd vbd, CountingImage? image)
-    {
-        if (image is null)
-        {
-            return;
-        }
-
-        BlkifRing[] rings;
-        lock (_lock)
-        {
-            rings = [.. vbd.Rings];
-        }
-
-        foreach (BlkifRing ring in rings)
-        {
-            ring.Resume(image);
-        }
     }
 
     private async Task DisconnectRingsAsync(Vbd vbd)

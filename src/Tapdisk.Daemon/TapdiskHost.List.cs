@@ -77,24 +77,33 @@ internal sealed partial class TapdiskHost
 
     private static void WriteVbdStats(StatsJson json, Vbd vbd)
     {
-        CountingImage? image = vbd.Image;
+        // The backend's counters live from OPEN to CLOSE: they survive pause and resume, as blktap's do.
+        BlockBackend? backend = vbd.Backend;
+        long readSectors = backend?.ReadSectors ?? 0;
+        long writeSectors = backend?.WriteSectors ?? 0;
+        int inFlight = backend?.InFlight ?? 0;
         json.BeginObject();
         json.String("name", vbd.Params ?? "(null)");
-        json.Pair("secs", image?.ReadSectors ?? 0, image?.WriteSectors ?? 0);
+        json.Pair("secs", readSectors, writeSectors);
         json.BeginArray("images");
-        bool leaf = true;
-        for (IBlockImage? layer = image?.Inner; layer is not null; layer = layer.Parent)
+
+        // Every request passes the filters above the leaf and reaches the leaf: they carry the counters (blktap lists
+        // its filters first, e.g. the log, type 9); the parents below print zeros.
+        bool belowLeaf = false;
+        for (IBlockImage? layer = vbd.ChainOpen ? backend?.Image : null; layer is not null; layer = layer.Parent)
         {
+            bool counts = !belowLeaf;
+            belowLeaf |= layer.Kind == LayerKind.Image;
             json.BeginObject();
             json.String("name", layer.Path);
-            json.Pair("hits", leaf ? image!.ReadSectors : 0, leaf ? image!.WriteSectors : 0);
-            json.Pair("fail", leaf ? image!.ReadFailedSectors : 0, leaf ? image!.WriteFailedSectors : 0);
+            json.Pair("hits", counts ? readSectors : 0, counts ? writeSectors : 0);
+            json.Pair("fail", counts ? backend!.ReadFailedSectors : 0, counts ? backend!.WriteFailedSectors : 0);
             json.BeginObject("driver");
             json.Number("type", DiskTypes.Id(layer.DriverName));
             json.String("name", layer.DriverName);
             if (layer.DriverName == "aio")
             {
-                json.BeginObject("status").BeginObject("reqs").Number("max", 352).Number("pending", leaf ? image!.InFlight : 0).EndObject().EndObject();
+                json.BeginObject("status").BeginObject("reqs").Number("max", 352).Number("pending", counts ? inFlight : 0).EndObject().EndObject();
             }
             else
             {
@@ -103,14 +112,13 @@ internal sealed partial class TapdiskHost
 
             json.EndObject();
             json.EndObject();
-            leaf = false;
         }
 
         json.EndArray();
         WriteRingStats(json, vbd);
         json.Number("FIXME_enospc_redirect_count", 0);
         json.Number("nbd_mirror_failed", 0);
-        json.Number("reqs_outstanding", image?.InFlight ?? 0);
+        json.Number("reqs_outstanding", inFlight);
         json.String("read_caching", (vbd.Flags & TapdiskOpenFlags.NoODirect) != 0 ? "true" : "false");
         json.EndObject();
     }

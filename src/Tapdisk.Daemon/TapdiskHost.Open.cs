@@ -56,7 +56,7 @@ internal sealed partial class TapdiskHost
         string parameters = request.ParamsPath ?? string.Empty;
         vbd.Flags = flags;
         vbd.Key = vhdKey;
-        CountingImage image;
+        IBlockImage image;
         try
         {
             image = OpenChain(vbd, parameters);
@@ -69,20 +69,24 @@ internal sealed partial class TapdiskHost
             return Fail(cookie, StorageErrors.ToErrno(e));
         }
 
-        vbd.Image = image;
+        var backend = new BlockBackend(image, new BlockBackendOptions { Name = $"minor {vbd.Minor}", Logger = LibraryLogger });
+        vbd.Backend = backend;
+        vbd.ChainOpen = true;
         vbd.Sectors = (ulong)(image.SizeBytes / IoLimits.SectorSize);
         vbd.SectorSize = IoLimits.SectorSize;
         vbd.Info = 0; // As the reference: RDONLY does not set VDISK_READONLY in info (control-xen.md 2.3).
         try
         {
-            StartNbd(vbd, image);
+            StartNbd(vbd, backend);
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
         {
             _log.Error($"minor {vbd.Minor}: cannot start NBD endpoints: {e.Message}");
             await StopNbdAsync(vbd).ConfigureAwait(false);
-            image.Dispose();
-            vbd.Image = null;
+            await backend.CloseImageAsync().ConfigureAwait(false);
+            backend.Dispose();
+            vbd.Backend = null;
+            vbd.ChainOpen = false;
             DropKey(vbd);
             return Fail(cookie, StorageErrors.ToErrno(e));
         }
@@ -162,22 +166,20 @@ internal sealed partial class TapdiskHost
         return 0;
     }
 
-    private CountingImage OpenChain(Vbd vbd, string parameters)
+    private static IBlockImage OpenChain(Vbd vbd, string parameters)
     {
         var options = new ImageOpenOptions
         {
             ReadOnly = (vbd.Flags & TapdiskOpenFlags.ReadOnly) != 0,
             DirectIo = (vbd.Flags & TapdiskOpenFlags.NoODirect) == 0,
         };
-        IBlockImage chain = DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key });
-        int minor = vbd.Minor;
-        return new CountingImage(chain, (what, e) => _log.RateLimited(3, $"minor {minor}", $"minor {minor} ({chain.Path}): {what} failed: {e.Message}"));
+        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key });
     }
 
-    private void StartNbd(Vbd vbd, CountingImage image)
+    private void StartNbd(Vbd vbd, BlockBackend backend)
     {
-        var export = new NbdExport("tapdisk_client", $"tapdisk minor {vbd.Minor}", image);
-        var server = new NbdServer(export, _nbdOptions);
+        var export = new NbdExport("tapdisk_client", $"tapdisk minor {vbd.Minor}", backend);
+        var server = new NbdServer(export, _nbdOptions, LibraryLogger);
         vbd.Export = export;
 
         // Both of blktap's UNIX endpoints speak fixed newstyle (data-plane.md 6.1).
@@ -210,44 +212,44 @@ internal sealed partial class TapdiskHost
             return Fail(cookie, Errno.ENODEV);
         }
 
-        if ((vbd.State & VbdState.Paused) != 0 || vbd.Image is null)
+        if ((vbd.State & VbdState.Paused) != 0 || vbd.Backend is not { } backend || !vbd.ChainOpen)
         {
             return Ok(TapdiskMessageType.PauseResponse, cookie);
         }
 
         vbd.State |= VbdState.PauseRequested;
-        if (!await DrainAsync(vbd, "pause").ConfigureAwait(false))
+        if (!await DrainAsync(vbd, backend, "pause").ConfigureAwait(false))
         {
             vbd.State &= ~VbdState.PauseRequested;
-            vbd.Export?.Resume();
-            ResumeRings(vbd, vbd.Image);
+            backend.Resume();
             return Fail(cookie, Errno.EBUSY);
         }
 
-        // Pausing closes the chain so the toolstack can snapshot the files (vhd-util snapshot, then RESUME).
-        await vbd.Image.DisposeAsync().ConfigureAwait(false);
-        vbd.Image = null;
+        // Pausing closes the chain so the toolstack can snapshot the files (vhd-util snapshot, then RESUME); the
+        // backend keeps its gate shut, its counters and its frontends (NBD clients, rings) meanwhile.
+        await backend.CloseImageAsync().ConfigureAwait(false);
+        vbd.ChainOpen = false;
         vbd.State = VbdState.Closed | VbdState.Quiesced | VbdState.Paused;
         _log.Info($"minor {minor}: paused");
         return Ok(TapdiskMessageType.PauseResponse, cookie);
     }
 
-    /// <summary>Stops new requests and waits (bounded) for those in flight; false, with a log line saying what it waited for, on timeout.</summary>
-    private async Task<bool> DrainAsync(Vbd vbd, string what)
+    /// <summary>
+    /// Shuts the VBD's one gate (NBD and ring requests alike) and waits, bounded, for the requests inside; false, with a
+    /// log line saying what it waited for, on timeout.
+    /// </summary>
+    private async Task<bool> DrainAsync(Vbd vbd, BlockBackend backend, string what)
     {
+        int inFlight = backend.InFlight;
         try
         {
-            if (vbd.Export is not null)
-            {
-                await vbd.Export.PauseAsync().WaitAsync(s_drainTimeout).ConfigureAwait(false);
-            }
-
-            await PauseRingsAsync(vbd).WaitAsync(s_drainTimeout).ConfigureAwait(false);
+            await backend.PauseAsync().WaitAsync(s_drainTimeout).ConfigureAwait(false);
+            _log.Debug($"minor {vbd.Minor}: {what}: drained {inFlight} requests in flight");
             return true;
         }
         catch (TimeoutException)
         {
-            _log.Error($"minor {vbd.Minor}: {what}: {vbd.Image?.InFlight ?? 0} image requests still in flight after {s_drainTimeout.TotalSeconds} s");
+            _log.Error($"minor {vbd.Minor}: {what}: {backend.InFlight} requests still in flight after {s_drainTimeout.TotalSeconds} s");
             return false;
         }
     }
@@ -278,7 +280,7 @@ internal sealed partial class TapdiskHost
         }
 
         string parameters = string.IsNullOrEmpty(request.ParamsPath) ? vbd.Params! : request.ParamsPath;
-        CountingImage image;
+        IBlockImage image;
         try
         {
             image = OpenChain(vbd, parameters);
@@ -299,11 +301,10 @@ internal sealed partial class TapdiskHost
             return Fail(cookie, EMEDIUMTYPE);
         }
 
-        vbd.Image = image;
         vbd.Params = parameters;
         vbd.State = VbdState.None;
-        vbd.Export?.Resume(image);
-        ResumeRings(vbd, image);
+        vbd.ChainOpen = true;
+        vbd.Backend!.Resume(image);
         _log.Info($"minor {vbd.Minor}: resumed with {parameters}");
         return Ok(TapdiskMessageType.ResumeResponse, cookie);
     }
@@ -330,25 +331,31 @@ internal sealed partial class TapdiskHost
 
         // Bounded, unlike the reference's stuck close: after the drain timeout the chain is closed anyway and the
         // requests still running fail; the log says how many there were.
-        if (!force)
+        BlockBackend? backend = vbd.Backend;
+        if (!force && backend is not null)
         {
-            await DrainAsync(vbd, "close").ConfigureAwait(false);
+            await DrainAsync(vbd, backend, "close").ConfigureAwait(false);
         }
 
         await StopNbdAsync(vbd).ConfigureAwait(false);
         await DisconnectRingsAsync(vbd).ConfigureAwait(false);
-        if (vbd.Image is not null)
+        if (backend is not null)
         {
-            try
+            if (vbd.ChainOpen)
             {
-                await vbd.Image.DisposeAsync().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is IOException or ImageFormatException)
-            {
-                _log.Error($"minor {vbd.Minor}: closing {vbd.Params}: {e.Message}");
+                try
+                {
+                    await backend.CloseImageAsync().ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is IOException or ImageFormatException)
+                {
+                    _log.Error($"minor {vbd.Minor}: closing {vbd.Params}: {e.Message}");
+                }
             }
 
-            vbd.Image = null;
+            backend.Dispose();
+            vbd.Backend = null;
+            vbd.ChainOpen = false;
         }
 
         if (vbd.Params is not null)

@@ -3,6 +3,7 @@ using Tapdisk.Blkif;
 using Tapdisk.Control;
 using Tapdisk.Drivers.VhdCrypto;
 using Tapdisk.Nbd;
+using Tapdisk.Storage;
 
 namespace Tapdisk.Daemon;
 
@@ -27,7 +28,11 @@ internal sealed class Vbd
 
     public TapdiskOpenFlags Flags { get; set; }
 
-    public CountingImage? Image { get; set; }
+    /// <summary>The VBD's block stack, gate and counters for both frontends: from OPEN to CLOSE, across pause and resume.</summary>
+    public BlockBackend? Backend { get; set; }
+
+    /// <summary>False while paused: the stack's files are closed (for the toolstack's snapshot) until RESUME reopens them.</summary>
+    public bool ChainOpen { get; set; }
 
     /// <summary>The key from OPEN -E, kept (pinned, zeroed on close) because RESUME reopens the chain without one.</summary>
     public VhdKey? Key { get; set; }

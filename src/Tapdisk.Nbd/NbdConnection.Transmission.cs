@@ -4,7 +4,7 @@ using static Tapdisk.Nbd.NbdProtocol;
 
 namespace Tapdisk.Nbd;
 
-/// <summary>The receive side of transmission: parse, read payload, pass the export gate, dispatch.</summary>
+/// <summary>The receive side of transmission: parse, read payload, pass the VBD's gate, dispatch within its share.</summary>
 internal sealed partial class NbdConnection
 {
     private readonly SemaphoreSlim _slots;
@@ -48,7 +48,7 @@ internal sealed partial class NbdConnection
 
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
-        NbdExport export = _export!;
+        BlockBackend backend = _export!.Backend;
         while (true)
         {
             if (!await ReadExactAsync(_header, cancellationToken).ConfigureAwait(false))
@@ -81,7 +81,7 @@ internal sealed partial class NbdConnection
             bool handedOff = false;
             try
             {
-                int maxBytes = MaxRequestBytes(export.Image);
+                int maxBytes = MaxRequestBytes(backend.Image);
                 if (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes > (uint)maxBytes)
                 {
                     // Too big to serve: a write's payload is still consumed (never buffered) so the stream stays in sync.
@@ -108,10 +108,10 @@ internal sealed partial class NbdConnection
                     return;
                 }
 
-                // The gate: while the export is paused this waits, and no more requests are read from this client.
-                request.Image = await export.BeginRequestAsync(cancellationToken).ConfigureAwait(false);
+                // The gate: while the VBD is paused this waits, and no more requests are read from this client.
+                await backend.EnterAsync(cancellationToken).ConfigureAwait(false);
                 handedOff = true;
-                _options.IoWorkers.Queue(request);
+                backend.Dispatch(request);
             }
             finally
             {

@@ -29,9 +29,6 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
     /// <summary>Payload bytes counted against the connection's buffer budget (released with the request).</summary>
     public long ReservedBytes { get; set; }
 
-    /// <summary>The image chosen when the request passed the export's gate; null if it never reached the gate.</summary>
-    public IBlockImage? Image { get; set; }
-
     /// <summary>NBD error value to reply with (0 = success).</summary>
     public uint Error { get; set; }
 
@@ -52,7 +49,6 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
         LengthBytes = 0;
         Buffer = null;
         ReservedBytes = 0;
-        Image = null;
         Error = 0;
         Sparse = false;
         Extents.Clear();

@@ -1,7 +1,6 @@
 using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Tapdisk.Storage;
 
 namespace Tapdisk.Nbd;
 
@@ -50,32 +49,6 @@ public sealed class NbdServer
     {
         using var connection = new NbdConnection(this, transport, Interlocked.Increment(ref _nextConnectionId), style);
         await connection.RunAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>Pauses every export: no new request reaches an image; completes when in-flight requests drained.</summary>
-    public Task PauseAsync(CancellationToken cancellationToken = default)
-    {
-        var tasks = new Task[_exports.Length];
-        for (int i = 0; i < _exports.Length; i++)
-        {
-            tasks[i] = _exports[i].PauseAsync(cancellationToken);
-        }
-
-        return Task.WhenAll(tasks);
-    }
-
-    /// <summary>Resumes every export; <paramref name="newImage"/> replaces the image of a single-export server.</summary>
-    public void Resume(IBlockImage? newImage = null)
-    {
-        if (newImage is not null && _exports.Length != 1)
-        {
-            throw new InvalidOperationException("a new image can only be given to a single-export server; resume the export itself");
-        }
-
-        foreach (NbdExport export in _exports)
-        {
-            export.Resume(newImage);
-        }
     }
 
     /// <summary>

@@ -1,5 +1,3 @@
-using Tapdisk.Storage;
-
 namespace Tapdisk.Nbd;
 
 /// <summary>Per-server limits; the defaults suit a tapdisk VBD.</summary>
@@ -52,9 +50,6 @@ public sealed class NbdServerOptions
     /// </summary>
     public TimeSpan SendStallTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Threads that run requests against the images (blocking pread/pwrite); shared by every server by default.</summary>
-    public IoWorkerPool IoWorkers { get; init; } = IoWorkerPool.Shared;
-
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestBytes, 4096);
@@ -65,7 +60,6 @@ public sealed class NbdServerOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxOptions, 4);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxExtentsPerReply, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(SparseReadMinBytes, 1);
-        ArgumentNullException.ThrowIfNull(IoWorkers);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HandshakeTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(SendStallTimeout, TimeSpan.FromMilliseconds(1));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(SendStallTimeout, TimeSpan.FromMilliseconds(int.MaxValue));

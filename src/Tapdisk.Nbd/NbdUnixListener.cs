@@ -1,7 +1,6 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Tapdisk.Abi;
-using Tapdisk.Storage;
 
 namespace Tapdisk.Nbd;
 
@@ -112,12 +111,6 @@ public sealed class NbdUnixListener : IAsyncDisposable
         _acceptLoop = AcceptLoopAsync(socket);
         Log.ListenerStarted(_logger, Path);
     }
-
-    /// <summary>Pauses every export of the server (see <see cref="NbdServer.PauseAsync"/>); clients stay connected.</summary>
-    public Task PauseAsync(CancellationToken cancellationToken = default) => Server.PauseAsync(cancellationToken);
-
-    /// <summary>Resumes the server, optionally with a new image under its single export.</summary>
-    public void Resume(IBlockImage? newImage = null) => Server.Resume(newImage);
 
     /// <summary>
     /// Stops accepting and removes the socket path, then waits for clients to leave. If

@@ -1,8 +1,9 @@
 namespace Tapdisk.Storage;
 
 /// <summary>
-/// One opened disk image (with its parents behind it): the contract the NBD server and the blkif ring use.
-/// Callers validate ranges (see <see cref="BlockRequestValidator"/>); many requests may be in flight at once.
+/// One layer of a VBD's stack (a format with its parents behind it, or a filter over the next layer): the contract
+/// <see cref="BlockBackend"/> drives for both frontends. Callers validate ranges, read-only and capabilities first
+/// (<see cref="BlockRequestValidator"/>, nbdkit's backend.c rule); many requests may be in flight at once.
 /// </summary>
 public interface IBlockImage : IAsyncDisposable, IDisposable
 {
@@ -19,8 +20,14 @@ public interface IBlockImage : IAsyncDisposable, IDisposable
 
     IoLimits Limits { get; }
 
-    /// <summary>The next image down the chain, or null at the bottom.</summary>
+    /// <summary>The next layer down: a format's backing image, a filter's next layer; null at the bottom.</summary>
     IBlockImage? Parent { get; }
+
+    /// <summary>A format (keeps its backing chain) or a filter (wraps <see cref="Parent"/>, blktap's DISK_TYPE_FILTER).</summary>
+    LayerKind Kind => LayerKind.Image;
+
+    /// <summary>Whether requests may run on this layer concurrently; the backend honours the strictest in the stack.</summary>
+    LayerThreadModel ThreadModel => LayerThreadModel.Parallel;
 
     ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default);
 

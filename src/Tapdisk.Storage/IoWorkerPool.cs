@@ -27,8 +27,10 @@ public sealed class IoWorkerPool
     private readonly string _name;
     private readonly TimeSpan _idleTimeout;
     private readonly long _spinTicks;
+    private readonly int _baseMaxThreads;
     private int _threads;
     private int _idleCount;
+    private int _reserved;
 
     // At most one worker spins before parking: NotSpinning -> Spinning (by that worker) -> Claimed (by a Queue call,
     // which then wakes nobody) -> NotSpinning (by the worker, which takes the item).
@@ -37,7 +39,7 @@ public sealed class IoWorkerPool
     public IoWorkerPool(int maxThreads, string name = "tapdisk-io", TimeSpan? idleTimeout = null, TimeSpan? spin = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxThreads, 1);
-        MaxThreads = maxThreads;
+        _baseMaxThreads = maxThreads;
         _name = name;
         _idleTimeout = idleTimeout ?? TimeSpan.FromSeconds(10);
         TimeSpan spinTime = spin ?? DefaultSpin;
@@ -63,7 +65,28 @@ public sealed class IoWorkerPool
     /// <summary>The process-wide pool, bounded by <see cref="DefaultMaxThreads"/>.</summary>
     public static IoWorkerPool Shared { get; } = new(DefaultMaxThreads);
 
-    public int MaxThreads { get; }
+    /// <summary>
+    /// The bound on threads: the constructor's, raised to the sum of the per-VBD shares reserved (<see cref="Reserve"/>)
+    /// so that VBDs whose storage hangs with their whole share in use still leave every other VBD its share.
+    /// Threads start only on demand, so a high bound costs nothing while disks respond.
+    /// </summary>
+    public int MaxThreads => Math.Max(_baseMaxThreads, Math.Min(Volatile.Read(ref _reserved), MaxReservedThreads));
+
+    /// <summary>The most threads reservations can raise the bound to (qemu's pool is 64 per AioContext; this covers 16 stuck VBDs at 32).</summary>
+    public const int MaxReservedThreads = 512;
+
+    /// <summary>Raises the bound by one VBD's share (<see cref="BlockBackend"/>); undone by <see cref="Unreserve"/>.</summary>
+    public void Reserve(int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 0);
+        Interlocked.Add(ref _reserved, threads);
+    }
+
+    public void Unreserve(int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 0);
+        Interlocked.Add(ref _reserved, -threads);
+    }
 
     /// <summary>Threads currently alive (for tests and stats).</summary>
     public int ThreadCount => Volatile.Read(ref _threads);

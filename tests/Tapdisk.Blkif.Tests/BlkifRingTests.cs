@@ -293,7 +293,7 @@ public sealed class BlkifRingTests
     {
         var first = new MemoryImage(DiskBytes);
         await using var h = new RingHarness(first);
-        await h.Ring.PauseAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        await h.Backend.PauseAsync().WaitAsync(TimeSpan.FromSeconds(30));
         byte[] data = RingHarness.Pattern(4096, 7);
         h.Fill(0, data);
         ulong id = h.NextId();
@@ -303,7 +303,7 @@ public sealed class BlkifRingTests
         // While paused, the request stays in the ring: no response can appear.
         Assert.Throws<TimeoutException>(() => h.Frontend.WaitForResponses(1, TimeSpan.FromMilliseconds(300)));
         var second = new MemoryImage(DiskBytes);
-        h.Ring.Resume(second);
+        h.Backend.Resume(second);
         Assert.Equal(BlkifConstants.RspOkay, h.Frontend.WaitForResponses(1).Single().Status);
         byte[] back = new byte[4096];
         await second.ReadAsync(0, back);

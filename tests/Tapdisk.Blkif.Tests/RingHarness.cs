@@ -25,8 +25,12 @@ internal sealed class RingHarness : IAsyncDisposable
             _data[i] = Frontend.AllocateDataPage();
         }
 
-        Ring = BlkifRing.Connect(Frontend.Parameters, Xen, image, options);
+        Backend = new BlockBackend(image, new BlockBackendOptions { Name = "ring harness" });
+        Ring = BlkifRing.Connect(Frontend.Parameters, Xen, Backend, options);
     }
+
+    /// <summary>The VBD's backend the ring serves (its gate pauses and resumes the ring).</summary>
+    public BlockBackend Backend { get; }
 
     public bool OwnsXen { get; }
 
@@ -110,6 +114,7 @@ internal sealed class RingHarness : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await Ring.DisconnectAsync();
+        Backend.Dispose();
         Frontend.Dispose();
         if (OwnsXen)
         {

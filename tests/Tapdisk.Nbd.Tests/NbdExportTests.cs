@@ -11,10 +11,10 @@ public sealed class NbdExportTests
     public async Task PauseAsync_Idle_CompletesAtOnce()
     {
         var export = new NbdExport("x", "", new MemoryImage(Size));
-        await export.PauseAsync().WaitAsync(NbdTestClient.Timeout);
-        Assert.True(export.IsPaused);
-        export.Resume();
-        Assert.False(export.IsPaused);
+        await export.Backend.PauseAsync().WaitAsync(NbdTestClient.Timeout);
+        Assert.True(export.Backend.IsPaused);
+        export.Backend.Resume();
+        Assert.False(export.Backend.IsPaused);
     }
 
     [Fact]
@@ -28,12 +28,12 @@ public sealed class NbdExportTests
         await client.SendRequestAsync(CmdWrite, 1, 0, 512, 0, new byte[512]);
         await gate.Entered.WaitAsync(NbdTestClient.Timeout);
 
-        Task pause = export.PauseAsync();
+        Task pause = export.Backend.PauseAsync();
         Assert.False(pause.IsCompleted);
         gate.Release();
         await pause.WaitAsync(NbdTestClient.Timeout);
         Assert.Equal((0u, 1ul), await client.ReadSimpleReplyAsync());
-        export.Resume();
+        export.Backend.Resume();
     }
 
     [Fact]
@@ -47,9 +47,9 @@ public sealed class NbdExportTests
         await using var client = new NbdTestClient(new NbdServer(export));
         await client.NegotiateAsync();
 
-        await export.PauseAsync().WaitAsync(NbdTestClient.Timeout);
+        await export.Backend.PauseAsync().WaitAsync(NbdTestClient.Timeout);
         await client.SendRequestAsync(CmdRead, 1, 0, 512);
-        export.Resume(newImage);
+        export.Backend.Resume(newImage);
 
         (_, _, ulong handle, byte[] payload) = await client.ReadChunkAsync();
         Assert.Equal(1ul, handle);
@@ -69,22 +69,22 @@ public sealed class NbdExportTests
         await gate.Entered.WaitAsync(NbdTestClient.Timeout);
 
         using var cts = new CancellationTokenSource();
-        Task pause = export.PauseAsync(cts.Token);
+        Task pause = export.Backend.PauseAsync(cts.Token);
         await cts.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pause);
-        Assert.True(export.IsPaused);
+        Assert.True(export.Backend.IsPaused);
         gate.Release();
-        export.Resume();
+        export.Backend.Resume();
         Assert.Equal((0u, 1ul), await client.ReadSimpleReplyAsync());
     }
 
     [Fact]
-    public async Task NbdServerResume_NewImageWithSeveralExports_Throws()
+    public async Task Resume_NewImageWhileServing_Throws()
     {
-        var server = new NbdServer([new NbdExport("a", "", new MemoryImage(Size)), new NbdExport("b", "", new MemoryImage(Size))]);
-        await server.PauseAsync();
-        Assert.Throws<InvalidOperationException>(() => server.Resume(new MemoryImage(Size)));
-        server.Resume();
-        Assert.False(server.Exports[0].IsPaused);
+        var export = new NbdExport("a", "", new MemoryImage(Size));
+        Assert.Throws<InvalidOperationException>(() => export.Backend.Resume(new MemoryImage(Size)));
+        await export.Backend.PauseAsync().WaitAsync(NbdTestClient.Timeout);
+        export.Backend.Resume();
+        Assert.False(export.Backend.IsPaused);
     }
 }

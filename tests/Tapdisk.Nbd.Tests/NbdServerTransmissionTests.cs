@@ -516,15 +516,15 @@ public sealed class NbdServerTransmissionTests
         var export = new NbdExport("x", "", new MemoryImage(Size));
         var client = new NbdTestClient(new NbdServer(export));
         await client.NegotiateAsync();
-        await export.PauseAsync();
+        await export.Backend.PauseAsync();
         await client.SendRequestAsync(CmdWrite, 1, 0, 512, 0, new byte[512]);
         await client.CancelServerAsync();
         await client.WaitServerAsync();
         await client.DisposeAsync();
 
         // Nothing leaked through the gate: a pause of the still-paused export has nothing to drain.
-        await export.PauseAsync().WaitAsync(NbdTestClient.Timeout);
-        export.Resume();
+        await export.Backend.PauseAsync().WaitAsync(NbdTestClient.Timeout);
+        export.Backend.Resume();
     }
 
     [Fact]

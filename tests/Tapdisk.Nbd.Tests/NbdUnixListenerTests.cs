@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text.Json;
+using Tapdisk.Storage;
 using Tapdisk.Testing;
 
 namespace Tapdisk.Nbd.Tests;
@@ -190,12 +191,9 @@ public sealed class NbdUnixListenerTests
     {
         // One I/O worker, which also sends the replies: while the stalled client holds it in a blocked send, nobody
         // else is served, so the second client's read completes only if the stalled one is dropped.
-        var options = new NbdServerOptions
-        {
-            IoWorkers = new Tapdisk.Storage.IoWorkerPool(1, "stall-test"),
-            SendStallTimeout = TimeSpan.FromMilliseconds(300),
-        };
-        await using UnixServerScope scope = StartFilled(0xa5, options);
+        var options = new NbdServerOptions { SendStallTimeout = TimeSpan.FromMilliseconds(300) };
+        var backendOptions = new BlockBackendOptions { IoWorkers = new IoWorkerPool(1, "stall-test"), WorkerShare = 1 };
+        await using UnixServerScope scope = StartFilled(0xa5, options, backendOptions);
         await using NbdTestClient stalled = await ConnectAndAskForUnreadRepliesAsync(scope);
 
         // Time for the worker to fill both socket buffers and block in the send (a wait, not a timing assertion: on
@@ -380,8 +378,8 @@ public sealed class NbdUnixListenerTests
     }
 
     /// <summary>A raw image with data everywhere: holes would be answered with small OFFSET_HOLE chunks that never fill the socket buffers.</summary>
-    private static UnixServerScope StartFilled(byte fill, NbdServerOptions options) =>
-        UnixServerScope.StartRaw(Size, f => f.Write(Enumerable.Repeat(fill, (int)Size).ToArray()), options);
+    private static UnixServerScope StartFilled(byte fill, NbdServerOptions options, BlockBackendOptions? backendOptions = null) =>
+        UnixServerScope.StartRaw(Size, f => f.Write(Enumerable.Repeat(fill, (int)Size).ToArray()), options, backendOptions);
 
     /// <summary>A client that asks for 16 MiB of read replies and never reads them: far more than both socket buffers hold.</summary>
     private static async Task<NbdTestClient> ConnectAndAskForUnreadRepliesAsync(UnixServerScope scope)

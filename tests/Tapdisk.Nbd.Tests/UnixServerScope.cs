@@ -25,11 +25,11 @@ internal sealed class UnixServerScope : IAsyncDisposable
     public static UnixServerScope Start(IBlockImage image, string name = "tapdisk_client") =>
         Start(new TempDirectory(), image, name);
 
-    public static UnixServerScope Start(TempDirectory directory, IBlockImage image, string name = "tapdisk_client", NbdServerOptions? options = null) =>
-        new(directory, image, new NbdServer(new NbdExport(name, "tapdisk test export", image), options));
+    public static UnixServerScope Start(TempDirectory directory, IBlockImage image, string name = "tapdisk_client", NbdServerOptions? options = null, BlockBackendOptions? backendOptions = null) =>
+        new(directory, image, new NbdServer(new NbdExport(name, "tapdisk test export", new BlockBackend(image, backendOptions)), options));
 
     /// <summary>A raw image file of <paramref name="sizeBytes"/> filled by <paramref name="fill"/>, served read-write.</summary>
-    public static UnixServerScope StartRaw(long sizeBytes, Action<FileStream>? fill = null, NbdServerOptions? options = null)
+    public static UnixServerScope StartRaw(long sizeBytes, Action<FileStream>? fill = null, NbdServerOptions? options = null, BlockBackendOptions? backendOptions = null)
     {
         var directory = new TempDirectory();
         string path = directory.File("disk.raw");
@@ -39,7 +39,7 @@ internal sealed class UnixServerScope : IAsyncDisposable
             fill?.Invoke(f);
         }
 
-        return Start(directory, RawImage.Open(path, ImageOpenOptions.ReadWrite), options: options);
+        return Start(directory, RawImage.Open(path, ImageOpenOptions.ReadWrite), options: options, backendOptions: backendOptions);
     }
 
     public static ProcessResult Run(string tool, params string[] args) =>

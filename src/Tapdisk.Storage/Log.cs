@@ -1,0 +1,19 @@
+using Microsoft.Extensions.Logging;
+
+namespace Tapdisk.Storage;
+
+/// <summary>Storage events (ids 4000-4099; retired ids stay reserved).</summary>
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Error, Message = "{Vbd}: {Operation} of {LengthBytes} bytes at offset {OffsetBytes} failed: errno {Errno}")]
+    public static partial void RequestFailed(ILogger logger, string vbd, BlockOperation operation, long lengthBytes, long offsetBytes, int errno, Exception? exception);
+
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Warning, Message = "{Vbd}: {Count} more failure lines dropped in the last window")]
+    public static partial void Suppressed(ILogger logger, string vbd, long count);
+
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "{Vbd}: paused with {InFlight} requests drained")]
+    public static partial void Paused(ILogger logger, string vbd, int inFlight);
+
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "{Vbd}: resumed")]
+    public static partial void Resumed(ILogger logger, string vbd);
+}
