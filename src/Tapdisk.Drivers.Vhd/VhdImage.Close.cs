@@ -3,8 +3,9 @@ namespace Tapdisk.Drivers.Vhd;
 public sealed partial class VhdImage
 {
     /// <summary>
-    /// Close of a written image (data-plane.md 2.4): trailing footer at end of data and truncate, backup footer at 0,
-    /// batmap map then header, fsync. Until this runs, readers use the backup footer, as with blktap.
+    /// Close of a written image, or of one opened read-write without a valid trailing footer (data-plane.md 2.4):
+    /// trailing footer at end of data and truncate, backup footer at 0, batmap map then header, fsync. Until this
+    /// runs, readers use the backup footer, as with blktap.
     /// </summary>
     private void WriteMetadataAtClose()
     {

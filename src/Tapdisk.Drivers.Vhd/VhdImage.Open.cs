@@ -24,7 +24,7 @@ public sealed partial class VhdImage
             }
 
             long length = file.Length;
-            VhdFooter footer = VhdMetadataReader.ReadFooter(file, length, out _);
+            VhdFooter footer = VhdMetadataReader.ReadFooter(file, length, out VhdMetadataReader.FooterSource footerSource);
             if (!footer.IsDynamic)
             {
                 if (length < (long)footer.CurrentSize + VhdFooter.Size)
@@ -36,7 +36,7 @@ public sealed partial class VhdImage
             }
 
             VhdDynamicHeader header = VhdMetadataReader.ReadHeader(file, footer, length);
-            DynamicState state = LoadDynamicState(file, footer, header, length);
+            DynamicState state = LoadDynamicState(file, footer, header, length, footerSource);
             if (footer.DiskType == VhdDiskType.Differencing && openParents)
             {
                 parent = OpenParent(file.Path, header, options, opener!);
@@ -52,7 +52,7 @@ public sealed partial class VhdImage
         }
     }
 
-    private static DynamicState LoadDynamicState(ImageFile file, VhdFooter footer, VhdDynamicHeader header, long length)
+    private static DynamicState LoadDynamicState(ImageFile file, VhdFooter footer, VhdDynamicHeader header, long length, VhdMetadataReader.FooterSource footerSource)
     {
         string path = file.Path;
         long entries = VhdLayout.EntriesFor(footer.CurrentSize, header.BlockSize);
@@ -144,7 +144,19 @@ public sealed partial class VhdImage
             batmapNeedsRepair = !VhdMetadataReader.LoadBatmap(file, footer, batmapHeader, bat, full, writableSectors);
         }
 
-        return new DynamicState(bat, batArea, full, batmapHeader, writableSectors, endOfMetadata, nextDataSector, batmapNeedsRepair);
+        // No valid trailing footer: the image was open read-write when its writer died (the first allocation overwrites
+        // the footer, data-plane.md 2.3.5) or a close did not finish. Close rewrites it where the BAT says data ends
+        // and truncates leaked blocks after it (2.4). Deliberate difference from blktap: tapdisk only does this when
+        // something was written, so a session of no writes or only in-place rewrites leaves a file vhd-util check
+        // rejects; we repair whatever the session did. Not when an allocated block runs past the end of the file (a
+        // truncated copy, never our crash: allocation sizes the file before the BAT points into it), since a footer
+        // after it would turn the missing sectors, which reads fail with EIO (8.2), into zeros; vhd-util repair is
+        // the explicit way to accept that loss.
+        bool footerNeedsRepair = !file.IsReadOnly
+            && footerSource == VhdMetadataReader.FooterSource.Backup
+            && length >= nextDataSector * VhdLayout.SectorSize;
+
+        return new DynamicState(bat, batArea, full, batmapHeader, writableSectors, endOfMetadata, nextDataSector, batmapNeedsRepair, footerNeedsRepair);
     }
 
     private static IBlockImage OpenParent(string childPath, VhdDynamicHeader header, ImageOpenOptions options, IImageOpener opener)

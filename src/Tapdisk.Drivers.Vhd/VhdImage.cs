@@ -69,7 +69,8 @@ public sealed partial class VhdImage : IBlockImage
 
             // Test-found fix: a bad batmap checksum was ignored but never rewritten unless a write happened, so the
             // file stayed unopenable read-write for blktap. Marking the image dirty makes close repair it (data-plane.md 1.9).
-            _dirty = state.BatmapNeedsRepair && !file.IsReadOnly;
+            // A missing trailing footer is repaired the same way (LoadDynamicState says when).
+            _dirty = (state.BatmapNeedsRepair || state.FooterNeedsRepair) && !file.IsReadOnly;
         }
 
         var caps = ImageCapabilities.Flush | ImageCapabilities.MultiConnSafe;
@@ -225,5 +226,6 @@ public sealed partial class VhdImage : IBlockImage
         int BatmapWritableSectors,
         long EndOfMetadataBytes,
         long NextDataSector,
-        bool BatmapNeedsRepair);
+        bool BatmapNeedsRepair,
+        bool FooterNeedsRepair);
 }

@@ -74,4 +74,61 @@ public sealed class ShutdownTests : IntegrationTest
 
         AssertFlushedDataReadable(file);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Sigkill_MidAllocation_ReopenedAndClosedCleanly_ImageValidDataKept(bool rewrite)
+    {
+        // tapdisk serve read-write: 4 MiB of 0x5a written and flushed, then killed while a writer allocates blocks.
+        string file = CreateVhd("disk.vhd", 256);
+        string socket = Path.Combine(Root, "killed.sock");
+        Process server = StartHelper(Binaries.Tapdisk, "serve", "-s", socket, "vhd:" + file);
+        WaitUntil(() => File.Exists(socket) || server.HasExited, "tapdisk serve to listen on " + socket);
+        Assert.False(server.HasExited, "tapdisk serve exited early");
+        QemuIo(socket, "write -P 0x5a 0 4M", "flush");
+        long flushedLength = new FileInfo(file).Length;
+        Process writer = StartHelper(ExternalTool.Require("qemu-io"), "-f", "raw", "-c", "write -P 0x77 8M 200M", NbdUri(socket));
+        WaitUntil(() => writer.HasExited || new FileInfo(file).Length > flushedLength + (8 * Mib), "the writer to allocate blocks");
+        Assert.False(writer.HasExited, "the writer finished before the kill");
+        Signal(server.Id, "KILL");
+        Assert.True(server.WaitForExit(HangGuard), "killed tapdisk serve did not exit");
+        writer.WaitForExit(HangGuard);
+
+        // What the kill left: no trailing footer (the allocations overwrote it), so our check rejects the file.
+        using (FileStream f = File.OpenRead(file))
+        {
+            byte[] tail = new byte[8];
+            f.Seek(-512, SeekOrigin.End);
+            f.ReadExactly(tail);
+            Assert.NotEqual("conectix", System.Text.Encoding.ASCII.GetString(tail));
+        }
+
+        ProcessResult crashed = VhdUtil("check", "-n", file);
+        Assert.True(crashed.ExitCode == 22 && crashed.StandardOutput.StartsWith("primary footer invalid: invalid cookie", StringComparison.Ordinal), $"check of the killed image: exit {crashed.ExitCode}\n{crashed.StandardOutput}");
+
+        // The content as the kill left it, read by qemu through the footer copy at offset 0.
+        string expected = Scratch.File("expected.raw");
+        QemuImg.Run("convert", "-f", "vpc", "-O", "raw", file, expected).EnsureSuccess("qemu-img convert of the killed image");
+
+        // Reopen read-write, rewrite only sectors the image already holds (no allocation, no bitmap change), close.
+        using (Served served = Serve("vhd:" + file, readOnly: false))
+        {
+            if (rewrite)
+            {
+                QemuIo(served.Socket, "write -P 0xa5 0 4M", "flush");
+            }
+        }
+
+        if (rewrite)
+        {
+            using FileStream f = File.OpenWrite(expected);
+            f.Write(Enumerable.Repeat((byte)0xa5, 4 * (int)Mib).ToArray());
+        }
+
+        Assert.Contains("is valid", VhdUtilOk("check", "-n", file), StringComparison.Ordinal);
+        Assert.Contains("is valid", VhdUtilOk("check", "-n", file, "-b"), StringComparison.Ordinal);
+        QemuImg.AssertVpcCheckClean(file);
+        QemuImg.Run("compare", "-f", "vpc", "-F", "raw", file, expected).EnsureSuccess("qemu-img compare with the content the kill left");
+    }
 }

@@ -186,6 +186,34 @@ public sealed class CheckTests
         Assert.Equal("cannot stat nonexistent.vhd: 2\n", r.StandardOutput);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Check_CrashedImageReopenedReadWriteAndClosed_Valid(bool rewrite)
+    {
+        // The file as a kill during a read-write session leaves it: the last block ends it, no trailing footer.
+        using var dir = new TempDirectory();
+        string path = dir.File("crashed.vhd");
+        MakeCorrupt(path, "truncated-footer");
+        byte[] expected = ReadAll(path);
+        Assert.StartsWith("primary footer invalid: invalid cookie\n", Run(dir.Path, "check", "-n", "crashed.vhd").StandardOutput, StringComparison.Ordinal);
+
+        using (IBlockImage image = Open(path))
+        {
+            if (rewrite)
+            {
+                // Sectors already present (MakeGood wrote them): no bitmap or BAT write.
+                Write(image, 2 * MiB, Pattern(2 * MiB, 5), expected);
+                Write(image, 0, Pattern(4096, 6), expected);
+            }
+        }
+
+        AssertValid(dir.Path, "crashed.vhd");
+        AssertValid(dir.Path, "crashed.vhd", "-b");
+        AssertSameContent(expected, ReadAll(path), "crashed image after the read-write session");
+        AssertQemuSees(path, expected);
+    }
+
     [Fact]
     public void Check_Stats_CountsAllocatedAndWrittenSectors()
     {
