@@ -6,14 +6,16 @@ namespace Tapdisk.Benchmarks;
 /// <summary>
 /// The 1 GiB images the suites run on, under /var/tmp (disk-backed, unlike a tmpfs /tmp). Each is written in full
 /// once and reused by later processes (BDN runs every case in a fresh process); a ".ready" marker says it is complete.
-/// Override the folder with TAPDISK_BENCH_DIR.
+/// Override the folder with TAPDISK_BENCH_DIR, or its parent with TAPDISK_TEST_TMP (the tests' disk-backed scratch root).
 /// </summary>
 internal static class BenchImages
 {
     public const long SizeBytes = 1L << 30;
     private const int ChunkBytes = 1024 * 1024;
 
-    public static string Folder => Environment.GetEnvironmentVariable("TAPDISK_BENCH_DIR") is { Length: > 0 } dir ? dir : "/var/tmp/tapdisk-bench";
+    public static string Folder =>
+        Environment.GetEnvironmentVariable("TAPDISK_BENCH_DIR") is { Length: > 0 } dir ? dir
+        : Path.Combine(Environment.GetEnvironmentVariable("TAPDISK_TEST_TMP") is { Length: > 0 } tmp ? tmp : "/var/tmp", "tapdisk-bench");
 
     public static ImageOpener Opener { get; } = new(new Drivers.Raw.RawImageDriver(), new VhdImageDriver());
 
