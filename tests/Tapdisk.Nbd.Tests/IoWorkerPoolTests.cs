@@ -4,7 +4,7 @@ namespace Tapdisk.Nbd.Tests;
 
 public sealed class IoWorkerPoolTests
 {
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan s_patience = TimeSpan.FromSeconds(30);
 
     [Fact]
     public void BlockingItems_RunConcurrently_UpToTheQueueDepth()
@@ -18,7 +18,7 @@ public sealed class IoWorkerPoolTests
         {
             pool.Queue(new Item(() =>
             {
-                if (!barrier.SignalAndWait(Patience))
+                if (!barrier.SignalAndWait(s_patience))
                 {
                     Interlocked.Increment(ref failures);
                 }
@@ -27,7 +27,7 @@ public sealed class IoWorkerPoolTests
             }));
         }
 
-        Assert.True(done.Wait(Patience * 2));
+        Assert.True(done.Wait(s_patience * 2));
         Assert.Equal(0, failures);
         Assert.Equal(32, pool.ThreadCount);
     }
@@ -54,7 +54,7 @@ public sealed class IoWorkerPoolTests
             }));
         }
 
-        Assert.True(done.Wait(Patience));
+        Assert.True(done.Wait(s_patience));
         Assert.InRange(peak, 1, 4);
         Assert.InRange(pool.ThreadCount, 1, 4);
     }
@@ -70,19 +70,19 @@ public sealed class IoWorkerPoolTests
             {
                 pool.Queue(new Item(() =>
                 {
-                    barrier.SignalAndWait(Patience);
+                    barrier.SignalAndWait(s_patience);
                     done.Signal();
                 }));
             }
 
-            Assert.True(done.Wait(Patience));
+            Assert.True(done.Wait(s_patience));
         }
 
-        Assert.True(SpinWait.SpinUntil(() => pool.ThreadCount == 0, Patience), $"{pool.ThreadCount} threads still alive");
+        Assert.True(SpinWait.SpinUntil(() => pool.ThreadCount == 0, s_patience), $"{pool.ThreadCount} threads still alive");
 
         using var again = new ManualResetEventSlim();
         pool.Queue(new Item(again.Set));
-        Assert.True(again.Wait(Patience));
+        Assert.True(again.Wait(s_patience));
     }
 
     [Theory]
@@ -99,7 +99,7 @@ public sealed class IoWorkerPoolTests
         for (int i = 0; i < 2000; i++)
         {
             pool.Queue(item);
-            Assert.True(done.WaitOne(Patience), $"item {i} never ran");
+            Assert.True(done.WaitOne(s_patience), $"item {i} never ran");
         }
 
         Assert.InRange(pool.ThreadCount, 1, 4);
@@ -123,7 +123,7 @@ public sealed class IoWorkerPoolTests
                 }
             }
         });
-        Assert.True(done.Wait(Patience), $"{done.CurrentCount} items never ran");
+        Assert.True(done.Wait(s_patience), $"{done.CurrentCount} items never ran");
         Assert.InRange(pool.ThreadCount, 1, 2);
     }
 

@@ -300,181 +300,181 @@ public sealed class TestXenStored : IDisposable
             switch (h.Type)
             {
                 case XenStoreMessageType.Read:
-                {
-                    string path = Resolve(args, 0);
-                    Node node = Lookup(tx, path) ?? throw new StoreError("ENOENT");
-                    return (h.Type, Encoding.UTF8.GetBytes(node.Value), null);
-                }
+                    {
+                        string path = Resolve(args, 0);
+                        Node node = Lookup(tx, path) ?? throw new StoreError("ENOENT");
+                        return (h.Type, Encoding.UTF8.GetBytes(node.Value), null);
+                    }
 
                 case XenStoreMessageType.Directory:
-                {
-                    string path = Resolve(args, 0);
-                    _ = Lookup(tx, path) ?? throw new StoreError("ENOENT");
-                    return (h.Type, Strings(Children(tx is null ? _nodes : tx.Nodes, path)), null);
-                }
+                    {
+                        string path = Resolve(args, 0);
+                        _ = Lookup(tx, path) ?? throw new StoreError("ENOENT");
+                        return (h.Type, Strings(Children(tx is null ? _nodes : tx.Nodes, path)), null);
+                    }
 
                 case XenStoreMessageType.GetPermissions:
-                {
-                    string path = Resolve(args, 0);
-                    Node node = Lookup(tx, path) ?? throw new StoreError("ENOENT");
-                    return (h.Type, Strings([.. node.Permissions.Select(p => p.ToString())]), null);
-                }
+                    {
+                        string path = Resolve(args, 0);
+                        Node node = Lookup(tx, path) ?? throw new StoreError("ENOENT");
+                        return (h.Type, Strings([.. node.Permissions.Select(p => p.ToString())]), null);
+                    }
 
                 case XenStoreMessageType.Write:
-                {
-                    int nul = Array.IndexOf(payload, (byte)0);
-                    if (nul < 0)
                     {
-                        throw new StoreError("EINVAL");
-                    }
+                        int nul = Array.IndexOf(payload, (byte)0);
+                        if (nul < 0)
+                        {
+                            throw new StoreError("EINVAL");
+                        }
 
-                    string path = ResolvePath(Encoding.UTF8.GetString(payload, 0, nul));
-                    string value = Encoding.UTF8.GetString(payload, nul + 1, payload.Length - nul - 1);
-                    Mutate(tx, path, () => WriteNode(path, value, fire: true), t => WriteInto(t.Nodes, path, value));
-                    return Ok(h.Type);
-                }
-
-                case XenStoreMessageType.Mkdir:
-                {
-                    string path = Resolve(args, 0);
-                    Mutate(tx, path, () => { if (!_nodes.ContainsKey(path)) { WriteNode(path, string.Empty, fire: true); } }, t => { if (!t.Nodes.ContainsKey(path)) { WriteInto(t.Nodes, path, string.Empty); } });
-                    return Ok(h.Type);
-                }
-
-                case XenStoreMessageType.Remove:
-                {
-                    string path = Resolve(args, 0);
-                    if (path == "/")
-                    {
-                        throw new StoreError("EINVAL");
-                    }
-
-                    SortedDictionary<string, Node> nodes = tx?.Nodes ?? _nodes;
-                    if (!nodes.ContainsKey(path) && !nodes.ContainsKey(Parent(path)))
-                    {
-                        throw new StoreError("ENOENT");
-                    }
-
-                    Mutate(tx, path, () => RemoveNode(path), t => RemoveFrom(t.Nodes, path));
-                    return Ok(h.Type);
-                }
-
-                case XenStoreMessageType.SetPermissions:
-                {
-                    string path = Resolve(args, 0);
-                    if (args.Length < 2)
-                    {
-                        throw new StoreError("EINVAL");
-                    }
-
-                    var permissions = new List<XenStorePermission>();
-                    foreach (string text in args[1..])
-                    {
-                        permissions.Add(XenStorePermission.TryParse(text, out XenStorePermission p) ? p : throw new StoreError("EINVAL"));
-                    }
-
-                    SortedDictionary<string, Node> nodes = tx?.Nodes ?? _nodes;
-                    if (!nodes.ContainsKey(path))
-                    {
-                        throw new StoreError("ENOENT");
-                    }
-
-                    Mutate(
-                        tx,
-                        path,
-                        () => { _nodes[path] = _nodes[path] with { Permissions = [.. permissions] }; Touch(path); Fire(path, recurse: false); },
-                        t => t.Nodes[path] = t.Nodes[path] with { Permissions = [.. permissions] });
-                    return Ok(h.Type);
-                }
-
-                case XenStoreMessageType.Watch:
-                {
-                    if (args.Length < 2)
-                    {
-                        throw new StoreError("EINVAL");
-                    }
-
-                    string given = args[0];
-                    string path = given.StartsWith('@') ? given : ResolvePath(given);
-                    if (_watches.Any(w => w.Connection == connection && w.Path == path && w.Token == args[1]))
-                    {
-                        throw new StoreError("EEXIST");
-                    }
-
-                    var watch = new Watch(connection, path, args[1], Relative: !given.StartsWith('/') && !given.StartsWith('@'));
-                    _watches.Add(watch);
-
-                    // The socket sends the initial event after the reply (control-xen.md Part II 5.2).
-                    return (h.Type, Strings(["OK"]), () => Deliver(watch, path));
-                }
-
-                case XenStoreMessageType.Unwatch:
-                {
-                    string given = args.Length > 0 ? args[0] : throw new StoreError("EINVAL");
-                    string path = given.StartsWith('@') ? given : ResolvePath(given);
-                    int removed = _watches.RemoveAll(w => w.Connection == connection && w.Path == path && w.Token == args[1]);
-                    return removed == 0 ? Error("ENOENT") : Ok(h.Type);
-                }
-
-                case XenStoreMessageType.TransactionStart:
-                {
-                    if (h.TransactionId != 0)
-                    {
-                        throw new StoreError("EBUSY");
-                    }
-
-                    uint id = ++_lastTransaction;
-                    _transactions[id] = new Transaction(connection, _generation, new SortedDictionary<string, Node>(_nodes, StringComparer.Ordinal));
-                    return (h.Type, Strings([id.ToString(CultureInfo.InvariantCulture)]), null);
-                }
-
-                case XenStoreMessageType.TransactionEnd:
-                {
-                    if (tx is null)
-                    {
-                        throw new StoreError("ENOENT");
-                    }
-
-                    _transactions.Remove(h.TransactionId);
-                    if (args.Length == 0 || args[0] is not ("T" or "F"))
-                    {
-                        throw new StoreError("EINVAL");
-                    }
-
-                    if (args[0] == "F")
-                    {
+                        string path = ResolvePath(Encoding.UTF8.GetString(payload, 0, nul));
+                        string value = Encoding.UTF8.GetString(payload, nul + 1, payload.Length - nul - 1);
+                        Mutate(tx, path, () => WriteNode(path, value, fire: true), t => WriteInto(t.Nodes, path, value));
                         return Ok(h.Type);
                     }
 
-                    bool conflict = tx.Accessed.Any(p => _changed.TryGetValue(p, out long g) && g > tx.StartGeneration);
-                    if (conflict || ForcedConflicts > 0)
+                case XenStoreMessageType.Mkdir:
                     {
-                        ForcedConflicts = Math.Max(0, ForcedConflicts - 1);
-                        ConflictedTransactions++;
-                        throw new StoreError("EAGAIN");
+                        string path = Resolve(args, 0);
+                        Mutate(tx, path, () => { if (!_nodes.ContainsKey(path)) { WriteNode(path, string.Empty, fire: true); } }, t => { if (!t.Nodes.ContainsKey(path)) { WriteInto(t.Nodes, path, string.Empty); } });
+                        return Ok(h.Type);
                     }
 
-                    CommittedTransactions++;
-                    foreach (Action apply in tx.Log)
+                case XenStoreMessageType.Remove:
                     {
-                        apply();
+                        string path = Resolve(args, 0);
+                        if (path == "/")
+                        {
+                            throw new StoreError("EINVAL");
+                        }
+
+                        SortedDictionary<string, Node> nodes = tx?.Nodes ?? _nodes;
+                        if (!nodes.ContainsKey(path) && !nodes.ContainsKey(Parent(path)))
+                        {
+                            throw new StoreError("ENOENT");
+                        }
+
+                        Mutate(tx, path, () => RemoveNode(path), t => RemoveFrom(t.Nodes, path));
+                        return Ok(h.Type);
                     }
 
-                    return Ok(h.Type);
-                }
+                case XenStoreMessageType.SetPermissions:
+                    {
+                        string path = Resolve(args, 0);
+                        if (args.Length < 2)
+                        {
+                            throw new StoreError("EINVAL");
+                        }
+
+                        var permissions = new List<XenStorePermission>();
+                        foreach (string text in args[1..])
+                        {
+                            permissions.Add(XenStorePermission.TryParse(text, out XenStorePermission p) ? p : throw new StoreError("EINVAL"));
+                        }
+
+                        SortedDictionary<string, Node> nodes = tx?.Nodes ?? _nodes;
+                        if (!nodes.ContainsKey(path))
+                        {
+                            throw new StoreError("ENOENT");
+                        }
+
+                        Mutate(
+                            tx,
+                            path,
+                            () => { _nodes[path] = _nodes[path] with { Permissions = [.. permissions] }; Touch(path); Fire(path, recurse: false); },
+                            t => t.Nodes[path] = t.Nodes[path] with { Permissions = [.. permissions] });
+                        return Ok(h.Type);
+                    }
+
+                case XenStoreMessageType.Watch:
+                    {
+                        if (args.Length < 2)
+                        {
+                            throw new StoreError("EINVAL");
+                        }
+
+                        string given = args[0];
+                        string path = given.StartsWith('@') ? given : ResolvePath(given);
+                        if (_watches.Any(w => w.Connection == connection && w.Path == path && w.Token == args[1]))
+                        {
+                            throw new StoreError("EEXIST");
+                        }
+
+                        var watch = new Watch(connection, path, args[1], Relative: !given.StartsWith('/') && !given.StartsWith('@'));
+                        _watches.Add(watch);
+
+                        // The socket sends the initial event after the reply (control-xen.md Part II 5.2).
+                        return (h.Type, Strings(["OK"]), () => Deliver(watch, path));
+                    }
+
+                case XenStoreMessageType.Unwatch:
+                    {
+                        string given = args.Length > 0 ? args[0] : throw new StoreError("EINVAL");
+                        string path = given.StartsWith('@') ? given : ResolvePath(given);
+                        int removed = _watches.RemoveAll(w => w.Connection == connection && w.Path == path && w.Token == args[1]);
+                        return removed == 0 ? Error("ENOENT") : Ok(h.Type);
+                    }
+
+                case XenStoreMessageType.TransactionStart:
+                    {
+                        if (h.TransactionId != 0)
+                        {
+                            throw new StoreError("EBUSY");
+                        }
+
+                        uint id = ++_lastTransaction;
+                        _transactions[id] = new Transaction(connection, _generation, new SortedDictionary<string, Node>(_nodes, StringComparer.Ordinal));
+                        return (h.Type, Strings([id.ToString(CultureInfo.InvariantCulture)]), null);
+                    }
+
+                case XenStoreMessageType.TransactionEnd:
+                    {
+                        if (tx is null)
+                        {
+                            throw new StoreError("ENOENT");
+                        }
+
+                        _transactions.Remove(h.TransactionId);
+                        if (args.Length == 0 || args[0] is not ("T" or "F"))
+                        {
+                            throw new StoreError("EINVAL");
+                        }
+
+                        if (args[0] == "F")
+                        {
+                            return Ok(h.Type);
+                        }
+
+                        bool conflict = tx.Accessed.Any(p => _changed.TryGetValue(p, out long g) && g > tx.StartGeneration);
+                        if (conflict || ForcedConflicts > 0)
+                        {
+                            ForcedConflicts = Math.Max(0, ForcedConflicts - 1);
+                            ConflictedTransactions++;
+                            throw new StoreError("EAGAIN");
+                        }
+
+                        CommittedTransactions++;
+                        foreach (Action apply in tx.Log)
+                        {
+                            apply();
+                        }
+
+                        return Ok(h.Type);
+                    }
 
                 case XenStoreMessageType.GetDomainPath:
                     return (h.Type, Strings([$"/local/domain/{(args.Length > 0 ? args[0] : throw new StoreError("EINVAL"))}"]), null);
 
                 case XenStoreMessageType.IsDomainIntroduced:
-                {
-                    if (args.Length == 0 || !uint.TryParse(args[0], NumberStyles.None, CultureInfo.InvariantCulture, out uint domid))
                     {
-                        throw new StoreError("EINVAL");
-                    }
+                        if (args.Length == 0 || !uint.TryParse(args[0], NumberStyles.None, CultureInfo.InvariantCulture, out uint domid))
+                        {
+                            throw new StoreError("EINVAL");
+                        }
 
-                    return (h.Type, Strings([_introduced.Contains(domid) ? "T" : "F"]), null);
-                }
+                        return (h.Type, Strings([_introduced.Contains(domid) ? "T" : "F"]), null);
+                    }
 
                 default:
                     return Error("ENOSYS");

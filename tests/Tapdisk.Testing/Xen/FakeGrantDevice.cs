@@ -15,8 +15,10 @@ public sealed class FakeGrantDevice : IGrantDevice
     public const short GnttabBadDomain = -2;
     public const short GnttabBadGntref = -3;
 
+#pragma warning disable IDE1006 // A thread static takes t_ (STYLE.md §3); the .editorconfig rules cannot tell it from s_ statics.
     [ThreadStatic]
     private static byte[]? t_bounce;
+#pragma warning restore IDE1006
 
     private readonly FakeXen _xen;
     private int _liveMappings;
