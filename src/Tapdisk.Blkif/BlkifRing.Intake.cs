@@ -55,7 +55,9 @@ public sealed unsafe partial class BlkifRing
                 _reqCons++;
                 _requestsIn++;
                 consumed = true;
+                _alone = _reqCons == reqProd && SlotsInUse == 1;
                 Accept(slot);
+                _alone = false;
             }
 
             if (_drainSlot is not null)

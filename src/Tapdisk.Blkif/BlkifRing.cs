@@ -44,6 +44,9 @@ public sealed unsafe partial class BlkifRing
     private uint _rspProdPublished;
     private int _freeCount;
     private BlkifRequestSlot? _drainSlot;
+
+    // The request being accepted is the only one in flight and no other is queued behind it (a frontend at queue depth 1).
+    private bool _alone;
     private bool _broken;
     private int _loopFailures;
 
