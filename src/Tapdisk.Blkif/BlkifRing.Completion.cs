@@ -16,14 +16,14 @@ public sealed unsafe partial class BlkifRing
     {
         if ((slot.Steps & ImageSteps) != 0)
         {
-            if (!_alone)
+            if (!_alone && !_backend.RunsInline)
             {
                 _backend.Dispatch(slot);
                 return;
             }
 
-            // Alone on the ring: run it here, as blktap's one thread does, saving the two wake-ups of a hop to a worker
-            // and back. Nothing waits behind it; a request the frontend adds meanwhile is taken as soon as it is done.
+            // Alone on the ring, or a stack that never blocks: run it here, as blktap's one thread does, saving the
+            // two wake-ups of a hop to a worker and back. A request the frontend adds meanwhile is taken right after.
             _alone = false;
             if (!RunImageStepsInline(slot))
             {

@@ -61,6 +61,12 @@ public sealed partial class BlockBackend : IDisposable
 
     public ImageCapabilities Capabilities => Image.Capabilities;
 
+    /// <summary>
+    /// True when no layer of the stack blocks its caller (<see cref="IBlockImage.MayBlock"/>): a frontend may then run
+    /// requests on its own thread instead of dispatching them, since a hop would cost more than the work.
+    /// </summary>
+    public bool RunsInline => !Volatile.Read(ref _top).MayBlock;
+
     /// <summary>Requests inside the gate now (tapdisk's reqs_outstanding): entered and not yet answered.</summary>
     public int InFlight => Volatile.Read(ref _gate) & CountMask;
 

@@ -35,6 +35,8 @@ public abstract class BlockFilter : IBlockImage
 
     public virtual LayerThreadModel ThreadModel => Next.ThreadModel;
 
+    public virtual bool MayBlock => Next.MayBlock;
+
     public virtual ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default) =>
         Next.ReadAsync(offsetBytes, destination, cancellationToken);
 

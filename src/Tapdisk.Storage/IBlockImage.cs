@@ -29,6 +29,13 @@ public interface IBlockImage : IAsyncDisposable, IDisposable
     /// <summary>Whether requests may run on this layer concurrently; the backend honours the strictest in the stack.</summary>
     LayerThreadModel ThreadModel => LayerThreadModel.Parallel;
 
+    /// <summary>
+    /// Whether a call may hold its thread while the storage works (a blocking pread). Frontends then hand requests to
+    /// the I/O workers; a stack that never blocks (memory, or an engine that completes through its own queue, such as
+    /// io_uring) is called inline on the frontend's thread, with no hop.
+    /// </summary>
+    bool MayBlock => true;
+
     ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default);
 
     ValueTask WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default);

@@ -30,6 +30,9 @@ public sealed class MemoryImage : IBlockImage
 
     public IBlockImage? Parent => null;
 
+    /// <summary>Memory never holds its caller: the ring runs requests inline, as it would over an io_uring engine.</summary>
+    public bool MayBlock => false;
+
     public int FlushCount { get; private set; }
 
     public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
