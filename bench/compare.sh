@@ -4,6 +4,10 @@
 # Prints IOPS/MB/s per server and the ratio ours/qemu-nbd. Cache modes match: O_DIRECT everywhere
 # (tapdisk default, qemu-nbd --cache=none --aio=threads, nbdkit file cache=none).
 # Usage: bench/compare.sh [SIZE_MIB (default 1024)] [SECONDS_PER_JOB (default 5)]
+# BASE_BIN=<dir with another build's tapdisk> adds that build as server "base" (before/after a change, one run, the
+# servers taking turns per image). Each cell also gives the server's CPU per request in microseconds (utime+stime of
+# the server process over the job, ramp included, divided by IOPS x (seconds + 1 s ramp); for nbdcopy, per 256 KiB
+# request): on two cores, CPU per request is throughput.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${1:-1024}
@@ -30,6 +34,7 @@ start() { # server image-kind image
     rm -f "$sock"
     case "$1" in
         tapdisk) "$bin/tapdisk" serve -s "$sock" "$([ "$2" = raw ] && echo aio || echo vhd):$3" 2>/dev/null & ;;
+        base) "$BASE_BIN/tapdisk" serve -s "$sock" "$([ "$2" = raw ] && echo aio || echo vhd):$3" 2>/dev/null & ;;
         qemu-nbd) qemu-nbd -f "$([ "$2" = raw ] && echo raw || echo vpc)" --cache=none --aio=threads -t -e 64 -k "$sock" "$3" & ;;
         nbdkit) nbdkit -f -U "$sock" file "$3" cache=none & ;;
     esac
@@ -39,15 +44,20 @@ start() { # server image-kind image
 }
 stop() { kill "${pids[-1]}" 2>/dev/null || true; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
 
-fio_job() { # rw bs iodepth -> "iops MB/s"
-    fio --name=j --ioengine=nbd --uri="nbd+unix:///?socket=$sock" --rw="$1" --bs="$2" --iodepth="$3" \
-        --size="${size_mb}M" --time_based --runtime="$secs" --ramp_time=1 --output-format=json 2>/dev/null |
-        python3 -c 'import json,sys; t=sys.stdin.read(); j=json.loads(t[t.index("{"):])["jobs"][0]; r=j["read"] if j["read"]["io_bytes"] else j["write"]; print("%.0f %.1f" % (r["iops"], r["bw_bytes"]/1e6))'
+ticks() { awk '{print $14 + $15}' "/proc/${pids[-1]}/stat"; } # the server's utime + stime, in clock ticks
+hz=$(getconf CLK_TCK)
+fio_job() { # rw bs iodepth -> "iops MB/s cpu-us-per-request"
+    local c0 c1 out
+    c0=$(ticks)
+    out=$(fio --name=j --ioengine=nbd --uri="nbd+unix:///?socket=$sock" --rw="$1" --bs="$2" --iodepth="$3" \
+        --size="${size_mb}M" --time_based --runtime="$secs" --ramp_time=1 --output-format=json 2>/dev/null)
+    c1=$(ticks)
+    python3 -c 'import json,sys; t=sys.stdin.read(); j=json.loads(t[t.index("{"):])["jobs"][0]; r=j["read"] if j["read"]["io_bytes"] else j["write"]; cpu=('"$c1"'-'"$c0"')/'"$hz"'; n=r["iops"]*('"$secs"'+1); print("%.0f %.1f %.1f" % (r["iops"], r["bw_bytes"]/1e6, cpu*1e6/n if n else 0))' <<<"$out"
 }
-copy_job() { # -> "- MB/s"
-    local t0 t1
-    t0=$(date +%s.%N); nbdcopy --connections=4 "nbd+unix:///?socket=$sock" null: ; t1=$(date +%s.%N)
-    python3 -c "print('- %.1f' % ($size_mb*1.048576/($t1-$t0)))"
+copy_job() { # -> "- MB/s cpu-us-per-256KiB"
+    local t0 t1 c0 c1
+    c0=$(ticks); t0=$(date +%s.%N); nbdcopy --connections=4 "nbd+unix:///?socket=$sock" null: ; t1=$(date +%s.%N); c1=$(ticks)
+    python3 -c "print('- %.1f %.1f' % ($size_mb*1.048576/($t1-$t0), ($c1-$c0)/$hz*1e6/($size_mb*4)))"
 }
 
 declare -A result
@@ -56,7 +66,8 @@ rows=("randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" "read 
 kinds=(raw vhd vhd-new)
 rows_for() { if [ "$1" = vhd-new ]; then echo "randwrite 4k 1;randwrite 4k 32"; else local IFS=';'; echo "${rows[*]}"; fi; }
 for kind in "${kinds[@]}"; do
-    servers=(tapdisk qemu-nbd); [ "$kind" = raw ] && servers+=(nbdkit)
+    servers=(tapdisk); [ -n "${BASE_BIN:-}" ] && servers+=(base)
+    servers+=(qemu-nbd); [ "$kind" = raw ] && servers+=(nbdkit)
     for server in "${servers[@]}"; do
         img=$work/img.raw
         case "$kind" in
@@ -73,12 +84,24 @@ for kind in "${kinds[@]}"; do
     done
 done
 
-printf '%-7s %-16s %22s %22s %22s %10s %10s\n' image workload "tapdisk iops MB/s" "qemu-nbd iops MB/s" "nbdkit iops MB/s" "vs qemu" "vs nbdkit"
+# Cells: "iops MB/s cpu-us/request". Ratios: throughput ours/peer, and server CPU per request ours/peer.
+all=(tapdisk); [ -n "${BASE_BIN:-}" ] && all+=(base)
+all+=(qemu-nbd nbdkit)
+ratio() { python3 -c "import sys; a='$1'.split(); b='$2'.split(); i=$3; print('%.2f' % (float(a[i])/float(b[i])) if len(b)>i and b[i]!='-' and float(b[i])>0 else '-')"; }
+header=$(printf '%-7s %-16s' image workload)
+for server in "${all[@]}"; do header+=$(printf ' %24s' "$server"); done
+for peer in "${all[@]:1}"; do header+=$(printf ' %9s %9s' "vs $peer" "cpu"); done
+echo "$header"
 for kind in "${kinds[@]}"; do
     IFS=';' read -r -a krows <<<"$(rows_for "$kind")"
     for row in "${krows[@]}"; do
-        t=${result["$kind|$row|tapdisk"]}; q=${result["$kind|$row|qemu-nbd"]}; n=${result["$kind|$row|nbdkit"]:-"- -"}
-        ratio() { python3 -c "import sys; a=float('$1'.split()[1]); b='$2'.split()[1]; print('%.2f' % (a/float(b)) if b!='-' and float(b)>0 else '-')"; }
-        printf '%-7s %-16s %22s %22s %22s %10s %10s\n' "$kind" "$row" "$t" "$q" "$n" "$(ratio "$t" "$q")" "$(ratio "$t" "$n")"
+        line=$(printf '%-7s %-16s' "$kind" "$row")
+        for server in "${all[@]}"; do line+=$(printf ' %24s' "${result["$kind|$row|$server"]:-"- - -"}"); done
+        t=${result["$kind|$row|tapdisk"]}
+        for peer in "${all[@]:1}"; do
+            o=${result["$kind|$row|$peer"]:-"- - -"}
+            line+=$(printf ' %9s %9s' "$(ratio "$t" "$o" 1)" "$(ratio "$t" "$o" 2)")
+        done
+        echo "$line"
     done
 done

@@ -15,12 +15,13 @@ public sealed class BlockBackendOptions
 
     /// <summary>
     /// The most I/O workers this VBD's requests may hold at once (its share); the rest of its requests wait in its own
-    /// queue, so storage that hangs holds this many workers and no more. Default: half the shared pool's base bound
-    /// (8 on two cores), which still keeps a queue depth of 32 at full speed there (bench/RESULTS.md).
+    /// queue, so storage that hangs holds this many workers and no more, and every VBD reserves its share in the pool's
+    /// bound. Default: the shared pool's base bound (16 on two cores), so one busy VBD runs as fast as the whole pool
+    /// did before shares existed (half of it cost nbdcopy 12% in bench/RESULTS.md, "Block stack").
     /// </summary>
     public int WorkerShare { get; init; } = DefaultWorkerShare;
 
-    public static int DefaultWorkerShare { get; } = Math.Max(4, IoWorkerPool.DefaultMaxThreads / 2);
+    public static int DefaultWorkerShare { get; } = IoWorkerPool.DefaultMaxThreads;
 
     internal void Validate()
     {
