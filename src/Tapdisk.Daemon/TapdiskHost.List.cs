@@ -87,16 +87,18 @@ internal sealed partial class TapdiskHost
         json.Pair("secs", readSectors, writeSectors);
         json.BeginArray("images");
 
-        // Every request passes the filters above the leaf and reaches the leaf: they carry the counters (blktap lists
-        // its filters first, e.g. the log, type 9); the parents below print zeros.
+        // Every request passes the filters above the leaf (blktap lists its filters first, e.g. the log, type 9): they
+        // show the VBD's counters. An image's read hits are what it served itself (a read passed to the parent counts
+        // on the parent, as blktap counts them); writes and failures all land on the leaf.
         bool belowLeaf = false;
         for (IBlockImage? layer = vbd.ChainOpen ? backend?.Image : null; layer is not null; layer = layer.Parent)
         {
             bool counts = !belowLeaf;
             belowLeaf |= layer.Kind == LayerKind.Image;
+            long readHits = layer.Counters is { } own ? own.ReadSectors : (counts ? readSectors : 0);
             json.BeginObject();
             json.String("name", layer.Path);
-            json.Pair("hits", counts ? readSectors : 0, counts ? writeSectors : 0);
+            json.Pair("hits", readHits, counts ? writeSectors : 0);
             json.Pair("fail", counts ? backend!.ReadFailedSectors : 0, counts ? backend!.WriteFailedSectors : 0);
             json.BeginObject("driver");
             json.Number("type", DiskTypes.Id(layer.DriverName));

@@ -68,6 +68,9 @@ public sealed class RawImage : IBlockImage
         }
     }
 
+    /// <summary>Sectors read from this file (a raw image is always the bottom of its chain).</summary>
+    public LayerCounters Counters { get; } = new();
+
     public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         try
@@ -79,6 +82,7 @@ public sealed class RawImage : IBlockImage
                 destination.Span[n..].Clear();
             }
 
+            Counters.CountRead(destination.Length);
             return ValueTask.CompletedTask;
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)

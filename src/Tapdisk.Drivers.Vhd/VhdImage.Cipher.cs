@@ -33,6 +33,7 @@ public sealed partial class VhdImage
     {
         ReadLocal(fileOffset, destination);
         _cipher?.Decrypt(virtualOffsetBytes / VhdLayout.SectorSize, destination);
+        Counters.CountRead(destination.Length);
     }
 
     /// <summary>Encrypts into pooled bounce buffers (the caller's buffer is never modified) and stores each chunk.</summary>

@@ -6,6 +6,9 @@ namespace Tapdisk.Drivers.Vhd;
 
 public sealed partial class VhdImage
 {
+    /// <summary>Sectors this layer served from its own blocks (or as zeros it owns); reads passed down count on the parent.</summary>
+    public LayerCounters Counters { get; } = new();
+
     public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         Debug.Assert(offsetBytes % VhdLayout.SectorSize == 0 && destination.Length % VhdLayout.SectorSize == 0, "the server aligns VHD requests to sectors");
@@ -78,6 +81,9 @@ public sealed partial class VhdImage
         }
 
         destination.Span[(int)parentBytes..].Clear();
+
+        // Zeros past the parent's end, or at the chain's bottom, are this layer's answer.
+        Counters.CountRead(destination.Length - parentBytes);
     }
 
     private void ReadLocal(long fileOffset, Span<byte> destination)

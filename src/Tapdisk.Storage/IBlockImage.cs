@@ -36,6 +36,9 @@ public interface IBlockImage : IAsyncDisposable, IDisposable
     /// </summary>
     bool MayBlock => true;
 
+    /// <summary>Reads this layer served from its own data (not passed to a parent); null for filters.</summary>
+    LayerCounters? Counters => null;
+
     ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default);
 
     ValueTask WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default);

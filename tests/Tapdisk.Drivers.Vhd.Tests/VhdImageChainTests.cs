@@ -46,6 +46,33 @@ public sealed class VhdImageChainTests
     }
 
     [Fact]
+    public async Task Counters_ReadPassedToTheParent_CountsOnTheParentNotTheLeaf()
+    {
+        using var dir = new TempDirectory();
+        string parent = dir.File("p.vhd");
+        string child = dir.File("c.vhd");
+        VhdCreator.CreateDynamic(parent, Size);
+        using (IBlockImage p = Open(parent))
+        {
+            await p.WriteAsync(0, Pattern(64 * 1024, 40));
+        }
+
+        VhdCreator.CreateDifferencing(child, parent);
+        using IBlockImage c = Open(child);
+        IBlockImage below = c.Parent!;
+        await c.WriteAsync(MiB, Pattern(4096, 41));
+        byte[] buffer = new byte[8192];
+
+        // Parent data, the child's own data, then sectors neither holds (the chain's bottom answers zeros).
+        await c.ReadAsync(0, buffer);
+        Assert.Equal((0L, 16L), (c.Counters!.ReadSectors, below.Counters!.ReadSectors));
+        await c.ReadAsync(MiB, buffer.AsMemory(0, 4096));
+        Assert.Equal((8L, 16L), (c.Counters.ReadSectors, below.Counters.ReadSectors));
+        await c.ReadAsync(8 * MiB, buffer);
+        Assert.Equal((8L, 32L), (c.Counters.ReadSectors, below.Counters.ReadSectors));
+    }
+
+    [Fact]
     public void Differencing_ChainOfThree_ReadsTopmostVersionOfEachSector()
     {
         using var dir = new TempDirectory();
