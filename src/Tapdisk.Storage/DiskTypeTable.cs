@@ -62,7 +62,7 @@ public sealed class DiskTypeTable
         }
 
         // Resolve every filter before opening anything, so an unbuilt one costs no open and close of the chain.
-        var factories = new List<(string Name, Func<IBlockImage, IBlockImage> Wrap)>();
+        var factories = new List<Func<IBlockImage, IBlockImage>>();
         foreach (string name in filters ?? [])
         {
             DiskType? filter = Find(name);
@@ -71,11 +71,11 @@ public sealed class DiskTypeTable
                 throw new ImageOpenException(parameters, Errno.ENOENT, $"'{name}' is not a filter in the driver table");
             }
 
-            factories.Add((name, filter.Filter ?? throw new ImageOpenException(parameters, Errno.ENOSYS, $"filter '{name}' is not supported by this build")));
+            factories.Add(filter.Filter ?? throw new ImageOpenException(parameters, Errno.ENOSYS, $"filter '{name}' is not supported by this build"));
         }
 
         IBlockImage stack = (opener ?? Opener).Open(type, parameters[(colon + 1)..], options);
-        foreach ((string name, Func<IBlockImage, IBlockImage> wrap) in factories)
+        foreach (Func<IBlockImage, IBlockImage> wrap in factories)
         {
             try
             {
