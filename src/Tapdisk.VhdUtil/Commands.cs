@@ -267,11 +267,28 @@ internal static class Commands
             return Errno.EINVAL;
         }
 
-        VhdFields.Set(name, field, (byte)value);
+        VhdEditor vhd;
+        try
+        {
+            vhd = VhdEditor.Open(name, readOnly: false);
+        }
+        catch (Exception e) when (Cli.IsImageError(e))
+        {
+            // As the reference's vhd_open failure reads for query, modify and copy (reference-transcript.md 4, 10).
+            int errno = StorageErrors.ToErrno(e);
+            Console.Out.WriteLine($"error opening {name}: -{errno}");
+            return errno;
+        }
+
+        using (vhd)
+        {
+            VhdFields.Set(vhd, field, (byte)value);
+        }
+
         return 0;
     }
 
-    /// <summary>Number of VHD links from <paramref name="canonicalPath"/> down to the bottom (1 for a lone VHD); -1 if a parent cannot be found.</summary>
+    /// <summary>Number of images from <paramref name="canonicalPath"/> down to the bottom, a raw parent included (1 for a lone VHD); -1 if a parent cannot be found.</summary>
     public static int ChainDepth(string canonicalPath)
     {
         int depth = 0;

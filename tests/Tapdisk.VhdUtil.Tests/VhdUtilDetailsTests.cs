@@ -85,4 +85,19 @@ public sealed class VhdUtilDetailsTests
         ProcessResult r = Run(dir.Path, utc, "check", "-n", "junk.vhd");
         Assert.Equal((22, Expected, string.Empty), (r.ExitCode, r.StandardOutput, r.StandardError));
     }
+
+    [Fact]
+    public void ReadAndSet_MissingFile_MessagesOnStdout()
+    {
+        // "read" prints vhd_open's failure and then tries the raw header dump, which cannot open the file either;
+        // "set" words it as query, modify and copy do in the transcript ("error opening X: -2", 4 and 10).
+        using var dir = new TempDirectory();
+
+        ProcessResult r = Run(dir.Path, "read", "-n", "missing.vhd", "-p");
+        Assert.Equal((2, "Failed to open missing.vhd: -2\n\nmissing.vhd appears invalid; dumping headers\n\n", string.Empty), (r.ExitCode, r.StandardOutput, r.StandardError));
+
+        r = Run(dir.Path, "set", "-n", "missing.vhd", "-f", "hidden", "-v", "1");
+        Assert.Equal((2, "error opening missing.vhd: -2\n", string.Empty), (r.ExitCode, r.StandardOutput, r.StandardError));
+        Assert.False(File.Exists(dir.File("missing.vhd")));
+    }
 }
