@@ -100,4 +100,21 @@ public sealed class VhdUtilDetailsTests
         Assert.Equal((2, "error opening missing.vhd: -2\n", string.Empty), (r.ExitCode, r.StandardOutput, r.StandardError));
         Assert.False(File.Exists(dir.File("missing.vhd")));
     }
+
+    [Fact]
+    public void Copy_DifferencingWithReplacedParent_ErrorCreating()
+    {
+        // reference-transcript.md 10.7: "error creating copy2.vhd: -22", exit 22. blktap opens the source alone and
+        // fails at creating a differencing copy; we flatten intact chains, but a chain whose parent UUID no longer
+        // matches cannot be flattened, and then the reference's words are what the caller sees.
+        using var dir = new TempDirectory();
+        Ok(dir.Path, "create", "-n", "base.vhd", "-s", "16");
+        Ok(dir.Path, "snapshot", "-n", "leaf.vhd", "-p", "base.vhd");
+        Ok(dir.Path, "create", "-n", "base.vhd", "-s", "16");
+
+        ProcessResult r = Run(dir.Path, "copy", "-n", "leaf.vhd", "-N", "copy2.vhd");
+
+        Assert.Equal((22, "error creating copy2.vhd: -22\n", string.Empty), (r.ExitCode, r.StandardOutput, r.StandardError));
+        Assert.False(File.Exists(dir.File("copy2.vhd")));
+    }
 }
