@@ -22,6 +22,8 @@ internal static class Commands
             switch (c)
             {
                 case 'n': name = arg; break;
+                // Deliberately stricter than blktap: its strtoull turns "-s abc" into a silent 0 MiB disk; a size
+                // that is not a number is a usage error here.
                 case 's': sizeMb = ParseSize(arg); break;
                 case 'S': maxMb = ParseSize(arg) ?? -1; break;
                 case 'r': fixedDisk = true; break;
@@ -298,8 +300,15 @@ internal static class Commands
         {
             depth++;
             using VhdImage image = VhdImage.OpenSingle(path, ImageOpenOptions.ReadOnlyDefault with { DirectIo = false });
-            if (image.DiskType != VhdDiskType.Differencing || VhdUuid.IsNull(image.Header!.ParentUuid))
+            if (image.DiskType != VhdDiskType.Differencing)
             {
+                break;
+            }
+
+            if (VhdUuid.IsNull(image.Header!.ParentUuid))
+            {
+                // A raw parent (null parent UUID) is a level of the chain too, as vhd_chain_depth counts it.
+                depth++;
                 break;
             }
 

@@ -117,4 +117,19 @@ public sealed class VhdUtilDetailsTests
         Assert.Equal((22, "error creating copy2.vhd: -22\n", string.Empty), (r.ExitCode, r.StandardOutput, r.StandardError));
         Assert.False(File.Exists(dir.File("copy2.vhd")));
     }
+
+    [Fact]
+    public void QueryDepth_RawParent_CountsAsALevel()
+    {
+        // blktap's vhd_chain_depth adds one for a raw parent: a diff on a raw file is a chain of depth 2.
+        using var dir = new TempDirectory();
+        File.WriteAllBytes(dir.File("raw.img"), new byte[4 * MiB]);
+        Ok(dir.Path, "snapshot", "-n", "r.vhd", "-p", "raw.img", "-m");
+        Ok(dir.Path, "snapshot", "-n", "r2.vhd", "-p", "r.vhd", "-e");
+
+        ProcessResult r = Run(dir.Path, "query", "-n", "r.vhd", "-d");
+        Assert.Equal((0, "chain depth: 2\n", string.Empty), (r.ExitCode, r.StandardOutput, r.StandardError));
+        r = Run(dir.Path, "query", "-n", "r2.vhd", "-d");
+        Assert.Equal((0, "chain depth: 3\n", string.Empty), (r.ExitCode, r.StandardOutput, r.StandardError));
+    }
 }
