@@ -89,9 +89,23 @@ internal static class CheckCommand
 
     private static (string? Problem, int Errno, string? Parent, Dump Dump) Check(VhdFileInfo info, Flags flags)
     {
-        if (info.Length < VhdFooter.Size || info.Primary is null)
+        // The reference reads the last 512 bytes (511 when the size is 511 mod 512, the short-footer quirk) with
+        // O_DIRECT: a file too short to seek there fails the seek, and any other unaligned size fails the read.
+        long tail = info.Length % VhdLayout.SectorSize;
+        Dump unreadable = info.Footer is null ? Dump.OpenFailed : Dump.Full;
+        if (info.Length < VhdLayout.SectorSize - 1)
         {
-            return ("primary footer invalid: file too short", Errno.EINVAL, null, Dump.Full);
+            return ($"error calculating end of file: -{Errno.EINVAL}", Errno.EINVAL, null, unreadable);
+        }
+
+        if (tail != 0 && tail != VhdLayout.SectorSize - 1)
+        {
+            return ($"error reading primary footer: -{Errno.EINVAL}", Errno.EINVAL, null, unreadable);
+        }
+
+        if (info.Primary is null)
+        {
+            return ("primary footer invalid: invalid cookie", Errno.EINVAL, null, unreadable);
         }
 
         string? primary = FooterProblem(info.Primary, flags);
@@ -487,22 +501,7 @@ internal static class CheckCommand
         switch (dump)
         {
             case Dump.OpenFailed:
-                {
-                    // The reference could not open the VHD: it dumps the raw primary footer and the header it points at.
-                    var sb = new System.Text.StringBuilder();
-                    sb.Append($"Failed to open {name}: -{Errno.EINVAL}\n\n{name} appears invalid; dumping headers\n\n");
-                    if (info.Primary is not null)
-                    {
-                        sb.Append(VhdPrinter.Footer(info.Primary));
-                    }
-
-                    if (info.Header is not null)
-                    {
-                        sb.Append(VhdPrinter.Header(info.Header));
-                    }
-
-                    return sb.ToString();
-                }
+                return VhdPrinter.OpenFailed(name, Errno.EINVAL, info);
 
             case Dump.NoBatmap:
                 {

@@ -22,6 +22,8 @@ internal static class Commands
             switch (c)
             {
                 case 'n': name = arg; break;
+                // Deliberately stricter than blktap: its strtoull turns "-s abc" into a silent 0 MiB disk; a size
+                // that is not a number is a usage error here.
                 case 's': sizeMb = ParseSize(arg); break;
                 case 'S': maxMb = ParseSize(arg) ?? -1; break;
                 case 'r': fixedDisk = true; break;
@@ -267,11 +269,28 @@ internal static class Commands
             return Errno.EINVAL;
         }
 
-        VhdFields.Set(name, field, (byte)value);
+        VhdEditor vhd;
+        try
+        {
+            vhd = VhdEditor.Open(name, readOnly: false);
+        }
+        catch (Exception e) when (Cli.IsImageError(e))
+        {
+            // As the reference's vhd_open failure reads for query, modify and copy (reference-transcript.md 4, 10).
+            int errno = StorageErrors.ToErrno(e);
+            Console.Out.WriteLine($"error opening {name}: -{errno}");
+            return errno;
+        }
+
+        using (vhd)
+        {
+            VhdFields.Set(vhd, field, (byte)value);
+        }
+
         return 0;
     }
 
-    /// <summary>Number of VHD links from <paramref name="canonicalPath"/> down to the bottom (1 for a lone VHD); -1 if a parent cannot be found.</summary>
+    /// <summary>Number of images from <paramref name="canonicalPath"/> down to the bottom, a raw parent included (1 for a lone VHD); -1 if a parent cannot be found.</summary>
     public static int ChainDepth(string canonicalPath)
     {
         int depth = 0;
@@ -281,8 +300,15 @@ internal static class Commands
         {
             depth++;
             using VhdImage image = VhdImage.OpenSingle(path, ImageOpenOptions.ReadOnlyDefault with { DirectIo = false });
-            if (image.DiskType != VhdDiskType.Differencing || VhdUuid.IsNull(image.Header!.ParentUuid))
+            if (image.DiskType != VhdDiskType.Differencing)
             {
+                break;
+            }
+
+            if (VhdUuid.IsNull(image.Header!.ParentUuid))
+            {
+                // A raw parent (null parent UUID) is a level of the chain too, as vhd_chain_depth counts it.
+                depth++;
                 break;
             }
 

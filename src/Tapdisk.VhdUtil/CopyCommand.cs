@@ -71,6 +71,20 @@ internal static class CopyCommand
         }
     }
 
+    /// <summary>True when <paramref name="source"/> opens on its own, without its parents, as a differencing VHD.</summary>
+    private static bool IsDifferencingAlone(string source)
+    {
+        try
+        {
+            using VhdImage single = VhdImage.OpenSingle(source, ImageOpenOptions.ReadOnlyDefault with { DirectIo = false });
+            return single.DiskType == VhdDiskType.Differencing;
+        }
+        catch (Exception e) when (Cli.IsImageError(e))
+        {
+            return false;
+        }
+    }
+
     private static int Copy(string source, string destination, VhdKey? key)
     {
         IBlockImage src;
@@ -82,6 +96,14 @@ internal static class CopyCommand
         catch (Exception e) when (Cli.IsImageError(e))
         {
             // Only the reference's one line, on stdout (reference-transcript.md 10.7).
+            if (IsDifferencingAlone(source))
+            {
+                // The file itself opens, so the fault is further down its chain (a parent missing or replaced). The
+                // reference never opens the chain: it fails creating a differencing copy, and says so.
+                Console.Out.WriteLine($"error creating {destination}: -{Errno.EINVAL}");
+                return Errno.EINVAL;
+            }
+
             int errno = StorageErrors.ToErrno(e);
             Console.Out.WriteLine($"error opening {source}: -{errno}");
 

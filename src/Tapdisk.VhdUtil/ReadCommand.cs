@@ -59,10 +59,22 @@ internal static class ReadCommand
             return Cli.UsageError(Usage.Read);
         }
 
-        VhdFileInfo info = VhdFileInfo.Read(o.Name);
+        VhdFileInfo info;
+        try
+        {
+            info = VhdFileInfo.Read(o.Name);
+        }
+        catch (Exception error) when (Cli.IsImageError(error))
+        {
+            // The reference's raw header dump cannot open the file either, so only its banner follows.
+            int errno = StorageErrors.ToErrno(error);
+            Console.Out.Write(VhdPrinter.OpenFailed(o.Name, errno));
+            return errno;
+        }
+
         if (info.Footer is null)
         {
-            Console.Out.WriteLine($"failed to open {o.Name}: -{Errno.EINVAL}");
+            Console.Out.Write(VhdPrinter.OpenFailed(o.Name, Errno.EINVAL, info, o.Hex));
             return Errno.EINVAL;
         }
 

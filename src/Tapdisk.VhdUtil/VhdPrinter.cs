@@ -38,16 +38,19 @@ internal static class VhdPrinter
         VhdGeometry g = VhdGeometry.FromEncoded(f.Geometry);
         Line(sb, "Geometry", $"Cyl: {Num((ulong)g.Cylinders, hex)}, Hds: {Num((ulong)g.Heads, hex)}, Sctrs: {Num((ulong)g.SectorsPerTrack, hex)}");
         Line(sb, string.Empty, $"= {Num((ulong)g.SizeBytes >> 20, hex)} MB ({Num((ulong)g.SizeBytes, hex)} Bytes)");
+        // blktap's type table; past it the reference prints "Unknown type!" with its own extra newline.
         string type = f.DiskTypeValue switch
         {
+            0 => "None",
             2 => "Fixed hard disk",
             3 => "Dynamic hard disk",
             4 => "Differencing hard disk",
-            _ => "Unknown type!",
+            1 or 5 or 6 => "Reserved (deprecated)",
+            _ => "Unknown type!\n",
         };
         Line(sb, "Disk type", type);
         uint computed = f.ComputeChecksum();
-        Line(sb, "Checksum", $"0x{f.Checksum:x8}|0x{computed:x8} ({(computed == f.Checksum ? "Good!" : "Bad!")})");
+        Line(sb, "Checksum", $"{Checksums(f.Checksum, computed)} ({(computed == f.Checksum ? "Good!" : "Bad!")})");
         Line(sb, "UUID", VhdUuid.Format(f.UniqueId));
         Line(sb, "Saved state", f.SavedState == 0 ? "No" : "Yes");
         Line(sb, "Hidden", f.Hidden.ToString(CultureInfo.InvariantCulture));
@@ -69,7 +72,7 @@ internal static class VhdPrinter
         Line(sb, "Parent UUID", VhdUuid.Format(h.ParentUuid));
         Line(sb, "Parent timestamp", Ctime(h.ParentTimestamp));
         uint computed = h.ComputeChecksum();
-        Line(sb, "Checksum", $"0x{h.Checksum:x8}|0x{computed:x8} ({(computed == h.Checksum ? "Good!" : "Bad!")})");
+        Line(sb, "Checksum", $"{Checksums(h.Checksum, computed)} ({(computed == h.Checksum ? "Good!" : "Bad!")})");
         sb.Append('\n');
         return sb.ToString();
     }
@@ -106,8 +109,14 @@ internal static class VhdPrinter
         Line(sb, "Batmap offset", Num(b.BatmapOffset, hex));
         Line(sb, "Batmap size (secs)", Num(b.BatmapSize, hex));
         Line(sb, "Batmap version", $"0x{b.Version:x8}");
+        if (b.KeyhashCookie == 1)
+        {
+            Line(sb, "Batmap keyhash nonce", Convert.ToHexStringLower(b.KeyhashNonce));
+            Line(sb, "Batmap keyhash hash ", Convert.ToHexStringLower(b.KeyhashHash));
+        }
+
         uint computed = info.ComputedBatmapChecksum();
-        Line(sb, "Checksum", $"0x{b.Checksum:x8}|0x{computed:x8} ({(computed == b.Checksum ? "Good!" : "Bad!")})");
+        Line(sb, "Checksum", $"{Checksums(b.Checksum, computed)} ({(computed == b.Checksum ? "Good!" : "Bad!")})");
         sb.Append('\n');
         return sb.ToString();
     }
@@ -140,6 +149,28 @@ internal static class VhdPrinter
 
         return sb.ToString();
     }
+
+    /// <summary>
+    /// What "read" prints when libvhd cannot open the file: the failure, then the raw header dump. That dump shows the
+    /// primary footer as read and the header it points at; whatever could not be read stays a zeroed struct, and the
+    /// header is read only behind a dynamic footer, so a junk file dumps an all-zero footer ("None") and header.
+    /// Without <paramref name="info"/> (the file cannot be opened at all) only the two banners are printed.
+    /// </summary>
+    public static string OpenFailed(string name, int errno, VhdFileInfo? info = null, bool hex = false)
+    {
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"Failed to open {name}: -{errno}\n\n{name} appears invalid; dumping headers\n\n");
+        if (info is not null)
+        {
+            sb.Append(Footer(info.Primary ?? VhdFooter.Read(new byte[VhdFooter.Size]), hex));
+            sb.Append(Header(info.Header ?? VhdDynamicHeader.Read(new byte[VhdDynamicHeader.Size]), hex));
+        }
+
+        return sb.ToString();
+    }
+
+    /// <summary>Stored and computed checksums as the reference prints them ("0x%x|0x%x": no zero padding).</summary>
+    public static string Checksums(uint stored, uint computed) => $"0x{stored:x}|0x{computed:x}";
 
     /// <summary>A number as vhd-util's conv() prints it: decimal, or 0x-prefixed lowercase hex with -x.</summary>
     public static string Num(ulong value, bool hex) => hex ? $"0x{value:x}" : value.ToString(CultureInfo.InvariantCulture);

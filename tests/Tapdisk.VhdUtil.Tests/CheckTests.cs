@@ -55,8 +55,9 @@ public sealed class CheckTests
         { "footer-type", "primary footer invalid: invalid type", 22 },
         { "footer-null-uuid", "primary footer invalid: invalid uuid", 22 },
         { "max-bat-too-small", "header is invalid: max bat size too small", 22 },
-        { "zeros", "primary footer invalid: invalid cookie", 22 },
-        { "tiny", "primary footer invalid: file too short", 22 },
+        { "zeros", "error reading primary footer: -22", 22 },
+        { "zeros-aligned", "primary footer invalid: invalid cookie", 22 },
+        { "tiny", "error calculating end of file: -22", 22 },
     };
 
     /// <summary>Builds one corrupt variant of the good image.</summary>
@@ -85,6 +86,7 @@ public sealed class CheckTests
             case "footer-null-uuid": RewriteFooters(path, f => f.UniqueId = new byte[16]); break;
             case "max-bat-too-small": RewriteHeader(path, h => h.MaxTableEntries = 4); break;
             case "zeros": File.WriteAllBytes(path, new byte[1000]); break;
+            case "zeros-aligned": File.WriteAllBytes(path, new byte[1024]); break;
             case "tiny": File.WriteAllBytes(path, new byte[100]); break;
             default: throw new ArgumentException(kind);
         }
@@ -130,7 +132,7 @@ public sealed class CheckTests
         {
             Assert.EndsWith("\nfailed to get batmap header\n", r.StandardOutput, StringComparison.Ordinal);
         }
-        else if (kind is not ("zeros" or "tiny"))
+        else if (kind is not ("zeros" or "zeros-aligned" or "tiny"))
         {
             Assert.Contains("VHD Footer Summary:", r.StandardOutput, StringComparison.Ordinal);
         }
