@@ -17,6 +17,7 @@ public sealed class ControlServer : IAsyncDisposable
     private readonly TimeSpan _requestTimeout;
     private Task? _acceptLoop;
     private int _connections;
+    private int _stoppedListening;
 
     private ControlServer(string path, Socket listener, IControlHandler handler, TimeSpan requestTimeout)
     {
@@ -63,7 +64,7 @@ public sealed class ControlServer : IAsyncDisposable
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
             {
-                if (_stop.IsCancellationRequested)
+                if (_stop.IsCancellationRequested || Volatile.Read(ref _stoppedListening) != 0)
                 {
                     return;
                 }
@@ -107,22 +108,38 @@ public sealed class ControlServer : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>
+    /// Unlinks the socket path, then closes the listener: no new client can find or reach this server, while the
+    /// connections already accepted (the one asking for this, above all) are still served until <see cref="DisposeAsync"/>.
+    /// </summary>
+    public void StopListening()
     {
-        await _stop.CancelAsync().ConfigureAwait(false);
-        _listener.Dispose();
-        if (_acceptLoop is not null)
+        if (Interlocked.Exchange(ref _stoppedListening, 1) != 0)
         {
-            await _acceptLoop.ConfigureAwait(false);
+            return;
         }
 
+        // Unlink first: a client that globbed the path before this finds nothing to connect to, or is refused once
+        // the listener is closed; one already queued in the backlog is reset. Either way tap-ctl list skips it.
         try
         {
             File.Delete(Path);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            // Teardown: a socket file that cannot be removed is only cosmetic.
+            // Teardown: closing the listener below still refuses every new client.
+        }
+
+        _listener.Dispose();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        StopListening();
+        if (_acceptLoop is not null)
+        {
+            await _acceptLoop.ConfigureAwait(false);
         }
 
         _stop.Dispose();

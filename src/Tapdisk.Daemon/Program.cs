@@ -111,6 +111,7 @@ internal static class Program
             return Errno.EIO;
         }
 
+        host.ControlServer = server;
         server.Start();
         using var stop = new CancellationTokenSource();
         using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });

@@ -31,6 +31,9 @@ internal sealed partial class TapdiskHost : IControlHandler, IAsyncDisposable
 
     public int Pid { get; } = Environment.ProcessId;
 
+    /// <summary>The ctl&lt;pid&gt; server, closed by the DETACH that empties the process before that DETACH is answered.</summary>
+    public ControlServer? ControlServer { get; set; }
+
     public async Task HandleAsync(ControlConnection connection, TapdiskMessage request, CancellationToken cancellationToken)
     {
         TapdiskMessageType type = request.Type;
@@ -62,6 +65,16 @@ internal sealed partial class TapdiskHost : IControlHandler, IAsyncDisposable
         {
             _log.Debug($"received '{TapdiskMessage.Name(type)}' message (uuid = {request.Cookie})");
             (reply, exit) = await DispatchAsync(connection, request, cancellationToken).ConfigureAwait(false);
+            if (exit)
+            {
+                // The process is about to exit: ctl<pid> is unlinked and stops accepting before the DETACH reply
+                // leaves, so a tap-ctl list started after destroy returns can neither find nor reach this tapdisk
+                // (control-xen.md 4.4, 5.3). blktap gets the same outcome differently: its single-threaded loop
+                // stops after this iteration, so a later LIST is never answered (the connection is reset at exit),
+                // but its ctl<pid> lingers until exit. The one visible difference: a command aimed at this pid after
+                // the reply gets ENOENT from us where blktap could give ECONNREFUSED (control-xen.md 2.1).
+                ControlServer?.StopListening();
+            }
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

@@ -120,6 +120,36 @@ public sealed class ControlServerTests : IDisposable
         Assert.Equal(111, e.Errno);
     }
 
+    [Fact]
+    public async Task StopListening_BeforeReply_PathGoneNewClientsRefused_AcceptedConnectionsServed()
+    {
+        var handler = new StopListeningHandler();
+        await using ControlServer server = Start(handler);
+        handler.Server = server;
+        using Socket accepted = Connect(server);
+        using (var guard = new CancellationTokenSource(s_hangGuard))
+        {
+            while (server.ActiveConnections == 0)
+            {
+                await Task.Delay(10, guard.Token);
+            }
+        }
+
+        using Socket stopping = Connect(server);
+        stopping.Send(new TapdiskMessage(TapdiskMessageType.Detach, 2).Bytes.ToArray());
+        TapdiskMessage reply = await ReceiveAsync(stopping);
+
+        // By the time the reply is here, nothing is left to find or to connect to.
+        Assert.Equal(TapdiskMessageType.DetachResponse, reply.Type);
+        Assert.False(File.Exists(server.Path), "socket path still exists when the reply arrived");
+        ControlException e = Assert.Throws<ControlException>(() => ControlClient.ConnectPath(server.Path));
+        Assert.Equal(2, e.Errno);
+
+        // A connection accepted before the stop still gets its answer.
+        accepted.Send(new TapdiskMessage(TapdiskMessageType.Pid, 1).Bytes.ToArray());
+        Assert.Equal(TapdiskMessageType.PidResponse, (await ReceiveAsync(accepted)).Type);
+    }
+
     public void Dispose() => _dir.Dispose();
 
     private ControlServer Start(IControlHandler handler)
@@ -148,6 +178,23 @@ public sealed class ControlServerTests : IDisposable
         }
 
         return TapdiskMessage.Parse(buffer);
+    }
+
+    /// <summary>PID answers; DETACH stops the server listening before it answers, as the daemon's last DETACH does.</summary>
+    private sealed class StopListeningHandler : IControlHandler
+    {
+        public ControlServer? Server { get; set; }
+
+        public Task HandleAsync(ControlConnection connection, TapdiskMessage request, CancellationToken cancellationToken)
+        {
+            if (request.Type == TapdiskMessageType.Detach)
+            {
+                Server!.StopListening();
+                return connection.SendAsync(new TapdiskMessage(TapdiskMessageType.DetachResponse, request.Cookie), cancellationToken);
+            }
+
+            return connection.SendAsync(new TapdiskMessage(TapdiskMessageType.PidResponse, request.Cookie) { Pid = 4242 }, cancellationToken);
+        }
     }
 
     private sealed class PidHandler : IControlHandler

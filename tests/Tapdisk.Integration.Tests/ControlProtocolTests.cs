@@ -278,4 +278,23 @@ public sealed class ControlProtocolTests : IntegrationTest
         Assert.Equal(-1, RawControl.ListMinor(terminator));
         Assert.Equal(string.Empty, RawControl.ListPath(terminator));
     }
+
+    /// <summary>
+    /// The DETACH that empties the process is answered only after ctl&lt;pid&gt; is unlinked and no longer accepts
+    /// (control-xen.md 4.4), so a client holding that reply can never reach the exiting tapdisk. Checked in process
+    /// right after the reply, with no tap-ctl start-up in between to hide the window.
+    /// </summary>
+    [Fact]
+    public void DetachLastVbd_ControlSocketGoneBeforeReply()
+    {
+        StartDaemon();
+        MakeMarker(2);
+        Ok(RawControl.Message(RawControl.Attach, 2), RawControl.AttachRsp);
+
+        Ok(RawControl.Message(RawControl.Detach, 2), RawControl.DetachRsp);
+        Assert.False(File.Exists(Ctl), "ctl<pid> still exists after the last DETACH was answered");
+        SocketException refused = Assert.Throws<SocketException>(() => RawControl.Connect(Ctl).Dispose());
+        Assert.Equal(SocketError.AddressNotAvailable, refused.SocketErrorCode);
+        WaitForExit(_pid);
+    }
 }
