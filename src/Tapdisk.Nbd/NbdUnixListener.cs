@@ -236,9 +236,20 @@ public sealed class NbdUnixListener : IAsyncDisposable
                     }
                 }
             }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            catch (OperationCanceledException) when (!_dropClients.IsCancellationRequested)
             {
-                Log.FdReceiveFailed(_logger, Path, e is OperationCanceledException ? "no descriptor before the timeout" : e.Message);
+                // A sender that never passed its descriptor: counted with the clients that never finished a handshake.
+                Server.HandshakeTimeouts.Dropped();
+                return;
+            }
+            catch (OperationCanceledException)
+            {
+                // The listener is dropping its clients: not a fault.
+                return;
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                Log.FdReceiveFailed(_logger, Path, e.Message);
                 return;
             }
         }
