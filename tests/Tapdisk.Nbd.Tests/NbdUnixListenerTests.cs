@@ -440,6 +440,48 @@ public sealed class NbdUnixListenerTests
         Assert.Equal(0, RawUnix.HandshakeTimeoutsLogged(logger));
     }
 
+    [Fact]
+    public async Task Listen_BurstOfNonBlockingConnects_AllConnectAndAreServed()
+    {
+        // The reference's backlog of 10 made most of such a burst fail at once with EAGAIN.
+        const int Clients = 500;
+        await using UnixServerScope scope = UnixServerScope.Start(new MemoryImage(Size));
+        var clients = new List<Socket>(Clients);
+        var failures = new List<SocketError>();
+        try
+        {
+            var endpoint = new UnixDomainSocketEndPoint(scope.Listener.Path);
+            for (int i = 0; i < Clients; i++)
+            {
+                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false };
+                clients.Add(socket);
+                try
+                {
+                    socket.Connect(endpoint);
+                }
+                catch (SocketException e)
+                {
+                    failures.Add(e.SocketErrorCode);
+                }
+            }
+
+            Assert.Empty(failures);
+
+            // Every one is served: it gets the greeting.
+            foreach (byte[] greeting in await Task.WhenAll(clients.Select(c => RawUnix.ReadExactAsync(c, 18))))
+            {
+                Assert.Equal(NbdTestClient.NbdMagic, BinaryPrimitives.ReadUInt64BigEndian(greeting));
+            }
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+
+        // And all are closed cleanly once they hang up.
+        await RawUnix.WaitUntilAsync(() => scope.Listener.ConnectionCount == 0, "the listener to forget its clients");
+    }
+
     /// <summary>Two LIST options, then one option payload a byte every 50 ms, until cancelled or the socket fails.</summary>
     private static async Task TrickleOptionsAsync(Socket client, CancellationToken cancellationToken)
     {
