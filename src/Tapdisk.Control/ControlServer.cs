@@ -32,7 +32,10 @@ public sealed class ControlServer : IAsyncDisposable
     /// <summary>Connections being served right now.</summary>
     public int ActiveConnections => Volatile.Read(ref _connections);
 
-    /// <summary>Binds (unlinking a stale socket first, as the reference does) and listens with a backlog of 32.</summary>
+    /// <summary>
+    /// Binds (unlinking a stale socket first, as the reference does) and listens with the largest backlog the kernel
+    /// allows: with the reference's 32, a burst of non-blocking clients failed to connect with EAGAIN.
+    /// </summary>
     public static ControlServer Listen(string path, IControlHandler handler, TimeSpan? requestTimeout = null)
     {
         File.Delete(path);
@@ -40,7 +43,7 @@ public sealed class ControlServer : IAsyncDisposable
         try
         {
             socket.Bind(new UnixDomainSocketEndPoint(path));
-            socket.Listen(32);
+            socket.Listen(ListenBacklog.Maximum);
         }
         catch
         {

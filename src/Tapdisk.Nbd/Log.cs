@@ -29,6 +29,9 @@ internal static partial class Log
     [LoggerMessage(8, LogLevel.Debug, "NBD connection {ConnectionId}: entering transmission on export '{ExportName}'")]
     public static partial void TransmissionStarted(ILogger logger, long connectionId, string exportName);
 
+    [LoggerMessage(9, LogLevel.Information, "NBD: {Count} clients dropped for not finishing the handshake within {TimeoutSeconds} s")]
+    public static partial void HandshakeTimedOut(ILogger logger, int count, double timeoutSeconds);
+
     [LoggerMessage(20, LogLevel.Information, "NBD listener on {Path} started")]
     public static partial void ListenerStarted(ILogger logger, string path);
 

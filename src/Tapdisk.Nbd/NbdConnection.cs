@@ -52,9 +52,13 @@ internal sealed partial class NbdConnection : IDisposable
                 {
                     export = await HandshakeAsync(handshakeTimeout.Token).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                catch (Exception e) when (handshakeTimeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested
+                    && (e is OperationCanceledException || IsTransportFault(e)))
                 {
-                    export = EndHandshake("negotiation timed out");
+                    // Past the deadline: a pending read was cancelled, or a blocked send failed when the deadline shut
+                    // the socket down. Counted, and logged once per burst rather than once per client.
+                    _server.HandshakeTimeouts.Dropped();
+                    export = null;
                 }
             }
 

@@ -18,6 +18,7 @@ public sealed class NbdServer
         Options = options ?? new NbdServerOptions();
         Options.Validate();
         Logger = logger ?? NullLogger.Instance;
+        HandshakeTimeouts = new HandshakeTimeoutLog(Logger, Options.HandshakeTimeout, TimeProvider.System);
     }
 
     public NbdServer(NbdExport export, NbdServerOptions? options = null, ILogger? logger = null)
@@ -30,6 +31,9 @@ public sealed class NbdServer
     public NbdServerOptions Options { get; }
 
     internal ILogger Logger { get; }
+
+    /// <summary>Where connections and fd receivers report clients dropped for a handshake past its deadline.</summary>
+    internal HandshakeTimeoutLog HandshakeTimeouts { get; }
 
     /// <summary>
     /// Runs one client from handshake to close. Never throws for client or transport faults; completes both pipe ends.

@@ -31,8 +31,13 @@ public sealed class NbdServerOptions
     /// <summary>Options one handshake may send before the server gives up on the client.</summary>
     public int MaxOptions { get; init; } = 256;
 
-    /// <summary>Time a client gets to finish negotiating before it is dropped (a silent client holds no connection forever).</summary>
-    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>
+    /// Time a client gets to finish negotiating before it is dropped, counted from the start of the handshake however
+    /// the client behaves (silent, or sending options slowly), so a half-open connection never holds its socket and
+    /// descriptor for long. An fd receiver gives the sender as long to pass its descriptor. 10 s, as qemu-nbd and the
+    /// reference's negotiation steps.
+    /// </summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Most base:allocation extents sent in one BLOCK_STATUS reply (the client asks again for the rest).</summary>
     public int MaxExtentsPerReply { get; init; } = 128 * 1024;

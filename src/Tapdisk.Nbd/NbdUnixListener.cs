@@ -62,7 +62,7 @@ public sealed class NbdUnixListener : IAsyncDisposable
     }
 
     /// <summary>Creates a listener on <paramref name="path"/> and starts accepting (see <see cref="Listen"/>).</summary>
-    public static NbdUnixListener Start(string path, NbdServer server, int backlog = 10)
+    public static NbdUnixListener Start(string path, NbdServer server, int? backlog = null)
     {
         var listener = new NbdUnixListener(path, server);
         listener.Listen(backlog);
@@ -74,15 +74,19 @@ public sealed class NbdUnixListener : IAsyncDisposable
     /// log text) with one descriptor, an NBD client's connected socket, which is served with <paramref name="style"/>.
     /// Unlike the reference, which takes one connection at a time, senders are handled concurrently.
     /// </summary>
-    public static NbdUnixListener StartFdReceiver(string path, NbdServer server, NbdHandshakeStyle style, int backlog = 5)
+    public static NbdUnixListener StartFdReceiver(string path, NbdServer server, NbdHandshakeStyle style, int? backlog = null)
     {
         var listener = new NbdUnixListener(path, server, receivesDescriptors: true, style);
         listener.Listen(backlog);
         return listener;
     }
 
-    /// <summary>Binds (removing a stale socket file first), listens and starts accepting.</summary>
-    public void Listen(int backlog = 10)
+    /// <summary>
+    /// Binds (removing a stale socket file first), listens and starts accepting. The backlog defaults to the largest
+    /// the kernel allows (net.core.somaxconn), not the reference's 10 (5 for fd receivers): a burst of non-blocking
+    /// clients beyond the backlog fails to connect with EAGAIN.
+    /// </summary>
+    public void Listen(int? backlog = null)
     {
         if (_socket is not null)
         {
@@ -99,7 +103,7 @@ public sealed class NbdUnixListener : IAsyncDisposable
         try
         {
             socket.Bind(new UnixDomainSocketEndPoint(Path));
-            socket.Listen(backlog);
+            socket.Listen(backlog ?? ListenBacklog.Maximum);
         }
         catch
         {
@@ -236,9 +240,20 @@ public sealed class NbdUnixListener : IAsyncDisposable
                     }
                 }
             }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            catch (OperationCanceledException) when (!_dropClients.IsCancellationRequested)
             {
-                Log.FdReceiveFailed(_logger, Path, e is OperationCanceledException ? "no descriptor before the timeout" : e.Message);
+                // A sender that never passed its descriptor: counted with the clients that never finished a handshake.
+                Server.HandshakeTimeouts.Dropped();
+                return;
+            }
+            catch (OperationCanceledException)
+            {
+                // The listener is dropping its clients: not a fault.
+                return;
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                Log.FdReceiveFailed(_logger, Path, e.Message);
                 return;
             }
         }

@@ -96,6 +96,59 @@ public sealed class ControlServerTests : IDisposable
     }
 
     [Fact]
+    public async Task Listen_BurstOfNonBlockingConnects_AllConnectAndAreServed()
+    {
+        // The reference's backlog of 32 made most of such a burst fail at once with EAGAIN.
+        const int Clients = 500;
+        var handler = new PidHandler();
+        await using ControlServer server = Start(handler);
+        var clients = new List<Socket>(Clients);
+        var failures = new List<SocketError>();
+        try
+        {
+            var endpoint = new UnixDomainSocketEndPoint(server.Path);
+            for (int i = 0; i < Clients; i++)
+            {
+                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false };
+                clients.Add(socket);
+                try
+                {
+                    socket.Connect(endpoint);
+                }
+                catch (SocketException e)
+                {
+                    failures.Add(e.SocketErrorCode);
+                }
+            }
+
+            Assert.Empty(failures);
+
+            // Every one is served: a PID request gets its reply.
+            for (int i = 0; i < Clients; i++)
+            {
+                await clients[i].SendAsync(new TapdiskMessage(TapdiskMessageType.Pid, (ushort)i).Bytes.ToArray(), SocketFlags.None);
+            }
+
+            TapdiskMessage[] replies = await Task.WhenAll(clients.Select(ReceiveAsync));
+            Assert.All(replies, r => Assert.Equal(4242, r.Pid));
+            Assert.Equal(Enumerable.Range(0, Clients), replies.Select(r => (int)r.Cookie));
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+
+        // And all are closed cleanly.
+        using var guard = new CancellationTokenSource(s_hangGuard);
+        while (server.ActiveConnections != 0)
+        {
+            await Task.Delay(20, guard.Token);
+        }
+
+        Assert.Equal(Clients, handler.Calls);
+    }
+
+    [Fact]
     public void Client_MissingSocket_Enoent()
     {
         ControlException e = Assert.Throws<ControlException>(() => ControlClient.ConnectPath(_dir.File("ctl1")));

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
@@ -74,6 +75,54 @@ public sealed class NbdFdReceiverTests
         Assert.Equal(Size.ToString(System.Globalization.CultureInfo.InvariantCulture), r.StandardOutput.Trim());
     }
 
+    [Fact]
+    public async Task HandshakeTimeout_SilentSendersAndSilentHandedOverClient_AreClosedAndReported()
+    {
+        const int Senders = 10;
+        var logger = new ListLogger();
+        var options = new NbdServerOptions { HandshakeTimeout = TimeSpan.FromMilliseconds(300) };
+        await using Receiver receiver = Receiver.Start(new MemoryImage(Size), NbdHandshakeStyle.FixedNewstyle, options, logger);
+        Socket[] senders = [.. Enumerable.Range(0, Senders).Select(_ => receiver.ConnectCarrier())];
+        try
+        {
+            // A client handed over that never answers the greeting gets the greeting, then a close.
+            using Socket client = await receiver.ConnectHandedOverAsync();
+            Assert.Equal(18, await RawUnix.ReadUntilClosedAsync(client));
+
+            // Senders that never pass a descriptor are closed too.
+            Assert.All(await Task.WhenAll(senders.Select(RawUnix.ReadUntilClosedAsync)), n => Assert.Equal(0, n));
+        }
+        finally
+        {
+            Array.ForEach(senders, s => s.Dispose());
+        }
+
+        await RawUnix.WaitUntilAsync(() => RawUnix.HandshakeTimeoutsLogged(logger) == Senders + 1, "every drop reported");
+        Assert.DoesNotContain(logger.Entries, e => e.EventId is 3 or 23);
+    }
+
+    [Fact]
+    public async Task HandshakeTimeout_OldstyleHandedOverClient_GreetedAtOnceAndServedPastTheDeadline()
+    {
+        // Oldstyle negotiation is the greeting alone: once it is sent the client is in transmission, where an idle
+        // client is not dropped.
+        var logger = new ListLogger();
+        var options = new NbdServerOptions { HandshakeTimeout = TimeSpan.FromSeconds(1) };
+        await using Receiver receiver = Receiver.Start(new MemoryImage(Size), NbdHandshakeStyle.Oldstyle, options, logger);
+        using Socket client = await receiver.ConnectHandedOverAsync();
+        byte[] greeting = await RawUnix.ReadExactAsync(client, 152);
+        Assert.Equal((ulong)Size, BinaryPrimitives.ReadUInt64BigEndian(greeting.AsSpan(16)));
+
+        // Idle past the deadline (a wait, not a timing assertion), then a flush is answered.
+        await Task.Delay(options.HandshakeTimeout * 2);
+        await client.SendAsync(NbdTestClient.Request(0, NbdTestClient.CmdFlush, 5, 0, 0), SocketFlags.None);
+        byte[] reply = await RawUnix.ReadExactAsync(client, 16);
+        Assert.Equal(NbdTestClient.SimpleReplyMagic, BinaryPrimitives.ReadUInt32BigEndian(reply));
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(4)));
+        Assert.Equal(5ul, BinaryPrimitives.ReadUInt64BigEndian(reply.AsSpan(8)));
+        Assert.Equal(0, RawUnix.HandshakeTimeoutsLogged(logger));
+    }
+
     private static async Task<int> ReceiveUntilClosedAsync(Socket s)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
@@ -98,10 +147,10 @@ public sealed class NbdFdReceiverTests
 
         public string BrokerPath { get; }
 
-        public static Receiver Start(IBlockImage image, NbdHandshakeStyle style)
+        public static Receiver Start(IBlockImage image, NbdHandshakeStyle style, NbdServerOptions? options = null, ListLogger? logger = null)
         {
             var directory = new TempDirectory();
-            var server = new NbdServer(new NbdExport("tapdisk_client", "fd receiver test", image));
+            var server = new NbdServer(new NbdExport("tapdisk_client", "fd receiver test", image), options, logger);
             NbdUnixListener listener = NbdUnixListener.StartFdReceiver(directory.File("nbdserver.sock"), server, style);
             string brokerPath = directory.File("broker.sock");
             var broker = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -115,6 +164,20 @@ public sealed class NbdFdReceiverTests
             var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             s.Connect(new UnixDomainSocketEndPoint(_listener.Path));
             return s;
+        }
+
+        /// <summary>Connects to the broker and hands the accepted end to the receiver; returns the client's end.</summary>
+        public async Task<Socket> ConnectHandedOverAsync()
+        {
+            Socket client = RawUnix.Connect(BrokerPath);
+            using var timeout = new CancellationTokenSource(RawUnix.HangGuard);
+            using (Socket accepted = await _broker.AcceptAsync(timeout.Token))
+            using (Socket carrier = ConnectCarrier())
+            {
+                FdPassing.Send(carrier.SafeHandle, "handed over"u8, accepted.SafeHandle);
+            }
+
+            return client;
         }
 
         /// <summary>Runs a client against the broker; the accepted connection is handed to the receiver.</summary>

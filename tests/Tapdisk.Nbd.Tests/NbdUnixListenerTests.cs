@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Net.Sockets;
 using System.Text.Json;
 using Tapdisk.Storage;
 using Tapdisk.Testing;
@@ -375,6 +376,138 @@ public sealed class NbdUnixListenerTests
         Assert.True(await client.IsClosedByServerAsync());
         await client.DisposeAsync();
         await stop.WaitAsync(NbdTestClient.Timeout);
+    }
+
+    [Fact]
+    public async Task HandshakeTimeout_ManySilentClients_EachClosedAndReportedInBursts()
+    {
+        const int Clients = 50;
+        var logger = new ListLogger();
+        var options = new NbdServerOptions { HandshakeTimeout = TimeSpan.FromMilliseconds(300) };
+        await using UnixServerScope scope = UnixServerScope.Start(new TempDirectory(), new MemoryImage(Size), options: options, logger: logger);
+        Socket[] clients = [.. Enumerable.Range(0, Clients).Select(_ => RawUnix.Connect(scope.Listener.Path))];
+        try
+        {
+            // Each gets the 18-byte greeting, never answers, and is closed by the server.
+            int[] received = await Task.WhenAll(clients.Select(RawUnix.ReadUntilClosedAsync));
+            Assert.All(received, n => Assert.Equal(18, n));
+        }
+        finally
+        {
+            Array.ForEach(clients, c => c.Dispose());
+        }
+
+        await RawUnix.WaitUntilAsync(() => scope.Listener.ConnectionCount == 0, "the listener to forget its clients");
+
+        // Reported as counts on aggregated lines, with no line per client.
+        await RawUnix.WaitUntilAsync(() => RawUnix.HandshakeTimeoutsLogged(logger) == Clients, $"{Clients} reported drops");
+        Assert.DoesNotContain(logger.Entries, e => e.EventId == 3);
+    }
+
+    [Fact]
+    public async Task HandshakeTimeout_ClientSendingOptionsSlowly_IsClosedAtTheDeadline()
+    {
+        // The deadline covers the whole negotiation, not the time between bytes: a client that keeps it busy (a few
+        // options answered, then an option payload a byte at a time, which would take nearly an hour) is still dropped.
+        var options = new NbdServerOptions { HandshakeTimeout = TimeSpan.FromMilliseconds(300) };
+        await using UnixServerScope scope = UnixServerScope.Start(new TempDirectory(), new MemoryImage(Size), options: options);
+        using Socket client = RawUnix.Connect(scope.Listener.Path);
+        await RawUnix.ReadExactAsync(client, 18);
+        await client.SendAsync(new byte[] { 0, 0, 0, 3 }, SocketFlags.None);
+        using var stop = new CancellationTokenSource();
+        Task trickle = TrickleOptionsAsync(client, stop.Token);
+
+        await RawUnix.ReadUntilClosedAsync(client);
+        await stop.CancelAsync();
+        await trickle.WaitAsync(RawUnix.HangGuard);
+        await RawUnix.WaitUntilAsync(() => scope.Listener.ConnectionCount == 0, "the listener to forget its client");
+    }
+
+    [Fact]
+    public async Task HandshakeTimeout_ClientNegotiatedInTime_IsServedPastTheDeadline()
+    {
+        var logger = new ListLogger();
+        var options = new NbdServerOptions { HandshakeTimeout = TimeSpan.FromSeconds(2) };
+        await using UnixServerScope scope = UnixServerScope.Start(new TempDirectory(), new MemoryImage(Size), options: options, logger: logger);
+        await using NbdTestClient client = NbdTestClient.ConnectUnix(scope.Listener.Path);
+        await client.NegotiateAsync();
+
+        // Idle in transmission for longer than the handshake deadline (a wait, not a timing assertion), then served.
+        await Task.Delay(options.HandshakeTimeout * 2);
+        await client.SendRequestAsync(NbdTestClient.CmdFlush, 1, 0, 0);
+        Assert.Equal((0u, 1ul), await client.ReadSimpleReplyAsync());
+        Assert.Equal(1, scope.Listener.ConnectionCount);
+        Assert.Equal(0, RawUnix.HandshakeTimeoutsLogged(logger));
+    }
+
+    [Fact]
+    public async Task Listen_BurstOfNonBlockingConnects_AllConnectAndAreServed()
+    {
+        // The reference's backlog of 10 made most of such a burst fail at once with EAGAIN.
+        const int Clients = 500;
+        await using UnixServerScope scope = UnixServerScope.Start(new MemoryImage(Size));
+        var clients = new List<Socket>(Clients);
+        var failures = new List<SocketError>();
+        try
+        {
+            var endpoint = new UnixDomainSocketEndPoint(scope.Listener.Path);
+            for (int i = 0; i < Clients; i++)
+            {
+                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false };
+                clients.Add(socket);
+                try
+                {
+                    socket.Connect(endpoint);
+                }
+                catch (SocketException e)
+                {
+                    failures.Add(e.SocketErrorCode);
+                }
+            }
+
+            Assert.Empty(failures);
+
+            // Every one is served: it gets the greeting.
+            foreach (byte[] greeting in await Task.WhenAll(clients.Select(c => RawUnix.ReadExactAsync(c, 18))))
+            {
+                Assert.Equal(NbdTestClient.NbdMagic, BinaryPrimitives.ReadUInt64BigEndian(greeting));
+            }
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+
+        // And all are closed cleanly once they hang up.
+        await RawUnix.WaitUntilAsync(() => scope.Listener.ConnectionCount == 0, "the listener to forget its clients");
+    }
+
+    /// <summary>Two LIST options, then one option payload a byte every 50 ms, until cancelled or the socket fails.</summary>
+    private static async Task TrickleOptionsAsync(Socket client, CancellationToken cancellationToken)
+    {
+        try
+        {
+            byte[] list = new byte[16];
+            BinaryPrimitives.WriteUInt64BigEndian(list, NbdTestClient.IHaveOpt);
+            BinaryPrimitives.WriteUInt32BigEndian(list.AsSpan(8), NbdTestClient.OptList);
+            await client.SendAsync(list, SocketFlags.None, cancellationToken);
+            await client.SendAsync(list, SocketFlags.None, cancellationToken);
+
+            byte[] header = new byte[16];
+            BinaryPrimitives.WriteUInt64BigEndian(header, NbdTestClient.IHaveOpt);
+            BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(8), NbdTestClient.OptList);
+            BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(12), 60 * 1024);
+            await client.SendAsync(header, SocketFlags.None, cancellationToken);
+            while (true)
+            {
+                await client.SendAsync(new byte[1], SocketFlags.None, cancellationToken);
+                await Task.Delay(50, cancellationToken);
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+            // The server dropped the client, or the test is done.
+        }
     }
 
     /// <summary>A raw image with data everywhere: holes would be answered with small OFFSET_HOLE chunks that never fill the socket buffers.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Tapdisk.Drivers.Raw;
 using Tapdisk.Storage;
 using Tapdisk.Testing;
@@ -25,8 +26,8 @@ internal sealed class UnixServerScope : IAsyncDisposable
     public static UnixServerScope Start(IBlockImage image, string name = "tapdisk_client") =>
         Start(new TempDirectory(), image, name);
 
-    public static UnixServerScope Start(TempDirectory directory, IBlockImage image, string name = "tapdisk_client", NbdServerOptions? options = null, BlockBackendOptions? backendOptions = null) =>
-        new(directory, image, new NbdServer(new NbdExport(name, "tapdisk test export", new BlockBackend(image, backendOptions)), options));
+    public static UnixServerScope Start(TempDirectory directory, IBlockImage image, string name = "tapdisk_client", NbdServerOptions? options = null, BlockBackendOptions? backendOptions = null, ILogger? logger = null) =>
+        new(directory, image, new NbdServer(new NbdExport(name, "tapdisk test export", new BlockBackend(image, backendOptions)), options, logger));
 
     /// <summary>A raw image file of <paramref name="sizeBytes"/> filled by <paramref name="fill"/>, served read-write.</summary>
     public static UnixServerScope StartRaw(long sizeBytes, Action<FileStream>? fill = null, NbdServerOptions? options = null, BlockBackendOptions? backendOptions = null)
