@@ -62,6 +62,9 @@ internal sealed class BlkifRequestSlot : IThreadPoolWorkItem
     public ValueTask Pending;
     public bool DrainStarted;
 
+    /// <summary>Taken from the ring and not yet given back (ring thread only): guards against releasing a slot twice.</summary>
+    public bool InUse;
+
     /// <summary>Runs on an I/O worker (dispatched by the ring through the VBD's backend).</summary>
     void IThreadPoolWorkItem.Execute() => _ring.RunImageSteps(this);
 

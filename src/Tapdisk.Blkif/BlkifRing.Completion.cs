@@ -16,7 +16,7 @@ public sealed unsafe partial class BlkifRing
     {
         if ((slot.Steps & ImageSteps) != 0)
         {
-            if (!_alone && !_backend.RunsInline)
+            if (!_backend.MayRunInline(_alone))
             {
                 _backend.Dispatch(slot);
                 return;
@@ -174,7 +174,19 @@ public sealed unsafe partial class BlkifRing
         {
             BlkifRequestSlot? next = slot.Next;
             slot.Next = null;
-            Complete(slot);
+            try
+            {
+                Complete(slot);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // One slot's failure must not lose the others taken off the stack with it, nor its own gate entry.
+                Log.LoopFailed(_logger, Domid, Devid, e);
+                if (slot.InUse)
+                {
+                    Finish(slot, BlkifConstants.RspError);
+                }
+            }
             slot = next;
         }
     }
@@ -207,6 +219,12 @@ public sealed unsafe partial class BlkifRing
             _responsesOut++;
         }
 
+        ReleaseSlot(slot);
+    }
+
+    /// <summary>Ring thread: puts the slot back on the free list and the request out of the VBD's gate.</summary>
+    private void ReleaseSlot(BlkifRequestSlot slot)
+    {
         if (_drainSlot == slot)
         {
             _drainSlot = null;
@@ -218,6 +236,7 @@ public sealed unsafe partial class BlkifRing
             AlignedBufferPool.Shared.Return(large);
         }
 
+        slot.InUse = false;
         _freeSlots[_freeCount++] = slot.Index;
         _backend.Exit();
     }

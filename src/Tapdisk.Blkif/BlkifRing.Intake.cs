@@ -56,7 +56,10 @@ public sealed unsafe partial class BlkifRing
                 _requestsIn++;
                 consumed = true;
                 _alone = _reqCons == reqProd && SlotsInUse == 1;
+                slot.InUse = true;
+                _accepting = slot;
                 Accept(slot);
+                _accepting = null;
                 _alone = false;
             }
 
@@ -356,19 +359,20 @@ public sealed unsafe partial class BlkifRing
     }
 
     /// <summary>Answers a request the validator refused: EOPNOTSUPP for what the disk cannot do, else BLKIF_RSP_ERROR.</summary>
+    /// <remarks>The reasons are constants: a hostile frontend sending nothing but bad requests allocates nothing.</remarks>
     private void RejectInvalid(BlkifRequestSlot slot, int errno, string what)
     {
         if (errno == Errno.EOPNOTSUPP)
         {
-            Reject(slot, BlkifConstants.RspEopnotsupp, ref _errorsMessage, $"{what} not supported by the image");
+            Reject(slot, BlkifConstants.RspEopnotsupp, ref _errorsMessage, "operation not supported by the image");
         }
         else if (errno == Errno.EPERM)
         {
-            Reject(slot, BlkifConstants.RspError, ref _errorsVbd, $"{what} on a read-only disk");
+            Reject(slot, BlkifConstants.RspError, ref _errorsVbd, what == "read" ? "read refused" : "write to a read-only disk");
         }
         else
         {
-            Reject(slot, BlkifConstants.RspError, ref _errorsVbd, $"{what} beyond the end of the disk");
+            Reject(slot, BlkifConstants.RspError, ref _errorsVbd, what == "read" ? "read beyond the end of the disk" : "write beyond the end of the disk");
         }
     }
 

@@ -44,6 +44,7 @@ public sealed unsafe partial class BlkifRing
     private uint _rspProdPublished;
     private int _freeCount;
     private BlkifRequestSlot? _drainSlot;
+    private BlkifRequestSlot? _accepting;
 
     // The request being accepted is the only one in flight and no other is queued behind it (a frontend at queue depth 1).
     private bool _alone;
@@ -238,10 +239,18 @@ public sealed unsafe partial class BlkifRing
                 // A bug in our own loop: stop serving this ring, keep draining what the image still holds, never take the process down.
                 Log.LoopFailed(_logger, Domid, Devid, e);
                 Volatile.Write(ref _broken, true);
+
+                // The request the failed pass was accepting holds a slot and an entry in the VBD's gate: give both
+                // back, or the VBD could never pause again.
+                if (_accepting is { InUse: true } held)
+                {
+                    Finish(held, BlkifConstants.RspError);
+                }
+
+                _accepting = null;
                 if (++_loopFailures >= MaxLoopFailures)
                 {
-                    // Buffers may still be in use by the image: leak them rather than free memory under a running I/O.
-                    _stopped.TrySetResult();
+                    RunDead(ports);
                     return;
                 }
             }
@@ -289,6 +298,51 @@ public sealed unsafe partial class BlkifRing
             {
                 Log.EventChannelError(_logger, Domid, Devid, errno);
             }
+        }
+    }
+
+    /// <summary>
+    /// The loop failed for good: answer nothing more, but keep giving back the slots (and gate entries) of requests the
+    /// image still holds as they complete, so the VBD can still pause and close; release the ring once all are back
+    /// and a disconnect was asked for. Buffers are never freed under a running I/O.
+    /// </summary>
+    private void RunDead(Span<uint> ports)
+    {
+        if (_drainSlot is { InUse: true, DrainStarted: false } waiting)
+        {
+            ReleaseSlot(waiting);
+        }
+
+        while (true)
+        {
+            BlkifRequestSlot? slot = Interlocked.Exchange(ref _completed, null);
+            while (slot is not null)
+            {
+                BlkifRequestSlot? next = slot.Next;
+                slot.Next = null;
+                ReleaseSlot(slot);
+                slot = next;
+            }
+
+            if (_stopRequested && SlotsInUse == 0)
+            {
+                break;
+            }
+
+            _channel.Wait(-1);
+
+            // Drained, not unmasked: the frontend's kicks stay silent from now on.
+            _ = _channel.ReadPending(ports);
+        }
+
+        try
+        {
+            Release();
+        }
+        finally
+        {
+            Log.Disconnected(_logger, Domid, Devid);
+            _stopped.TrySetResult();
         }
     }
 

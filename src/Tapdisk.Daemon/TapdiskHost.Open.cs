@@ -227,8 +227,16 @@ internal sealed partial class TapdiskHost
 
         // Pausing closes the chain so the toolstack can snapshot the files (vhd-util snapshot, then RESUME); the
         // backend keeps its gate shut, its counters and its frontends (NBD clients, rings) meanwhile.
-        await backend.CloseImageAsync().ConfigureAwait(false);
-        vbd.ChainOpen = false;
+        try
+        {
+            await backend.CloseImageAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            // Closed or failing to close, the stack is not used again (CLOSE must not dispose it a second time).
+            vbd.ChainOpen = false;
+        }
+
         vbd.State = VbdState.Closed | VbdState.Quiesced | VbdState.Paused;
         _log.Info($"minor {minor}: paused");
         return Ok(TapdiskMessageType.PauseResponse, cookie);

@@ -53,17 +53,30 @@ public sealed partial class BlockBackend
         public void Execute()
         {
             BlockBackend backend = _backend;
-            while (backend._pending.TryDequeue(out IThreadPoolWorkItem? item))
+            try
             {
-                item.Execute();
+                while (backend._pending.TryDequeue(out IThreadPoolWorkItem? item))
+                {
+                    try
+                    {
+                        item.Execute();
+                    }
+                    catch (Exception e) when (e is not OutOfMemoryException)
+                    {
+                        // A frontend's bug fails its own request, never the worker (and with it the process).
+                        Log.DispatchFailed(backend._logger, backend.Name, e);
+                    }
+                }
             }
-
-            // Full fence: an item enqueued after our last look either saw this runner counted (and left the item to
-            // it) or sees the decrement and starts another; the re-check covers the first case.
-            Interlocked.Decrement(ref backend._running);
-            if (!backend._pending.IsEmpty)
+            finally
             {
-                backend.StartRunner();
+                // Full fence: an item enqueued after our last look either saw this runner counted (and left the item
+                // to it) or sees the decrement and starts another; the re-check covers the first case.
+                Interlocked.Decrement(ref backend._running);
+                if (!backend._pending.IsEmpty)
+                {
+                    backend.StartRunner();
+                }
             }
         }
     }

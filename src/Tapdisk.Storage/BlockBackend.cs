@@ -62,10 +62,12 @@ public sealed partial class BlockBackend : IDisposable
     public ImageCapabilities Capabilities => Image.Capabilities;
 
     /// <summary>
-    /// True when no layer of the stack blocks its caller (<see cref="IBlockImage.MayBlock"/>): a frontend may then run
-    /// requests on its own thread instead of dispatching them, since a hop would cost more than the work.
+    /// Whether a frontend may run a request on its own thread instead of dispatching it: when no layer of the stack
+    /// blocks its caller (<see cref="IBlockImage.MayBlock"/>, a hop would cost more than the work), or when
+    /// <paramref name="alone"/> (nothing else of this VBD's frontend is waiting). Never for a stack that serializes
+    /// requests, whose one-at-a-time rule only the dispatcher keeps.
     /// </summary>
-    public bool RunsInline => !Volatile.Read(ref _top).MayBlock;
+    public bool MayRunInline(bool alone) => Volatile.Read(ref _share) > 1 && (alone || !Volatile.Read(ref _top).MayBlock);
 
     /// <summary>Requests inside the gate now (tapdisk's reqs_outstanding): entered and not yet answered.</summary>
     public int InFlight => Volatile.Read(ref _gate) & CountMask;
@@ -113,7 +115,22 @@ public sealed partial class BlockBackend : IDisposable
         // Full fence: pairs with the one in PauseAsync's Or, which published _drained before the paused bit.
         if (Interlocked.Decrement(ref _gate) == PausedBit)
         {
-            Volatile.Read(ref _drained)?.TrySetResult();
+            CompleteDrain();
+        }
+    }
+
+    /// <summary>
+    /// Rare path: looked at again under the lock, so an Exit delayed across a resume and a new pause cannot complete
+    /// that newer pause's drain while its requests are still inside.
+    /// </summary>
+    private void CompleteDrain()
+    {
+        lock (_lock)
+        {
+            if (Volatile.Read(ref _gate) == PausedBit)
+            {
+                _drained?.TrySetResult();
+            }
         }
     }
 
@@ -180,7 +197,15 @@ public sealed partial class BlockBackend : IDisposable
         resumed?.TrySetResult();
         foreach (Action listener in listeners)
         {
-            listener();
+            try
+            {
+                listener();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // One frontend's failure (a ring being released) must not keep the others asleep.
+                Log.ResumeListenerFailed(_logger, Name, e);
+            }
         }
     }
 

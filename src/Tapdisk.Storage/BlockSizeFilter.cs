@@ -134,6 +134,7 @@ public sealed class BlockSizeFilter : BlockFilter
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ZeroSlowAsync(long offsetBytes, long lengthBytes, ZeroFlags flags, int block, bool emulateFua, CancellationToken cancellationToken)
     {
         ZeroFlags passed = emulateFua ? flags & ~ZeroFlags.Fua : flags;
@@ -173,6 +174,7 @@ public sealed class BlockSizeFilter : BlockFilter
     /// Writes <paramref name="source"/> (or zeros when null) at an unaligned range: reads the partial head and tail
     /// blocks, merges, writes whole blocks.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadModifyWriteAsync(long offsetBytes, long lengthBytes, ReadOnlyMemory<byte>? source, WriteFlags flags, int block, CancellationToken cancellationToken)
     {
         long end = offsetBytes + lengthBytes;

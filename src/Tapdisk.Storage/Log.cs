@@ -16,4 +16,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "{Vbd}: resumed")]
     public static partial void Resumed(ILogger logger, string vbd);
+
+    [LoggerMessage(EventId = 4005, Level = LogLevel.Error, Message = "{Vbd}: a request's frontend code failed on an I/O worker")]
+    public static partial void DispatchFailed(ILogger logger, string vbd, Exception exception);
+
+    [LoggerMessage(EventId = 4006, Level = LogLevel.Error, Message = "{Vbd}: a frontend's resume listener failed")]
+    public static partial void ResumeListenerFailed(ILogger logger, string vbd, Exception exception);
 }

@@ -192,6 +192,24 @@ public sealed class BlockBackendTests
         await backend.CloseImageAsync();
     }
 
+    [Fact]
+    public async Task Dispatch_ItemThrows_WorkerAndShareSurviveForTheNext()
+    {
+        // One worker, a share of one: if the throw escaped, the test host would die; if the share leaked, the second
+        // item would never run.
+        var pool = new IoWorkerPool(1, "throw-test");
+        using var backend = new BlockBackend(new MemoryImage(Size), new BlockBackendOptions { Name = "throws", IoWorkers = pool, WorkerShare = 1 });
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        backend.Dispatch(new WorkItem(() => throw new InvalidOperationException("a frontend bug")));
+        backend.Dispatch(new WorkItem(done.SetResult));
+        await done.Task.WaitAsync(s_timeout);
+    }
+
+    private sealed class WorkItem(Action action) : IThreadPoolWorkItem
+    {
+        public void Execute() => action();
+    }
+
     private static BlkifSegment ReadSegment(TestFrontend front)
     {
         (_, uint gref) = front.AllocateDataPage();
