@@ -14,8 +14,6 @@ namespace Tapdisk.Blkif;
 /// </summary>
 public sealed unsafe partial class BlkifRing
 {
-    private const int LogBudgetPerWindow = 20;
-    private const long LogWindowMilliseconds = 10_000;
     private const int MaxLoopFailures = 3;
 
     private readonly BlkifConnectParameters _parameters;
@@ -67,10 +65,8 @@ public sealed unsafe partial class BlkifRing
     private long _errorsVbd;
     private long _errorsImage;
 
-    // Log rate limit (ring thread).
-    private long _logWindowStart;
-    private int _logBudget = LogBudgetPerWindow;
-    private long _logSuppressed;
+    // At most 20 lines per 10 s per ring, then one line saying how many were dropped.
+    private readonly LogRateLimiter _logLimit = new();
 
     private BlkifRing(BlkifConnectParameters parameters, BlkifRingOptions options, BlkifRingGeometry geometry, IGrantDevice grants, IEventChannel channel,
         MappedRegion mapping, uint localPort, BlockBackend backend, bool ownsBackend, ILogger logger)
@@ -372,29 +368,15 @@ public sealed unsafe partial class BlkifRing
 
     private const int EPROTONOSUPPORT = 93;
 
-    /// <summary>Rate-limited per ring: at most 20 lines per 10 s, then one line saying how many were dropped.</summary>
+    /// <summary>Rate-limited per ring (<see cref="LogRateLimiter"/>): reports what the last window dropped first.</summary>
     private bool MayLog()
     {
-        long now = Environment.TickCount64;
-        if (now - _logWindowStart >= LogWindowMilliseconds)
+        bool may = _logLimit.TryTake(out long suppressed);
+        if (suppressed > 0)
         {
-            if (_logSuppressed > 0)
-            {
-                Log.Suppressed(_logger, Domid, Devid, _logSuppressed);
-            }
-
-            _logWindowStart = now;
-            _logBudget = LogBudgetPerWindow;
-            _logSuppressed = 0;
+            Log.Suppressed(_logger, Domid, Devid, suppressed);
         }
 
-        if (_logBudget > 0)
-        {
-            _logBudget--;
-            return true;
-        }
-
-        _logSuppressed++;
-        return false;
+        return may;
     }
 }
