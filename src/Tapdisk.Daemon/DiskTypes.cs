@@ -33,12 +33,10 @@ internal static class DiskTypes
     /// <summary>The numeric id stats print as driver.type.</summary>
     public static int Id(string driverName) => Table.Id(driverName);
 
-    /// <summary>Opens "type:/path" with blktap's errors: no colon EINVAL, type over 31 chars ENAMETOOLONG, unknown ENOENT.</summary>
-    public static IBlockImage Open(string parameters, ImageOpenOptions options) => Open(parameters, options, crypto: null);
-
     /// <summary>
-    /// As <see cref="Open(string, ImageOpenOptions)"/>, with per-open crypto settings (a key from OPEN's trailer, or raw
-    /// ciphertext access): a one-off opener whose "vhd" carries them to every VHD layer of the chain.
+    /// Opens "type:/path" with blktap's errors (no colon EINVAL, type over 31 chars ENAMETOOLONG, unknown ENOENT, not
+    /// built ENOSYS), with per-open crypto settings if any (a key from OPEN's trailer, or raw ciphertext access): a
+    /// one-off opener whose "vhd" carries them to every VHD layer of the chain.
     /// </summary>
     public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto)
     {

@@ -180,7 +180,6 @@ internal sealed partial class TapdiskHost
     {
         var export = new NbdExport("tapdisk_client", $"tapdisk minor {vbd.Minor}", backend);
         var server = new NbdServer(export, _nbdOptions, LibraryLogger);
-        vbd.Export = export;
 
         // Both of blktap's UNIX endpoints speak fixed newstyle (data-plane.md 6.1).
         vbd.Endpoints.Add(NbdUnixListener.Start(ControlPaths.NbdSocket(Pid, vbd.Minor), server));
@@ -200,7 +199,6 @@ internal sealed partial class TapdiskHost
         }
 
         vbd.Endpoints.Clear();
-        vbd.Export = null;
     }
 
     private async Task<TapdiskMessage> PauseAsync(int minor)

@@ -2,7 +2,6 @@ using Tapdisk.Abi;
 using Tapdisk.Blkif;
 using Tapdisk.Control;
 using Tapdisk.Drivers.VhdCrypto;
-using Tapdisk.Nbd;
 using Tapdisk.Storage;
 
 namespace Tapdisk.Daemon;
@@ -36,8 +35,6 @@ internal sealed class Vbd
 
     /// <summary>The key from OPEN -E, kept (pinned, zeroed on close) because RESUME reopens the chain without one.</summary>
     public VhdKey? Key { get; set; }
-
-    public NbdExport? Export { get; set; }
 
     public List<IAsyncDisposable> Endpoints { get; } = [];
 
