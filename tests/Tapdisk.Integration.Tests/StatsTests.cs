@@ -70,6 +70,24 @@ public sealed class StatsTests : IntegrationTest
         WaitForExit(pid);
     }
 
+    [Fact]
+    public void Stats_ReadOfUnallocatedSectors_CountsInSecs()
+    {
+        // Served as OFFSET_HOLE chunks without touching the disk, they are still sectors the client read (blktap's secs).
+        string file = CreateVhd("empty.vhd", 16);
+        TapCtlOk("create", "-a", "vhd:" + file);
+        Dictionary<string, string> row = Assert.Single(List());
+        int pid = int.Parse(row["pid"], CultureInfo.InvariantCulture);
+        TrackTapdisk(pid);
+        string p = row["pid"], m = row["minor"];
+        QemuIo(NbdSocket(pid, int.Parse(m, CultureInfo.InvariantCulture)), "read -P 0 0 1M");
+        (long readSecs, long writeSecs) = Secs(p, m);
+        Assert.True(readSecs >= Mib / 512, $"secs read {readSecs} after reading 1 MiB of holes");
+        Assert.Equal(0, writeSecs);
+        TapCtlOk("destroy", "-p", p, "-m", m);
+        WaitForExit(pid);
+    }
+
     private (long Read, long Write) Secs(string pid, string minor)
     {
         using JsonDocument doc = JsonDocument.Parse(TapCtlOk("stats", "-p", pid, "-m", minor));
