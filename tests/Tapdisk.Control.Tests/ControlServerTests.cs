@@ -102,25 +102,9 @@ public sealed class ControlServerTests : IDisposable
         const int Clients = 500;
         var handler = new PidHandler();
         await using ControlServer server = Start(handler);
-        var clients = new List<Socket>(Clients);
-        var failures = new List<SocketError>();
+        (List<Socket> clients, List<SocketError> failures) = UnixConnectBurst.Connect(server.Path, Clients);
         try
         {
-            var endpoint = new UnixDomainSocketEndPoint(server.Path);
-            for (int i = 0; i < Clients; i++)
-            {
-                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false };
-                clients.Add(socket);
-                try
-                {
-                    socket.Connect(endpoint);
-                }
-                catch (SocketException e)
-                {
-                    failures.Add(e.SocketErrorCode);
-                }
-            }
-
             Assert.Empty(failures);
 
             // Every one is served: a PID request gets its reply.

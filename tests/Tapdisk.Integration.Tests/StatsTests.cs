@@ -15,13 +15,7 @@ public sealed class StatsTests : IntegrationTest
     public void Stats_UnderLoad_ShowRequestsInFlight_AndCountersSurvivePauseUnpause()
     {
         string nbdcopy = ExternalTool.Require("nbdcopy");
-        string file = CreateVhd("disk.vhd", 64);
-        TapCtlOk("create", "-a", "vhd:" + file);
-        Dictionary<string, string> row = Assert.Single(List());
-        int pid = int.Parse(row["pid"], CultureInfo.InvariantCulture);
-        TrackTapdisk(pid);
-        string p = row["pid"], m = row["minor"];
-        string nbd = NbdSocket(pid, int.Parse(m, CultureInfo.InvariantCulture));
+        (int pid, string p, string m, string nbd) = Create(CreateVhd("disk.vhd", 64));
 
         string source = Scratch.File("source.raw");
         byte[] data = new byte[64 * Mib];
@@ -74,18 +68,23 @@ public sealed class StatsTests : IntegrationTest
     public void Stats_ReadOfUnallocatedSectors_CountsInSecs()
     {
         // Served as OFFSET_HOLE chunks without touching the disk, they are still sectors the client read (blktap's secs).
-        string file = CreateVhd("empty.vhd", 16);
-        TapCtlOk("create", "-a", "vhd:" + file);
-        Dictionary<string, string> row = Assert.Single(List());
-        int pid = int.Parse(row["pid"], CultureInfo.InvariantCulture);
-        TrackTapdisk(pid);
-        string p = row["pid"], m = row["minor"];
-        QemuIo(NbdSocket(pid, int.Parse(m, CultureInfo.InvariantCulture)), "read -P 0 0 1M");
+        (int pid, string p, string m, string nbd) = Create(CreateVhd("empty.vhd", 16));
+        QemuIo(nbd, "read -P 0 0 1M");
         (long readSecs, long writeSecs) = Secs(p, m);
         Assert.True(readSecs >= Mib / 512, $"secs read {readSecs} after reading 1 MiB of holes");
         Assert.Equal(0, writeSecs);
         TapCtlOk("destroy", "-p", p, "-m", m);
         WaitForExit(pid);
+    }
+
+    /// <summary>tap-ctl create on <paramref name="file"/>: the tapdisk's pid (tracked for teardown), pid and minor as tap-ctl takes them, the NBD socket.</summary>
+    private (int Pid, string P, string M, string Nbd) Create(string file)
+    {
+        TapCtlOk("create", "-a", "vhd:" + file);
+        Dictionary<string, string> row = Assert.Single(List());
+        int pid = int.Parse(row["pid"], CultureInfo.InvariantCulture);
+        TrackTapdisk(pid);
+        return (pid, row["pid"], row["minor"], NbdSocket(pid, int.Parse(row["minor"], CultureInfo.InvariantCulture)));
     }
 
     private (long Read, long Write) Secs(string pid, string minor)

@@ -1,11 +1,12 @@
 using System.Globalization;
 
-namespace Tapdisk.Control;
+namespace Tapdisk;
 
 /// <summary>
 /// The largest listen(2) backlog the kernel grants: net.core.somaxconn, read when asked (it is per network namespace
 /// and may change). A burst of clients beyond the backlog fails at once with EAGAIN on a non-blocking UNIX connect.
-/// A copy of Tapdisk.Abi's: Control references nothing but the BCL (STYLE.md section 2).
+/// One source file compiled into each project that listens (Nbd, Control): Control references nothing but the BCL
+/// (STYLE.md section 2), so it cannot share a type with the others.
 /// </summary>
 internal static class ListenBacklog
 {
