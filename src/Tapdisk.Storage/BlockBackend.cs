@@ -55,8 +55,6 @@ public sealed partial class BlockBackend : IDisposable
     /// <summary>The VBD's stack as opened (formats and blktap's filters), for stats and capabilities; swapped by <see cref="Resume"/>.</summary>
     public IBlockImage Image => Volatile.Read(ref _image);
 
-    public long SizeBytes => Image.SizeBytes;
-
     public bool IsReadOnly => Image.IsReadOnly;
 
     public ImageCapabilities Capabilities => Image.Capabilities;

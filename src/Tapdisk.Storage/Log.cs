@@ -11,11 +11,7 @@ internal static partial class Log
     [LoggerMessage(EventId = 4002, Level = LogLevel.Warning, Message = "{Vbd}: {Count} more failure lines dropped in the last window")]
     public static partial void Suppressed(ILogger logger, string vbd, long count);
 
-    [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "{Vbd}: paused with {InFlight} requests drained")]
-    public static partial void Paused(ILogger logger, string vbd, int inFlight);
-
-    [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "{Vbd}: resumed")]
-    public static partial void Resumed(ILogger logger, string vbd);
+    // 4003, 4004: reserved (pause and resume are logged by the daemon, which knows why).
 
     [LoggerMessage(EventId = 4005, Level = LogLevel.Error, Message = "{Vbd}: a request's frontend code failed on an I/O worker")]
     public static partial void DispatchFailed(ILogger logger, string vbd, Exception exception);
