@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Tapdisk.Abi;
 using Tapdisk.Control;
 using Tapdisk.Logging;
+using Tapdisk.Storage;
 
 namespace Tapdisk.Daemon;
 
@@ -98,6 +99,17 @@ internal static class Program
 
         using var log = new ProcessLog("tapdisk", LogLinesPerWindow) { Verbose = verbose };
         Directory.CreateDirectory(ControlPaths.Root);
+        try
+        {
+            log.Info($"I/O engine: {IoEngine.Describe()}");
+        }
+        catch (Exception e) when (e is IOException or ArgumentException)
+        {
+            // TAPDISK_IO_ENGINE asked for what this machine cannot give: refuse to start rather than run otherwise.
+            log.Error(e.Message);
+            return Errno.EINVAL;
+        }
+
         var host = new TapdiskHost(log);
         string controlPath = ControlPaths.ControlSocket(host.Pid);
         ControlServer server;

@@ -68,6 +68,17 @@ internal static class ServeCommand
     private static async Task<int> ServeAsync(string socket, string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto)
     {
         using var log = new ProcessLog("tapdisk", Program.LogLinesPerWindow);
+        string engine;
+        try
+        {
+            engine = IoEngine.Describe();
+        }
+        catch (Exception e) when (e is IOException or ArgumentException)
+        {
+            Console.Error.WriteLine($"tapdisk serve: {e.Message}");
+            return Errno.EINVAL;
+        }
+
         IBlockImage image;
         try
         {
@@ -87,7 +98,7 @@ internal static class ServeCommand
         using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         using PosixSignalRegistration intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
         NbdUnixListener listener = NbdUnixListener.Start(socket, server);
-        Console.Error.WriteLine($"tapdisk serve: serving {parameters} ({image.SizeBytes} bytes) on nbd+unix:///?socket={socket}");
+        Console.Error.WriteLine($"tapdisk serve: serving {parameters} ({image.SizeBytes} bytes) on nbd+unix:///?socket={socket}, I/O engine {engine}");
         try
         {
             await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);

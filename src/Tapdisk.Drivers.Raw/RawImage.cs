@@ -1,11 +1,13 @@
+using System.Runtime.CompilerServices;
 using Tapdisk.Abi;
 using Tapdisk.Storage;
 
 namespace Tapdisk.Drivers.Raw;
 
 /// <summary>
-/// A raw image. I/O completes synchronously on the caller's thread (pread/pwrite); callers that want
-/// concurrency issue requests from several threads, as nbdkit's parallel thread model does.
+/// A raw image. Reads, writes and flushes go through the calling thread's io_uring loop when it has one (they
+/// complete later, on that thread) and are blocking pread/pwrite otherwise, run on I/O workers; trim and zero are
+/// fallocate calls, always synchronous (short, and rare).
 /// </summary>
 public sealed class RawImage : IBlockImage
 {
@@ -71,45 +73,66 @@ public sealed class RawImage : IBlockImage
     /// <summary>Sectors read from this file (a raw image is always the bottom of its chain).</summary>
     public LayerCounters Counters { get; } = new();
 
+    /// <summary>Blocks its caller only where the thread has no I/O loop (<see cref="ImageFile.MayBlockHere"/>).</summary>
+    public bool MayBlock => ImageFile.MayBlockHere;
+
+#pragma warning disable CA2012 // Each ValueTask is consumed once: read here when complete, else awaited once.
     public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        try
+        ValueTask<int> read = _file.ReadAsync(destination, offsetBytes);
+        if (!read.IsCompletedSuccessfully)
         {
-            int n = _file.Read(destination.Span, offsetBytes);
-            if (n < destination.Length)
-            {
-                // The file shrank under us: what is gone reads as zeros rather than failing the guest.
-                destination.Span[n..].Clear();
-            }
+            return FinishReadAsync(read, destination);
+        }
 
-            Counters.CountRead(destination.Length);
-            return ValueTask.CompletedTask;
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
-        {
-            return ValueTask.FromException(e);
-        }
+        FinishRead(read.Result, destination.Span);
+        return ValueTask.CompletedTask;
     }
 
     public ValueTask WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
-        try
+        ValueTask write = _file.WriteAsync(source, offsetBytes);
+        if ((flags & WriteFlags.Fua) == 0)
         {
-            _file.Write(source.Span, offsetBytes);
-            if ((flags & WriteFlags.Fua) != 0)
-            {
-                _file.Flush();
-            }
+            return write;
+        }
 
-            return ValueTask.CompletedTask;
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        if (!write.IsCompletedSuccessfully)
         {
-            return ValueTask.FromException(e);
+            return FlushAfterAsync(write);
         }
+
+        write.GetAwaiter().GetResult();
+        return _file.FlushAsync();
     }
+#pragma warning restore CA2012
 
     public ValueTask FlushAsync(CancellationToken cancellationToken = default) => _file.FlushAsync();
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FinishReadAsync(ValueTask<int> read, Memory<byte> destination)
+    {
+        int n = await read.ConfigureAwait(false);
+        FinishRead(n, destination.Span);
+    }
+
+    private void FinishRead(int n, Span<byte> destination)
+    {
+        if (n < destination.Length)
+        {
+            // The file shrank under us: what is gone reads as zeros rather than failing the guest.
+            destination[n..].Clear();
+        }
+
+        Counters.CountRead(destination.Length);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FlushAfterAsync(ValueTask write)
+    {
+        await write.ConfigureAwait(false);
+        await _file.FlushAsync().ConfigureAwait(false);
+    }
 
     public ValueTask TrimAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken = default)
     {

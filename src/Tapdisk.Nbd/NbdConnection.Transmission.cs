@@ -111,7 +111,15 @@ internal sealed partial class NbdConnection
                 // The gate: while the VBD is paused this waits, and no more requests are read from this client.
                 await backend.EnterAsync(cancellationToken).ConfigureAwait(false);
                 handedOff = true;
-                backend.Dispatch(request);
+                if (backend.MayRunInline(alone: false))
+                {
+                    // No layer blocks this thread (its I/O goes through this thread's io_uring loop): start it here.
+                    Execute(request);
+                }
+                else
+                {
+                    backend.Dispatch(request);
+                }
             }
             finally
             {

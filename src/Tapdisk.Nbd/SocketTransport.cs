@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using Tapdisk.Abi;
+using Tapdisk.Storage;
 
 namespace Tapdisk.Nbd;
 
@@ -138,34 +139,33 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
     {
         PipeWriter writer = _inbound.Writer;
         Exception? failure = null;
+        IoLoop? loop = null;
         try
         {
+            // With the io_uring engine this thread is the connection's event loop: it waits for the next bytes and
+            // for the I/O of the requests it parsed in one system call, and runs their completions (replies) itself.
+            loop = IoLoop.TryCreateForCurrentThread();
             while (true)
             {
                 Memory<byte> memory = writer.GetMemory(ReceiveBytes);
-                int n = _socket.Receive(memory.Span, SocketFlags.None, out SocketError error);
-                if (error != SocketError.Success)
+                int n = loop is null ? ReceiveBlocking(memory.Span) : ReceiveOnLoop(loop, memory);
+                if (n <= 0)
                 {
-                    // A shutdown of ours or a reset by the peer: either way the input ends here.
-                    if (Volatile.Read(ref _shutDown) == 0 && error != SocketError.ConnectionReset)
+                    if (n < 0 && Volatile.Read(ref _shutDown) == 0 && n != -Errno.ECONNRESET)
                     {
-                        failure = new SocketException((int)error);
+                        failure = new IOException("receive failed", new ErrnoIOException(-n, null, "recv"));
                     }
 
                     break;
                 }
 
-                if (n == 0)
-                {
-                    break;
-                }
-
                 writer.Advance(n);
 
-                // The receive loop runs inside this call. It blocks only when the loop has its maximum of requests in
-                // flight and has stopped consuming (the Task is made only then).
+                // The receive loop runs inside this call. It waits only when the loop has its maximum of requests in
+                // flight and has stopped consuming (the Task is made only then); an I/O loop keeps running meanwhile.
                 ValueTask<FlushResult> flush = writer.FlushAsync();
-                FlushResult result = flush.IsCompletedSuccessfully ? flush.Result : flush.AsTask().GetAwaiter().GetResult();
+                FlushResult result = flush.IsCompletedSuccessfully ? flush.Result
+                    : loop is null ? flush.AsTask().GetAwaiter().GetResult() : loop.Run(flush);
                 if (result.IsCompleted || result.IsCanceled)
                 {
                     break;
@@ -181,7 +181,42 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
         finally
         {
             writer.Complete(failure);
+            try
+            {
+                // Requests still in the kernel complete (and answer, or are recycled) here, before the ring closes.
+                loop?.Dispose();
+            }
+            catch (Exception e) when (e is IOException)
+            {
+                failure ??= e;
+            }
+
             _receiverDone.TrySetResult();
+        }
+    }
+
+    /// <summary>A blocking recv: the byte count, 0 at end of input, or a negative errno.</summary>
+    private int ReceiveBlocking(Span<byte> buffer)
+    {
+        int n = _socket.Receive(buffer, SocketFlags.None, out SocketError error);
+        if (error == SocketError.Success)
+        {
+            return n;
+        }
+
+        return error == SocketError.ConnectionReset ? -Errno.ECONNRESET : -Errno.EIO;
+    }
+
+    /// <summary>A recv through the loop, running completions until it is answered.</summary>
+    private int ReceiveOnLoop(IoLoop loop, Memory<byte> buffer)
+    {
+        while (true)
+        {
+            int n = loop.Run(loop.StartAsync(IoUringOp.Recv, _socket.SafeHandle, buffer, 0));
+            if (n != -Errno.EINTR && n != -Errno.EAGAIN)
+            {
+                return n;
+            }
         }
     }
 

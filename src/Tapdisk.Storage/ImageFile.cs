@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Tapdisk.Abi;
 
 namespace Tapdisk.Storage;
@@ -6,6 +8,8 @@ namespace Tapdisk.Storage;
 /// A file or block device opened for positional I/O, O_DIRECT by default. Requests that O_DIRECT cannot take
 /// (unaligned buffer: bounced; unaligned offset or length: through a second, buffered descriptor) still work,
 /// so drivers never see alignment errors. Linux keeps the page cache coherent with direct I/O on the same inode.
+/// The async calls go through the calling thread's <see cref="IoLoop"/> when it has one (io_uring), else run
+/// synchronously; the synchronous calls always block.
 /// </summary>
 public sealed class ImageFile : IDisposable
 {
@@ -116,6 +120,51 @@ public sealed class ImageFile : IDisposable
         return PosixFile.Read(BufferedFd(), destination, offsetBytes, Path);
     }
 
+    /// <summary>
+    /// Whether I/O issued from the calling thread blocks it: false on an <see cref="IoLoop"/> thread, where reads,
+    /// writes and flushes complete through the ring (a layer's <see cref="IBlockImage.MayBlock"/>).
+    /// </summary>
+    public static bool MayBlockHere => IoLoop.Current is null;
+
+    /// <summary><see cref="Read"/> through the thread's ring when it has one (else synchronously); I/O errors fault the task.</summary>
+    public ValueTask<int> ReadAsync(Memory<byte> destination, long offsetBytes)
+    {
+        IoLoop? loop = IoLoop.Current;
+        if (loop is not null && CanQueue(destination.Span, offsetBytes))
+        {
+            return ReadQueuedAsync(loop, destination, offsetBytes);
+        }
+
+        try
+        {
+            return new ValueTask<int>(Read(destination.Span, offsetBytes));
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return ValueTask.FromException<int>(e);
+        }
+    }
+
+    /// <summary><see cref="Write"/> through the thread's ring when it has one (else synchronously); I/O errors fault the task.</summary>
+    public ValueTask WriteAsync(ReadOnlyMemory<byte> source, long offsetBytes)
+    {
+        IoLoop? loop = IoLoop.Current;
+        if (loop is not null && !IsReadOnly && CanQueue(source.Span, offsetBytes))
+        {
+            return WriteQueuedAsync(loop, MemoryMarshal.AsMemory(source), offsetBytes);
+        }
+
+        try
+        {
+            Write(source.Span, offsetBytes);
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
     /// <summary>Reads exactly the buffer's length or throws EIO naming the short range.</summary>
     public void ReadExactly(Span<byte> destination, long offsetBytes)
     {
@@ -187,6 +236,12 @@ public sealed class ImageFile : IDisposable
     /// </summary>
     public ValueTask FlushAsync()
     {
+        IoLoop? loop = IoLoop.Current;
+        if (loop is not null)
+        {
+            return FlushQueuedAsync(loop);
+        }
+
         try
         {
             Flush();
@@ -227,6 +282,87 @@ public sealed class ImageFile : IDisposable
     {
         _bufferedFd?.Dispose();
         _fd.Dispose();
+    }
+
+    /// <summary>Whether the ring can take the request as it is (O_DIRECT needs the buffer, offset and length aligned; else bounced, synchronously).</summary>
+    private bool CanQueue(ReadOnlySpan<byte> buffer, long offsetBytes) =>
+        !_direct || (IsDirectAligned(offsetBytes, buffer.Length) && PosixFile.IsAligned(buffer, LogicalBlockSize));
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<int> ReadQueuedAsync(IoLoop loop, Memory<byte> destination, long offsetBytes)
+    {
+        int total = 0;
+        while (total < destination.Length)
+        {
+            int n = await loop.StartAsync(IoUringOp.Read, _fd, destination[total..], (ulong)(offsetBytes + total)).ConfigureAwait(false);
+            if (n == 0)
+            {
+                break;
+            }
+
+            if (n < 0)
+            {
+                if (n == -Errno.EINTR || n == -Errno.EAGAIN)
+                {
+                    continue;
+                }
+
+                if (n == -Errno.EINVAL && _direct)
+                {
+                    DisableDirect();
+                    return total + Read(destination.Span[total..], offsetBytes + total);
+                }
+
+                throw new ErrnoIOException(-n, Path, $"read of {destination.Length - total} bytes at offset {offsetBytes + total}");
+            }
+
+            total += n;
+        }
+
+        return total;
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteQueuedAsync(IoLoop loop, Memory<byte> source, long offsetBytes)
+    {
+        int total = 0;
+        while (total < source.Length)
+        {
+            int n = await loop.StartAsync(IoUringOp.Write, _fd, source[total..], (ulong)(offsetBytes + total)).ConfigureAwait(false);
+            if (n < 0)
+            {
+                if (n == -Errno.EINTR || n == -Errno.EAGAIN)
+                {
+                    continue;
+                }
+
+                if (n == -Errno.EINVAL && _direct)
+                {
+                    DisableDirect();
+                    Write(source.Span[total..], offsetBytes + total);
+                    return;
+                }
+
+                throw new ErrnoIOException(-n, Path, $"write of {source.Length - total} bytes at offset {offsetBytes + total}");
+            }
+
+            if (n == 0)
+            {
+                throw new ErrnoIOException(Errno.EIO, Path, $"write at offset {offsetBytes + total} made no progress");
+            }
+
+            total += n;
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FlushQueuedAsync(IoLoop loop)
+    {
+        int n = await loop.StartAsync(IoUringOp.Fsync, _fd, Memory<byte>.Empty, 0, IoUring.FsyncDataSync).ConfigureAwait(false);
+        if (n < 0)
+        {
+            throw new ErrnoIOException(-n, Path, "fdatasync");
+        }
     }
 
     private bool IsDirectAligned(long offsetBytes, int length) =>

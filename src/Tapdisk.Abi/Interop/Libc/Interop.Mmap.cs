@@ -13,6 +13,7 @@ internal static unsafe partial class Interop
         internal const int MAP_PRIVATE = 0x02;
         internal const int MAP_FIXED = 0x10;
         internal const int MAP_ANONYMOUS = 0x20;
+        internal const int MAP_POPULATE = 0x8000;
 
         /// <summary>Wraps mmap(2); returns MAP_FAILED ((void*)-1) on error.</summary>
         [LibraryImport(Libraries.Libc, EntryPoint = "mmap", SetLastError = true)]

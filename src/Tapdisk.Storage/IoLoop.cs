@@ -1,0 +1,293 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using System.Threading.Tasks.Sources;
+using Tapdisk.Abi;
+
+namespace Tapdisk.Storage;
+
+/// <summary>
+/// A thread's io_uring event loop (blktap's shape: the thread that parsed a request submits its I/O and answers it
+/// when it completes, with no hop in between). The owning thread creates it, runs <see cref="RunOnce"/> or
+/// <see cref="Run{T}"/> whenever it would otherwise sleep, and every I/O it issues meanwhile (through
+/// <see cref="ImageFile"/> while <see cref="Current"/> is this loop) is batched into the next wait's one system call.
+/// Completions run their continuations on this thread. Other threads never touch the ring; they may only
+/// <see cref="Wake"/> it.
+/// </summary>
+public sealed class IoLoop : IDisposable
+{
+    private const uint Entries = 128;
+    private const ulong WakeToken = ulong.MaxValue;
+
+    [ThreadStatic]
+    private static IoLoop? t_current;
+
+    [ThreadStatic]
+    private static int t_synchronous;
+
+    private readonly IoUring _ring;
+    private readonly EventFd _wake = new();
+    private readonly AlignedMemory _wakeValue = new(sizeof(ulong), sizeof(ulong));
+    private readonly Action _wakeAction;
+    private readonly Thread _owner;
+    private Operation[] _operations = new Operation[Entries];
+    private readonly Stack<Operation> _free = new();
+    private int _created;
+    private int _inFlight;
+    private bool _wakeArmed;
+    private bool _disposed;
+
+    private IoLoop(IoUring ring)
+    {
+        _ring = ring;
+        _owner = Thread.CurrentThread;
+        _wakeAction = Wake;
+    }
+
+    /// <summary>
+    /// The loop of the calling thread, unless none or inside <see cref="Synchronous"/>: I/O issued here may then go
+    /// through the ring and complete later on this thread.
+    /// </summary>
+    public static IoLoop? Current => t_synchronous == 0 ? t_current : null;
+
+    /// <summary>I/O of this loop still in the kernel (the wake-up read excluded).</summary>
+    public int InFlight => _inFlight;
+
+    /// <summary>A loop for the calling thread when the process's engine is io_uring; null on the fallback engine.</summary>
+    public static IoLoop? TryCreateForCurrentThread()
+    {
+        if (IoEngine.Kind != IoEngineKind.IoUring || t_current is not null)
+        {
+            return null;
+        }
+
+        int errno = IoUring.TryCreate(Entries, out IoUring? ring);
+        if (errno != 0)
+        {
+            // The engine passed its self-test at start-up, so this is a per-ring limit (locked memory, fds).
+            throw new ErrnoIOException(errno, null, "io_uring_setup");
+        }
+
+        var loop = new IoLoop(ring!);
+        t_current = loop;
+        return loop;
+    }
+
+    /// <summary>
+    /// Marks a stretch of code that blocks for its I/O (sync-over-async on a loop thread, where a ring request could
+    /// never be reaped): I/O issued inside it is synchronous. Dispose the scope to end it.
+    /// </summary>
+    public static SynchronousScope Synchronous()
+    {
+        t_synchronous++;
+        return default;
+    }
+
+    /// <summary>Starts a request on this loop; the ValueTask gives the kernel's result (bytes, or a negative errno).</summary>
+    public ValueTask<int> StartAsync(IoUringOp op, SafeHandle fd, Memory<byte> buffer, ulong offset, uint opFlags = 0)
+    {
+        Operation operation = Rent();
+        bool addedRef = false;
+        try
+        {
+            fd.DangerousAddRef(ref addedRef);
+            operation.Fd = fd;
+            operation.Pin = buffer.Pin();
+            ulong address = IoUring.AddressOf(operation.Pin);
+            while (!_ring.TryPrepare(op, (int)fd.DangerousGetHandle(), address, (uint)buffer.Length, offset, opFlags, (ulong)operation.Index))
+            {
+                // Submission ring full: hand what is there to the kernel (no wait) and try again.
+                ThrowOnFailure(_ring.Enter(0), "io_uring_enter");
+            }
+        }
+        catch
+        {
+            operation.Release();
+            throw;
+        }
+
+        _inFlight++;
+        return new ValueTask<int>(operation, operation.Version);
+    }
+
+    /// <summary>Submits what is prepared, waits for at least one completion, and runs every completion that is ready.</summary>
+    public void RunOnce()
+    {
+        if (!_wakeArmed)
+        {
+            ArmWake();
+        }
+
+        int errno = _ring.Enter(1);
+        if (errno is not (0 or Errno.EINTR or Errno.EBUSY or Errno.EAGAIN))
+        {
+            ThrowOnFailure(errno, "io_uring_enter");
+        }
+
+        while (_ring.TryReap(out ulong token, out int result))
+        {
+            if (token == WakeToken)
+            {
+                _wakeArmed = false;
+                continue;
+            }
+
+            _inFlight--;
+            _operations[(int)token].Complete(result);
+        }
+    }
+
+    /// <summary>Runs the loop until <paramref name="task"/> completes (on this thread or, after a <see cref="Wake"/>, another), then returns its result.</summary>
+    public T Run<T>(ValueTask<T> task)
+    {
+        if (!task.IsCompleted)
+        {
+            // Completion by another thread must end the wait too; by this loop's own I/O it needs no wake-up.
+            task.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_wakeAction);
+            while (!task.IsCompleted)
+            {
+                RunOnce();
+            }
+        }
+
+        return task.GetAwaiter().GetResult();
+    }
+
+    /// <summary>Runs the loop until none of its I/O is in the kernel (before buffers it names are freed).</summary>
+    public void Drain()
+    {
+        while (_inFlight > 0)
+        {
+            RunOnce();
+        }
+    }
+
+    /// <summary>Ends the current or next wait early. Safe from any thread.</summary>
+    public void Wake() => _wake.Signal();
+
+    /// <summary>Drains, then closes the ring. Owner thread only.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        if (Thread.CurrentThread != _owner)
+        {
+            throw new InvalidOperationException("an I/O loop is disposed by its own thread");
+        }
+
+        Drain();
+        _disposed = true;
+        if (t_current == this)
+        {
+            t_current = null;
+        }
+
+        // Closing the ring cancels the wake-up read; its 8-byte buffer is freed only after that.
+        _ring.Dispose();
+        _wake.Dispose();
+        ((IDisposable)_wakeValue).Dispose();
+    }
+
+    private void ArmWake()
+    {
+        _wake.Drain();
+        System.Buffers.MemoryHandle pinned = _wakeValue.Memory.Pin();
+        while (!_ring.TryPrepare(IoUringOp.Read, _wake.Handle.Fd, IoUring.AddressOf(pinned), sizeof(ulong), ulong.MaxValue, 0, WakeToken))
+        {
+            ThrowOnFailure(_ring.Enter(0), "io_uring_enter");
+        }
+
+        _wakeArmed = true;
+    }
+
+    private Operation Rent()
+    {
+        if (_free.TryPop(out Operation? operation))
+        {
+            return operation;
+        }
+
+        int index = _created++;
+        if (index == _operations.Length)
+        {
+            Array.Resize(ref _operations, _operations.Length * 2);
+        }
+
+        operation = new Operation(this, index);
+        _operations[index] = operation;
+        return operation;
+    }
+
+    private static void ThrowOnFailure(int errno, string operation)
+    {
+        if (errno != 0)
+        {
+            throw new ErrnoIOException(errno, null, operation);
+        }
+    }
+
+    /// <summary>Ends a <see cref="Synchronous"/> stretch.</summary>
+    public readonly struct SynchronousScope : IDisposable
+    {
+        public void Dispose() => t_synchronous--;
+    }
+
+    /// <summary>One request in the kernel: pins its buffer and holds its descriptor open until the completion is read.</summary>
+    private sealed class Operation : IValueTaskSource<int>
+    {
+        private readonly IoLoop _loop;
+        private ManualResetValueTaskSourceCore<int> _core;
+
+        public Operation(IoLoop loop, int index)
+        {
+            _loop = loop;
+            Index = index;
+
+            // Continuations run on the loop's thread, inside RunOnce: that is the point of the engine.
+            _core.RunContinuationsAsynchronously = false;
+        }
+
+        public int Index { get; }
+
+        public SafeHandle? Fd { get; set; }
+
+        public MemoryHandle Pin { get; set; }
+
+        public short Version => _core.Version;
+
+        public void Complete(int result)
+        {
+            Unpin();
+            _core.SetResult(result);
+        }
+
+        public void Release()
+        {
+            Unpin();
+            _core.Reset();
+            _loop._free.Push(this);
+        }
+
+        public int GetResult(short token)
+        {
+            int result = _core.GetResult(token);
+            Release();
+            return result;
+        }
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
+
+        private void Unpin()
+        {
+            Pin.Dispose();
+            Pin = default;
+            Fd?.DangerousRelease();
+            Fd = null;
+        }
+    }
+}
