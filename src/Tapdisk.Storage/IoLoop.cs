@@ -19,10 +19,10 @@ public sealed class IoLoop : IDisposable
     private const ulong WakeToken = ulong.MaxValue;
 
     [ThreadStatic]
-    private static IoLoop? t_current;
+    private static IoLoop? s_current;
 
     [ThreadStatic]
-    private static int t_synchronous;
+    private static int s_synchronous;
 
     private readonly IoUring _ring;
     private readonly EventFd _wake = new();
@@ -47,7 +47,7 @@ public sealed class IoLoop : IDisposable
     /// The loop of the calling thread, unless none or inside <see cref="Synchronous"/>: I/O issued here may then go
     /// through the ring and complete later on this thread.
     /// </summary>
-    public static IoLoop? Current => t_synchronous == 0 ? t_current : null;
+    public static IoLoop? Current => s_synchronous == 0 ? s_current : null;
 
     /// <summary>I/O of this loop still in the kernel (the wake-up read excluded).</summary>
     public int InFlight => _inFlight;
@@ -55,7 +55,7 @@ public sealed class IoLoop : IDisposable
     /// <summary>A loop for the calling thread when the process's engine is io_uring; null on the fallback engine.</summary>
     public static IoLoop? TryCreateForCurrentThread()
     {
-        if (IoEngine.Kind != IoEngineKind.IoUring || t_current is not null)
+        if (IoEngine.Kind != IoEngineKind.IoUring || s_current is not null)
         {
             return null;
         }
@@ -68,7 +68,7 @@ public sealed class IoLoop : IDisposable
         }
 
         var loop = new IoLoop(ring!);
-        t_current = loop;
+        s_current = loop;
         return loop;
     }
 
@@ -78,7 +78,7 @@ public sealed class IoLoop : IDisposable
     /// </summary>
     public static SynchronousScope Synchronous()
     {
-        t_synchronous++;
+        s_synchronous++;
         return default;
     }
 
@@ -179,9 +179,9 @@ public sealed class IoLoop : IDisposable
 
         Drain();
         _disposed = true;
-        if (t_current == this)
+        if (s_current == this)
         {
-            t_current = null;
+            s_current = null;
         }
 
         // Closing the ring cancels the wake-up read; its 8-byte buffer is freed only after that.
@@ -231,7 +231,7 @@ public sealed class IoLoop : IDisposable
     /// <summary>Ends a <see cref="Synchronous"/> stretch.</summary>
     public readonly struct SynchronousScope : IDisposable
     {
-        public void Dispose() => t_synchronous--;
+        public void Dispose() => s_synchronous--;
     }
 
     /// <summary>One request in the kernel: pins its buffer and holds its descriptor open until the completion is read.</summary>
