@@ -16,7 +16,7 @@ public sealed unsafe partial class BlkifRing
     {
         if ((slot.Steps & ImageSteps) != 0)
         {
-            if (!_backend.MayRunInline(_alone))
+            if (!_backend.MayRunInline(InlineQuestion(slot), (long)slot.SectorNumber * SectorSize, slot.LengthBytes, _alone))
             {
                 _backend.Dispatch(slot);
                 return;
@@ -33,6 +33,15 @@ public sealed unsafe partial class BlkifRing
 
         Complete(slot);
     }
+
+    /// <summary>The operation whose blocking decides where a slot runs (a flush-only request asks about its flush).</summary>
+    private static BlockOperation InlineQuestion(BlkifRequestSlot slot) => slot.Io switch
+    {
+        SlotIo.Read => BlockOperation.Read,
+        SlotIo.Write => BlockOperation.Write,
+        SlotIo.Discard => BlockOperation.Trim,
+        _ => BlockOperation.Flush,
+    };
 
     /// <summary>
     /// I/O worker (or the thread that completed the previous step): runs the image steps in order until one goes

@@ -73,8 +73,9 @@ public sealed class RawImage : IBlockImage
     /// <summary>Sectors read from this file (a raw image is always the bottom of its chain).</summary>
     public LayerCounters Counters { get; } = new();
 
-    /// <summary>Blocks its caller only where the thread has no I/O loop (<see cref="ImageFile.MayBlockHere"/>).</summary>
-    public bool MayBlock => ImageFile.MayBlockHere;
+    /// <summary>Reads, writes and flushes block their caller only where the thread has no I/O loop; trim, zero and extent queries always may.</summary>
+    public bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) =>
+        operation is not (BlockOperation.Read or BlockOperation.Write or BlockOperation.Flush) || ImageFile.MayBlockHere;
 
 #pragma warning disable CA2012 // Each ValueTask is consumed once: read here when complete, else awaited once.
     public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)

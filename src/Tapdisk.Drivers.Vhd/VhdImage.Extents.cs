@@ -68,6 +68,8 @@ public sealed partial class VhdImage
         long parentBytes = parent is null ? 0 : Math.Clamp(parent.SizeBytes - offsetBytes, 0, lengthBytes);
         if (parentBytes > 0)
         {
+            // Blocking for the parent's answer: its I/O must not go to this thread's ring, which nobody reaps meanwhile.
+            using IoLoop.SynchronousScope synchronous = IoLoop.Synchronous();
             ValueTask t = parent!.GetExtentsAsync(offsetBytes, parentBytes, extents);
             if (!t.IsCompletedSuccessfully)
             {

@@ -12,6 +12,11 @@ public sealed partial class VhdImage
     public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         Debug.Assert(offsetBytes % VhdLayout.SectorSize == 0 && destination.Length % VhdLayout.SectorSize == 0, "the server aligns VHD requests to sectors");
+        if (IoLoop.Current is not null && TryReadQueued(offsetBytes, destination, out ValueTask queued))
+        {
+            return queued;
+        }
+
         try
         {
             Read(offsetBytes, destination);
@@ -73,6 +78,8 @@ public sealed partial class VhdImage
         long parentBytes = parent is null ? 0 : Math.Clamp(parent.SizeBytes - offsetBytes, 0, destination.Length);
         if (parentBytes > 0)
         {
+            // Blocking for the parent's answer: its I/O must not go to this thread's ring, which nobody reaps meanwhile.
+            using IoLoop.SynchronousScope synchronous = IoLoop.Synchronous();
             ValueTask read = parent!.ReadAsync(offsetBytes, destination[..(int)parentBytes]);
             if (!read.IsCompletedSuccessfully)
             {

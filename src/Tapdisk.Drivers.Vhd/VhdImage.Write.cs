@@ -11,6 +11,11 @@ public sealed partial class VhdImage
     public ValueTask WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
         Debug.Assert(offsetBytes % VhdLayout.SectorSize == 0 && source.Length % VhdLayout.SectorSize == 0, "the server aligns VHD requests to sectors");
+        if (IoLoop.Current is not null && !IsReadOnly && TryWriteQueued(offsetBytes, source, flags, out ValueTask queued))
+        {
+            return queued;
+        }
+
         try
         {
             if (IsReadOnly)

@@ -111,7 +111,7 @@ internal sealed partial class NbdConnection
                 // The gate: while the VBD is paused this waits, and no more requests are read from this client.
                 await backend.EnterAsync(cancellationToken).ConfigureAwait(false);
                 handedOff = true;
-                if (backend.MayRunInline(alone: false))
+                if (backend.MayRunInline(OperationOf(command), (long)Math.Min(request.OffsetBytes, long.MaxValue), request.LengthBytes, alone: false))
                 {
                     // No layer blocks this thread (its I/O goes through this thread's io_uring loop): start it here.
                     Execute(request);
@@ -131,6 +131,17 @@ internal sealed partial class NbdConnection
             }
         }
     }
+
+    /// <summary>The block operation an NBD command asks the stack for (what decides whether it may block this thread).</summary>
+    private static BlockOperation OperationOf(ushort command) => command switch
+    {
+        NBD_CMD_READ => BlockOperation.Read,
+        NBD_CMD_WRITE => BlockOperation.Write,
+        NBD_CMD_FLUSH => BlockOperation.Flush,
+        NBD_CMD_TRIM => BlockOperation.Trim,
+        NBD_CMD_WRITE_ZEROES => BlockOperation.Zero,
+        _ => BlockOperation.Query,
+    };
 
     /// <summary>Waits until the payload fits the connection's buffer budget (or nothing is buffered), then counts it.</summary>
     private ValueTask ReserveBytesAsync(long bytes, CancellationToken cancellationToken)

@@ -61,11 +61,12 @@ public sealed partial class BlockBackend : IDisposable
 
     /// <summary>
     /// Whether a frontend may run a request on its own thread instead of dispatching it: when no layer of the stack
-    /// blocks its caller (<see cref="IBlockImage.MayBlock"/>, a hop would cost more than the work), or when
-    /// <paramref name="alone"/> (nothing else of this VBD's frontend is waiting). Never for a stack that serializes
-    /// requests, whose one-at-a-time rule only the dispatcher keeps.
+    /// would block the calling thread for it (<see cref="IBlockImage.MayBlock"/>; a hop would cost more than the
+    /// work), or when <paramref name="alone"/> (nothing else of this VBD's frontend is waiting). Never for a stack that
+    /// serializes requests, whose one-at-a-time rule only the dispatcher keeps.
     /// </summary>
-    public bool MayRunInline(bool alone) => Volatile.Read(ref _share) > 1 && (alone || !Volatile.Read(ref _top).MayBlock);
+    public bool MayRunInline(BlockOperation operation, long offsetBytes, long lengthBytes, bool alone) =>
+        Volatile.Read(ref _share) > 1 && (alone || !Volatile.Read(ref _top).MayBlock(operation, offsetBytes, lengthBytes));
 
     /// <summary>Requests inside the gate now (tapdisk's reqs_outstanding): entered and not yet answered.</summary>
     public int InFlight => Volatile.Read(ref _gate) & CountMask;

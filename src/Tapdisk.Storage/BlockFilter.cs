@@ -35,7 +35,7 @@ public abstract class BlockFilter : IBlockImage
 
     public virtual LayerThreadModel ThreadModel => Next.ThreadModel;
 
-    public virtual bool MayBlock => Next.MayBlock;
+    public virtual bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) => Next.MayBlock(operation, offsetBytes, lengthBytes);
 
     public virtual ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default) =>
         Next.ReadAsync(offsetBytes, destination, cancellationToken);

@@ -30,11 +30,12 @@ public interface IBlockImage : IAsyncDisposable, IDisposable
     LayerThreadModel ThreadModel => LayerThreadModel.Parallel;
 
     /// <summary>
-    /// Whether a call may hold its thread while the storage works (a blocking pread). Frontends then hand requests to
-    /// the I/O workers; a stack that never blocks (memory, or an engine that completes through its own queue, such as
-    /// io_uring) is called inline on the frontend's thread, with no hop.
+    /// Whether this request, called from the current thread, may hold that thread while the storage works (a blocking
+    /// pread, a metadata read or an allocation). Frontends then hand it to the I/O workers; a request that cannot block
+    /// (memory, or I/O that completes through the thread's io_uring loop) runs inline on the frontend's thread, with no
+    /// hop. A guess made before the call: a false that turns out wrong costs a short block of the caller, never a fault.
     /// </summary>
-    bool MayBlock => true;
+    bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) => true;
 
     /// <summary>Reads this layer served from its own data (not passed to a parent); null for filters.</summary>
     LayerCounters? Counters => null;

@@ -21,7 +21,7 @@ public sealed class GateFilter : BlockFilter
     public override string DriverName => "test-gate";
 
     /// <summary>It holds its caller, as hung storage holds a pread.</summary>
-    public override bool MayBlock => true;
+    public override bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) => true;
 
     /// <summary>Reads and writes that have reached the gate (held or passed).</summary>
     public int Entered => Volatile.Read(ref _entered);

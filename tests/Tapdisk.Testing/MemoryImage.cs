@@ -31,7 +31,7 @@ public sealed class MemoryImage : IBlockImage
     public IBlockImage? Parent => null;
 
     /// <summary>Memory never holds its caller: the ring runs requests inline, as it would over an io_uring engine.</summary>
-    public bool MayBlock => false;
+    public bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) => false;
 
     public int FlushCount { get; private set; }
 
