@@ -1,0 +1,222 @@
+using System.Runtime.ExceptionServices;
+using Tapdisk.Abi;
+using Tapdisk.Storage;
+using Tapdisk.Testing;
+using Xunit;
+
+namespace Tapdisk.Drivers.Raw.Tests;
+
+#pragma warning disable CA2012 // The tests hold ValueTasks on purpose (to see them pending), and consume each once.
+
+/// <summary>
+/// The io_uring engine through the raw driver on real O_DIRECT files. CI runs this class twice: with the engine this
+/// kernel offers (io_uring) and with <c>TAPDISK_IO_ENGINE=threads</c>, where each test checks the fallback instead.
+/// </summary>
+public sealed class IoLoopTests
+{
+    private const int Block = 4096;
+    private const int Requests = 64;
+
+    private static bool ForcedThreads => Environment.GetEnvironmentVariable(IoEngine.Variable) == "threads";
+
+    [Fact]
+    public void Engine_IsIoUringHere_UnlessForcedOff()
+    {
+        Assert.True(IoEngine.Kind == (ForcedThreads ? IoEngineKind.Threads : IoEngineKind.IoUring), $"engine: {IoEngine.Describe()}");
+    }
+
+    [Fact]
+    public void ManyWritesAndReads_OneThread_AllInFlightTogetherThenRoundTrip()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("r.raw");
+        File.WriteAllBytes(path, new byte[Requests * Block * 2]);
+        OnLoopThread(loop =>
+        {
+            using RawImage image = RawImage.Open(path, ImageOpenOptions.ReadWrite);
+            Assert.True(image.IsDirect);
+            var buffers = new AlignedMemory[Requests];
+            var pending = new ValueTask[Requests];
+            try
+            {
+                for (int i = 0; i < Requests; i++)
+                {
+                    buffers[i] = AlignedBufferPool.Shared.Rent(Block);
+                    buffers[i].GetSpan()[..Block].Fill((byte)(i + 1));
+
+                    // Every other block, backwards: nothing sequential for the kernel to merge.
+                    pending[i] = image.WriteAsync((long)(Requests - 1 - i) * 2 * Block, buffers[i].Memory[..Block]);
+                }
+
+                if (loop is null)
+                {
+                    // Fallback: blocking pwrite, finished before the call returns.
+                    Assert.All(pending, p => Assert.True(p.IsCompletedSuccessfully));
+                }
+                else
+                {
+                    // Prepared, not yet submitted: all 64 wait for the loop's next system call, together.
+                    Assert.All(pending, p => Assert.False(p.IsCompleted));
+                    Assert.Equal(Requests, loop.InFlight);
+                    Assert.False(image.MayBlock(BlockOperation.Read, 0, Block));
+                }
+
+                Complete(loop, pending);
+                Complete(loop, [image.FlushAsync()]);
+                for (int i = 0; i < Requests; i++)
+                {
+                    buffers[i].GetSpan()[..Block].Clear();
+                    pending[i] = image.ReadAsync((long)(Requests - 1 - i) * 2 * Block, buffers[i].Memory[..Block]);
+                }
+
+                Complete(loop, pending);
+                for (int i = 0; i < Requests; i++)
+                {
+                    Assert.True(buffers[i].GetSpan()[..Block].IndexOfAnyExcept((byte)(i + 1)) < 0, $"block {i}");
+                }
+            }
+            finally
+            {
+                foreach (AlignedMemory? b in buffers)
+                {
+                    if (b is not null)
+                    {
+                        AlignedBufferPool.Shared.Return(b);
+                    }
+                }
+            }
+        });
+
+        byte[] file = File.ReadAllBytes(path);
+        Assert.Equal(Requests, file[0]);
+        Assert.Equal(1, file[(Requests - 1) * 2 * Block]);
+        Assert.Equal(0, file[Block]);
+    }
+
+    [Fact]
+    public void ReadPastEndOfFile_ThroughTheRing_ReturnsTheShortCount()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("short.raw");
+        File.WriteAllBytes(path, new byte[3 * Block]);
+        OnLoopThread(loop =>
+        {
+            using ImageFile file = ImageFile.Open(path, readOnly: true, direct: true);
+            AlignedMemory buffer = AlignedBufferPool.Shared.Rent(4 * Block);
+            try
+            {
+                ValueTask<int> read = file.ReadAsync(buffer.Memory[..(4 * Block)], 2 * Block);
+                Assert.Equal(loop is null, read.IsCompleted);
+                Assert.Equal(Block, loop is null ? read.Result : loop.Run(read));
+            }
+            finally
+            {
+                AlignedBufferPool.Shared.Return(buffer);
+            }
+        });
+    }
+
+    [Fact]
+    public void SynchronousScope_OnALoopThread_BlocksInsteadOfQueuing()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("sync.raw");
+        File.WriteAllBytes(path, Enumerable.Repeat((byte)7, 2 * Block).ToArray());
+        OnLoopThread(loop =>
+        {
+            if (loop is null)
+            {
+                // The fallback has no loop to step out of; the io_uring run covers the scope.
+                Assert.True(ForcedThreads, IoEngine.Describe());
+                return;
+            }
+
+            using ImageFile file = ImageFile.Open(path, readOnly: true, direct: true);
+            AlignedMemory buffer = AlignedBufferPool.Shared.Rent(Block);
+            try
+            {
+                using (IoLoop.Synchronous())
+                {
+                    Assert.Null(IoLoop.Current);
+                    Assert.True(ImageFile.MayBlockHere);
+                    ValueTask<int> read = file.ReadAsync(buffer.Memory[..Block], Block);
+                    Assert.True(read.IsCompletedSuccessfully);
+                    Assert.Equal(Block, read.Result);
+                    Assert.Equal(0, loop!.InFlight);
+                }
+
+                Assert.Same(loop, IoLoop.Current);
+                Assert.Equal(7, buffer.GetSpan()[Block - 1]);
+            }
+            finally
+            {
+                AlignedBufferPool.Shared.Return(buffer);
+            }
+        });
+    }
+
+    [Fact]
+    public void KernelError_ComesBackAsNegativeErrno()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("ro.raw");
+        File.WriteAllBytes(path, new byte[Block]);
+        OnLoopThread(loop =>
+        {
+            if (loop is null)
+            {
+                Assert.True(ForcedThreads, IoEngine.Describe());
+                return;
+            }
+
+            using SafeFdHandle readOnly = PosixFile.Open(path, OpenFlags.ReadOnly);
+            byte[] data = new byte[Block];
+
+            // A write through a descriptor opened read-only: the kernel answers EBADF in the completion.
+            Assert.Equal(-Errno.EBADF, loop!.Run(loop.StartAsync(IoUringOp.Write, readOnly, data, 0)));
+        });
+    }
+
+    private static void Complete(IoLoop? loop, ValueTask[] tasks)
+    {
+        foreach (ValueTask task in tasks)
+        {
+            if (loop is null)
+            {
+                Assert.True(task.IsCompletedSuccessfully);
+                task.GetAwaiter().GetResult();
+            }
+            else
+            {
+                loop.Run(AsResult(task));
+            }
+        }
+    }
+
+    private static async ValueTask<bool> AsResult(ValueTask task)
+    {
+        await task.ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>Runs <paramref name="body"/> on a new thread that owns a loop (null on the fallback engine), then disposes it there.</summary>
+    private static void OnLoopThread(Action<IoLoop?> body)
+    {
+        ExceptionDispatchInfo? failure = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using IoLoop? loop = IoLoop.TryCreateForCurrentThread();
+                body(loop);
+            }
+            catch (Exception e)
+            {
+                failure = ExceptionDispatchInfo.Capture(e);
+            }
+        });
+        thread.Start();
+        thread.Join();
+        failure?.Throw();
+    }
+}
