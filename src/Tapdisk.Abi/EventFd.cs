@@ -2,14 +2,17 @@ using System.Runtime.InteropServices;
 
 namespace Tapdisk.Abi;
 
-/// <summary>A non-blocking eventfd(2): lets another thread wake a loop that sleeps in poll(2).</summary>
+/// <summary>
+/// An eventfd(2): lets another thread wake a loop that sleeps in poll(2) (non-blocking), or in io_uring (blocking:
+/// io_uring answers a read of an O_NONBLOCK descriptor with EAGAIN at once instead of waiting for it to be signalled).
+/// </summary>
 public sealed unsafe class EventFd : IDisposable
 {
     private readonly SafeFdHandle _fd;
 
-    public EventFd()
+    public EventFd(bool nonBlocking = true)
     {
-        int fd = Interop.Libc.Eventfd(0, Interop.Libc.EFD_NONBLOCK | Interop.Libc.EFD_CLOEXEC);
+        int fd = Interop.Libc.Eventfd(0, (nonBlocking ? Interop.Libc.EFD_NONBLOCK : 0) | Interop.Libc.EFD_CLOEXEC);
         if (fd < 0)
         {
             throw new ErrnoIOException(Marshal.GetLastPInvokeError(), null, "eventfd");

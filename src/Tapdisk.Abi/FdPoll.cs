@@ -5,6 +5,9 @@ namespace Tapdisk.Abi;
 /// <summary>poll(2) over two descriptors, for event loops that wait on a device and a wake-up eventfd.</summary>
 public static unsafe class FdPoll
 {
+    /// <summary>POLLIN, for a poll made elsewhere (an io_uring POLL_ADD).</summary>
+    public const uint Readable = (ushort)Interop.Libc.POLLIN;
+
     /// <summary>Waits until either is readable or the timeout passes; bit 0 = first readable, bit 1 = second, 0 = timeout or EINTR.</summary>
     public static int WaitReadable(SafeFdHandle first, SafeFdHandle second, int timeoutMilliseconds)
     {

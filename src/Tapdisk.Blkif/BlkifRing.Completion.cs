@@ -145,8 +145,12 @@ public sealed unsafe partial class BlkifRing
 
         if (head is null)
         {
-            // First entry since the ring thread last emptied the stack: it may be asleep. Later pushes find it awake or about to look.
-            _channel.Wake();
+            // First entry since the ring thread last emptied the stack: it may be asleep. Later pushes find it awake or
+            // about to look. A completion run by the ring thread's own loop needs no wake-up: it looks next anyway.
+            if (Thread.CurrentThread != _thread)
+            {
+                Wake();
+            }
         }
     }
 

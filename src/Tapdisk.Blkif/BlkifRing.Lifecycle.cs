@@ -10,7 +10,7 @@ public sealed partial class BlkifRing
     public async Task DisconnectAsync()
     {
         _stopRequested = true;
-        _channel.Wake();
+        Wake();
         Task done = await Task.WhenAny(_stopped.Task, Task.Delay(_options.DrainTimeout)).ConfigureAwait(false);
         if (done != _stopped.Task)
         {

@@ -47,6 +47,12 @@ public sealed unsafe partial class BlkifRing
     // The request being accepted is the only one in flight and no other is queued behind it (a frontend at queue depth 1).
     private bool _alone;
     private bool _broken;
+
+    // With the io_uring engine the ring thread is an I/O loop: it waits for the frontend's events (a poll of the
+    // evtchn fd) and for its requests' I/O in one call, and runs their completions itself.
+    private IoLoop? _loop;
+    private ValueTask<int> _eventPoll;
+    private bool _polling;
     private int _loopFailures;
 
     // Completed slots, pushed by any thread, taken all at once by the ring thread (Treiber stack; no ABA: the consumer only swaps in null).
@@ -80,7 +86,7 @@ public sealed unsafe partial class BlkifRing
         _localPort = localPort;
         _backend = backend;
         _ownsBackend = ownsBackend;
-        _wake = channel.Wake;
+        _wake = Wake;
         _logger = logger;
         _sring = (BlkifSringHeader*)mapping.Address;
         _ringBase = mapping.Address;
@@ -207,6 +213,21 @@ public sealed unsafe partial class BlkifRing
     private void Run()
     {
         Span<uint> ports = stackalloc uint[16];
+        try
+        {
+            RunLoop(ports);
+        }
+        finally
+        {
+            // No request is left at the image here (the loop ends only when no slot is in use): nothing to drain but
+            // the event poll, which closing the ring drops.
+            Interlocked.Exchange(ref _loop, null)?.Dispose();
+        }
+    }
+
+    private void RunLoop(Span<uint> ports)
+    {
+        StartLoop();
         while (true)
         {
             try
@@ -227,7 +248,7 @@ public sealed unsafe partial class BlkifRing
                     break;
                 }
 
-                _channel.Wait(-1);
+                WaitForEvents();
                 HandleEvents(ports);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
@@ -260,6 +281,67 @@ public sealed unsafe partial class BlkifRing
         {
             Log.Disconnected(_logger, Domid, Devid);
             _stopped.TrySetResult();
+        }
+    }
+
+    private void StartLoop()
+    {
+        if (_channel.PendingHandle is null)
+        {
+            return;
+        }
+
+        try
+        {
+            // Full fence: a completion pushed by a worker before this either reads the loop or is seen by the first pass.
+            Interlocked.Exchange(ref _loop, IoLoop.TryCreateForCurrentThread());
+        }
+        catch (IOException e)
+        {
+            // A per-ring limit (locked memory, descriptors): this ring keeps the evtchn wait and the I/O workers.
+            Log.LoopUnavailable(_logger, Domid, Devid, e);
+        }
+    }
+
+    /// <summary>Sleeps until the frontend may have kicked, a completion was pushed, or (with a loop) some of this ring's I/O completed.</summary>
+#pragma warning disable CA2012 // The poll's ValueTask is kept across waits and consumed once, when it completes.
+    private void WaitForEvents()
+    {
+        IoLoop? loop = _loop;
+        if (loop is null)
+        {
+            _channel.Wait(-1);
+            return;
+        }
+
+        if (!_polling)
+        {
+            _eventPoll = loop.PollAsync(_channel.PendingHandle!, FdPoll.Readable);
+            _polling = true;
+        }
+
+        loop.RunOnce();
+        if (_eventPoll.IsCompleted)
+        {
+            _polling = false;
+
+            // The events seen, or an error of the poll itself: either way HandleEvents reads what is pending next.
+            _ = _eventPoll.GetAwaiter().GetResult();
+        }
+    }
+#pragma warning restore CA2012
+
+    /// <summary>Wakes the ring thread from any thread (a completion pushed, a resume, a disconnect).</summary>
+    private void Wake()
+    {
+        IoLoop? loop = Volatile.Read(ref _loop);
+        if (loop is not null)
+        {
+            loop.Wake();
+        }
+        else
+        {
+            _channel.Wake();
         }
     }
 
@@ -325,7 +407,7 @@ public sealed unsafe partial class BlkifRing
                 break;
             }
 
-            _channel.Wait(-1);
+            WaitForEvents();
 
             // Drained, not unmasked: the frontend's kicks stay silent from now on.
             _ = _channel.ReadPending(ports);

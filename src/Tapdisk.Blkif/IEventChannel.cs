@@ -30,4 +30,11 @@ public interface IEventChannel : IDisposable
 
     /// <summary>Makes the current or next <see cref="Wait"/> return. Safe from any thread.</summary>
     void Wake();
+
+    /// <summary>
+    /// A descriptor that polls readable while a delivered port waits for <see cref="ReadPending"/> (the evtchn
+    /// device itself), so a ring thread with an io_uring loop can wait for events and I/O in one call; null when
+    /// the channel has none (then <see cref="Wait"/> is used).
+    /// </summary>
+    System.Runtime.InteropServices.SafeHandle? PendingHandle => null;
 }

@@ -34,4 +34,7 @@ internal static partial class Log
 
     [LoggerMessage(10, LogLevel.Warning, "blkif {Domid}/{Devid}: disconnect: {InFlight} request(s) still at the image after {Seconds} s; the ring is released when they finish")]
     public static partial void DrainTimedOut(ILogger logger, uint domid, uint devid, int inFlight, double seconds);
+
+    [LoggerMessage(11, LogLevel.Warning, "blkif {Domid}/{Devid}: no io_uring loop for this ring (its I/O goes to the I/O workers)")]
+    public static partial void LoopUnavailable(ILogger logger, uint domid, uint devid, Exception exception);
 }

@@ -35,6 +35,9 @@ public sealed class XenEventChannel : IEventChannel
 
     public void Wake() => _wake.Signal();
 
+    /// <summary>The evtchn device polls readable while its queue of delivered ports is not empty.</summary>
+    public System.Runtime.InteropServices.SafeHandle PendingHandle => _device.Handle;
+
     public void Dispose()
     {
         _device.Dispose();

@@ -25,13 +25,15 @@ public sealed class IoLoop : IDisposable
     private static int s_synchronous;
 
     private readonly IoUring _ring;
-    private readonly EventFd _wake = new();
+    private readonly EventFd _wake = new(nonBlocking: false);
     private readonly AlignedMemory _wakeValue = new(sizeof(ulong), sizeof(ulong));
     private readonly Action _wakeAction;
     private readonly Thread _owner;
     private Operation[] _operations = new Operation[Entries];
     private readonly Stack<Operation> _free = new();
+    private readonly List<Operation> _background = [];
     private int _created;
+    private int _lastStarted;
     private int _inFlight;
     private bool _wakeArmed;
     private bool _disposed;
@@ -106,7 +108,23 @@ public sealed class IoLoop : IDisposable
         }
 
         _inFlight++;
+        _lastStarted = operation.Index;
         return new ValueTask<int>(operation, operation.Version);
+    }
+
+    /// <summary>
+    /// Waits (through the ring) until <paramref name="fd"/> polls with one of <paramref name="events"/>; the result is
+    /// the events seen or a negative errno. A background wait: not counted in <see cref="InFlight"/>, and simply
+    /// dropped if the loop is disposed first.
+    /// </summary>
+    public ValueTask<int> PollAsync(SafeHandle fd, uint events)
+    {
+        ValueTask<int> poll = StartAsync(IoUringOp.PollAdd, fd, Memory<byte>.Empty, 0, events);
+        _inFlight--;
+        Operation operation = _operations[_lastStarted];
+        operation.Background = true;
+        _background.Add(operation);
+        return poll;
     }
 
     /// <summary>Submits what is prepared, waits for at least one completion, and runs every completion that is ready.</summary>
@@ -131,8 +149,18 @@ public sealed class IoLoop : IDisposable
                 continue;
             }
 
-            _inFlight--;
-            _operations[(int)token].Complete(result);
+            Operation operation = _operations[(int)token];
+            if (operation.Background)
+            {
+                operation.Background = false;
+                _background.Remove(operation);
+            }
+            else
+            {
+                _inFlight--;
+            }
+
+            operation.Complete(result);
         }
     }
 
@@ -184,15 +212,21 @@ public sealed class IoLoop : IDisposable
             s_current = null;
         }
 
-        // Closing the ring cancels the wake-up read; its 8-byte buffer is freed only after that.
+        // Closing the ring cancels the wake-up read and background polls; their buffer and descriptors are let go only after that.
         _ring.Dispose();
+        foreach (Operation operation in _background)
+        {
+            operation.Abandon();
+        }
+
+        _background.Clear();
         _wake.Dispose();
         ((IDisposable)_wakeValue).Dispose();
     }
 
     private void ArmWake()
     {
-        _wake.Drain();
+        // No drain first: a signal that came in since the last read must wake this wait, and the read resets the count.
         System.Buffers.MemoryHandle pinned = _wakeValue.Memory.Pin();
         while (!_ring.TryPrepare(IoUringOp.Read, _wake.Handle.Fd, IoUring.AddressOf(pinned), sizeof(ulong), ulong.MaxValue, 0, WakeToken))
         {
@@ -255,6 +289,9 @@ public sealed class IoLoop : IDisposable
 
         public MemoryHandle Pin { get; set; }
 
+        /// <summary>Not counted in the loop's in-flight I/O (a poll that may never fire).</summary>
+        public bool Background { get; set; }
+
         public short Version => _core.Version;
 
         public void Complete(int result)
@@ -262,6 +299,9 @@ public sealed class IoLoop : IDisposable
             Unpin();
             _core.SetResult(result);
         }
+
+        /// <summary>A background operation of a closed ring: it will never complete; give back its descriptor.</summary>
+        public void Abandon() => Unpin();
 
         public void Release()
         {

@@ -15,6 +15,9 @@ public sealed class FakeEventChannel : IEventChannel
     private readonly Queue<uint> _queue = new();
     private readonly HashSet<uint> _masked = [];
     private readonly HashSet<uint> _pendingWhileMasked = [];
+
+    // Readable while _queue holds a port, as the evtchn device polls (its ring of delivered ports not empty).
+    private readonly EventFd _readable = new();
     private bool _woken;
     private bool _disposed;
 
@@ -106,6 +109,11 @@ public sealed class FakeEventChannel : IEventChannel
                 ports[n++] = port;
             }
 
+            if (_queue.Count == 0)
+            {
+                _readable.Drain();
+            }
+
             return n;
         }
     }
@@ -133,6 +141,7 @@ public sealed class FakeEventChannel : IEventChannel
         lock (_lock)
         {
             _queue.Clear();
+            _readable.Drain();
         }
 
         return 0;
@@ -150,6 +159,8 @@ public sealed class FakeEventChannel : IEventChannel
             _woken = false;
         }
     }
+
+    public System.Runtime.InteropServices.SafeHandle PendingHandle => _readable.Handle;
 
     public void Wake()
     {
@@ -174,6 +185,8 @@ public sealed class FakeEventChannel : IEventChannel
         {
             _xen.Unbind(remote);
         }
+
+        _readable.Dispose();
     }
 
     /// <summary>Xen raises the local port: queued and masked, or remembered if already masked.</summary>
@@ -202,6 +215,7 @@ public sealed class FakeEventChannel : IEventChannel
         _masked.Add(port);
         _queue.Enqueue(port);
         Delivered++;
+        _readable.Signal();
         Monitor.PulseAll(_lock);
     }
 
