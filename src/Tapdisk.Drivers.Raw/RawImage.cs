@@ -110,7 +110,7 @@ public sealed class RawImage : IBlockImage
 
     public ValueTask FlushAsync(CancellationToken cancellationToken = default) => _file.FlushAsync();
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask FinishReadAsync(ValueTask<int> read, Memory<byte> destination)
     {
         int n = await read.ConfigureAwait(false);
@@ -128,7 +128,7 @@ public sealed class RawImage : IBlockImage
         Counters.CountRead(destination.Length);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask FlushAfterAsync(ValueTask write)
     {
         await write.ConfigureAwait(false);

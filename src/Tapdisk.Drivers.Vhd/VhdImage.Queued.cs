@@ -147,7 +147,7 @@ public sealed partial class VhdImage
     }
 #pragma warning restore CA2012
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask FinishReadOwnAsync(ValueTask<int> read, long fileOffset, int length)
     {
         FinishReadOwn(await read.ConfigureAwait(false), fileOffset, length);
@@ -164,7 +164,7 @@ public sealed partial class VhdImage
         Counters.CountRead(length);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask FlushAfterAsync(ValueTask write)
     {
         await write.ConfigureAwait(false);

@@ -21,7 +21,7 @@ internal sealed partial class NbdConnection
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask RunRequestAsync(NbdRequest request)
     {
         BlockBackend backend = _export!.Backend;
@@ -49,7 +49,7 @@ internal sealed partial class NbdConnection
         QueueReply(request);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<uint> ExecuteAsync(NbdRequest request, BlockBackend backend)
     {
         long offset = request.OffsetBytes > long.MaxValue ? -1 : (long)request.OffsetBytes;

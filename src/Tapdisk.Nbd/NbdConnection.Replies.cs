@@ -52,7 +52,7 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>Run by the owner of the writer (never faults); lets go when no reply is left to write.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask WriteRepliesAsync()
     {
         while (true)
@@ -125,7 +125,7 @@ internal sealed partial class NbdConnection
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask WriteReplyAsync(NbdRequest request)
     {
         switch (request.Command)

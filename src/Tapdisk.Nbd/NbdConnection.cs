@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
+using Tapdisk.Storage;
 using Microsoft.Extensions.Logging;
 
 namespace Tapdisk.Nbd;
@@ -110,7 +111,7 @@ internal sealed partial class NbdConnection : IDisposable
     }
 
     /// <summary>Fills <paramref name="destination"/> from the input; false if the peer closed first.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<bool> ReadExactAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
         while (!destination.IsEmpty)

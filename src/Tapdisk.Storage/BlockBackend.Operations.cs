@@ -127,7 +127,7 @@ public sealed partial class BlockBackend
     }
 #pragma warning restore CA2012
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask TrackSlowAsync(ValueTask operation, BlockOperation kind, long offsetBytes, long lengthBytes)
     {
         try

@@ -97,7 +97,7 @@ public sealed class BlockSizeFilter : BlockFilter
     private static long RoundUp(long value, int block) => RoundDown(value + block - 1, block);
 
     /// <summary>Widens a read to whole blocks through a bounce buffer.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask ReadUnalignedAsync(long offsetBytes, Memory<byte> destination, int block, CancellationToken cancellationToken)
     {
         long start = RoundDown(offsetBytes, block);
@@ -115,7 +115,7 @@ public sealed class BlockSizeFilter : BlockFilter
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask WriteSlowAsync(long offsetBytes, ReadOnlyMemory<byte> source, WriteFlags flags, int block, bool emulateFua, CancellationToken cancellationToken)
     {
         WriteFlags passed = emulateFua ? flags & ~WriteFlags.Fua : flags;
@@ -134,7 +134,7 @@ public sealed class BlockSizeFilter : BlockFilter
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask ZeroSlowAsync(long offsetBytes, long lengthBytes, ZeroFlags flags, int block, bool emulateFua, CancellationToken cancellationToken)
     {
         ZeroFlags passed = emulateFua ? flags & ~ZeroFlags.Fua : flags;
@@ -174,7 +174,7 @@ public sealed class BlockSizeFilter : BlockFilter
     /// Writes <paramref name="source"/> (or zeros when null) at an unaligned range: reads the partial head and tail
     /// blocks, merges, writes whole blocks.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask ReadModifyWriteAsync(long offsetBytes, long lengthBytes, ReadOnlyMemory<byte>? source, WriteFlags flags, int block, CancellationToken cancellationToken)
     {
         long end = offsetBytes + lengthBytes;

@@ -288,7 +288,7 @@ public sealed class ImageFile : IDisposable
     private bool CanQueue(ReadOnlySpan<byte> buffer, long offsetBytes) =>
         !_direct || (IsDirectAligned(offsetBytes, buffer.Length) && PosixFile.IsAligned(buffer, LogicalBlockSize));
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<int> ReadQueuedAsync(IoLoop loop, Memory<byte> destination, long offsetBytes)
     {
         int total = 0;
@@ -322,7 +322,7 @@ public sealed class ImageFile : IDisposable
         return total;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask WriteQueuedAsync(IoLoop loop, Memory<byte> source, long offsetBytes)
     {
         int total = 0;
@@ -355,7 +355,7 @@ public sealed class ImageFile : IDisposable
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask FlushQueuedAsync(IoLoop loop)
     {
         int n = await loop.StartAsync(IoUringOp.Fsync, _fd, Memory<byte>.Empty, 0, IoUring.FsyncDataSync).ConfigureAwait(false);
