@@ -12,9 +12,12 @@ namespace Tapdisk.Filters.Cbt;
 /// at open instead of losing bits or spinning on SIGBUS; FLUSH and FUA make the bits durable (msync) before they are
 /// answered; trims and zeroes mark their units too, since they change what a backup must copy.
 /// </summary>
-public sealed class CbtLogFilter : BlockFilter
+public sealed class CbtLogFilter : BlockFilter, IChangeTracker
 {
     public const string Name = "log";
+
+    /// <summary>The name NBD exports publish the log under: qemu:dirty-bitmap:cbt (whichever log is attached now).</summary>
+    public const string DirtyBitmapName = "cbt";
 
     private readonly string _logPath;
     private readonly SafeFdHandle _fd;
@@ -39,6 +42,10 @@ public sealed class CbtLogFilter : BlockFilter
 
     /// <summary>Number of 64 KiB units the disk has (bits in use in the bitmap).</summary>
     public long Units => _units;
+
+    public string BitmapName => DirtyBitmapName;
+
+    public int UnitBytes => CbtBitmap.UnitBytes;
 
     /// <summary>
     /// Wraps <paramref name="next"/> with the log at <paramref name="logPath"/>, which must exist (cbt-util create) and

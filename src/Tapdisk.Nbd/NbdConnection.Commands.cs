@@ -136,7 +136,7 @@ internal sealed partial class NbdConnection
                 return FromValidation(backend.Validate(BlockOperation.Query, offset, length));
 
             case NBD_CMD_BLOCK_STATUS:
-                if (!_baseAllocation || length == 0)
+                if (!(_baseAllocation || _dirtyBitmap) || length == 0)
                 {
                     return NBD_EINVAL;
                 }
@@ -146,7 +146,16 @@ internal sealed partial class NbdConnection
                     return FromValidation(error);
                 }
 
-                await GetExtentsAsync(backend, offset, length, request).ConfigureAwait(false);
+                if (_baseAllocation)
+                {
+                    await GetExtentsAsync(backend, offset, length, request).ConfigureAwait(false);
+                }
+
+                if (_dirtyBitmap)
+                {
+                    GetDirtyExtents(backend, offset, length, request);
+                }
+
                 return 0;
 
             default:
@@ -213,6 +222,37 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>Fills the request's extent list (the backend widens an unaligned query to whole blocks; clipped when sent).</summary>
+    /// <summary>
+    /// The change tracker's units over the request, merged into runs (1 = dirty). With no tracker in the stack now (a
+    /// plain unpause dropped the log) everything reads as dirty: a backup then copies too much, never too little.
+    /// </summary>
+    private void GetDirtyExtents(BlockBackend backend, long offset, long length, NbdRequest request)
+    {
+        ExtentList extents = request.DirtyExtents;
+        extents.Clear();
+        IChangeTracker? tracker = IChangeTracker.Find(backend.Image);
+        if (tracker is null)
+        {
+            extents.Add(offset, length, (ExtentFlags)DirtyBitmapDirty);
+            return;
+        }
+
+        int unitBytes = tracker.UnitBytes;
+        long end = offset + length;
+        int limit = (request.Flags & NBD_CMD_FLAG_REQ_ONE) != 0 ? 1 : _options.MaxExtentsPerReply;
+        for (long unit = offset / unitBytes; unit * unitBytes < end; unit++)
+        {
+            long from = Math.Max(offset, unit * unitBytes);
+            long to = Math.Min(end, (unit + 1) * unitBytes);
+            extents.Add(from, to - from, tracker.IsMarked(unit) ? (ExtentFlags)DirtyBitmapDirty : ExtentFlags.Data);
+            if (extents.Count > limit)
+            {
+                // Enough runs for one reply; the client asks again from where the reply ends.
+                break;
+            }
+        }
+    }
+
     private async ValueTask GetExtentsAsync(BlockBackend backend, long offset, long length, NbdRequest request)
     {
         ExtentList extents = request.Extents;

@@ -24,6 +24,7 @@ internal sealed partial class NbdConnection : IDisposable
     private bool _clientNoZeroes;
     private bool _structuredReplies;
     private bool _baseAllocation;
+    private bool _dirtyBitmap;
     private NbdExport? _export;
 
     public NbdConnection(NbdServer server, IDuplexPipe transport, long id, NbdHandshakeStyle style = NbdHandshakeStyle.FixedNewstyle)

@@ -96,10 +96,17 @@ internal static class NbdProtocol
     public const uint NBD_ENOTSUP = 95;
     public const uint NBD_ESHUTDOWN = 108;
 
-    /// <summary>The only meta context we serve.</summary>
+    /// <summary>The allocation meta context every export serves.</summary>
     public const string BaseAllocation = "base:allocation";
 
     public const uint BaseAllocationContextId = 1;
+
+    /// <summary>qemu's dirty-bitmap namespace: bit 0 of an extent's flags set = dirty. Served when the stack tracks changes.</summary>
+    public const string DirtyBitmapPrefix = "qemu:dirty-bitmap:";
+
+    public const uint DirtyBitmapContextId = 2;
+
+    public const uint DirtyBitmapDirty = 1;
 
     /// <summary>Compact request header size in bytes.</summary>
     public const int RequestSize = 28;

@@ -35,6 +35,9 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
     /// <summary>Raw extents from the image for BLOCK_STATUS (may extend outside the request; clipped when sent).</summary>
     public ExtentList Extents { get; } = new();
 
+    /// <summary>Dirty-bitmap extents for BLOCK_STATUS (flags: 1 = dirty, qemu's meaning); clipped when sent.</summary>
+    public ExtentList DirtyExtents { get; } = new();
+
     /// <summary>A structured READ whose <see cref="Extents"/> mark runs that read as zeros (sent as OFFSET_HOLE).</summary>
     public bool Sparse { get; set; }
 
@@ -52,6 +55,7 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
         Error = 0;
         Sparse = false;
         Extents.Clear();
+        DirtyExtents.Clear();
     }
 
     void IThreadPoolWorkItem.Execute() => _connection.Execute(this);
