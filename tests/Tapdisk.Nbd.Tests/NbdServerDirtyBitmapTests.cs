@@ -1,0 +1,100 @@
+using System.Buffers.Binary;
+using System.Text;
+using Tapdisk.Storage;
+using Tapdisk.Testing;
+using static Tapdisk.Nbd.Tests.NbdTestClient;
+
+namespace Tapdisk.Nbd.Tests;
+
+/// <summary>qemu:dirty-bitmap:&lt;name&gt; from a change tracker in the stack (the CBT log), next to base:allocation.</summary>
+public sealed class NbdServerDirtyBitmapTests
+{
+    private const long Size = 1024 * 1024;
+    private const int Unit = 65536;
+
+    [Fact]
+    public async Task ListMetaContext_QemuNamespace_ListsTheTrackersBitmap()
+    {
+        await using NbdTestClient client = Connect(new TrackingFilter(new MemoryImage(Size)));
+        await client.GreetAsync();
+        await client.SendOptionAsync(OptListMetaContext, MetaContextPayload("", "qemu:"));
+        List<(uint Type, byte[] Data)> replies = await client.ReadOptionRepliesAsync(OptListMetaContext);
+        Assert.Equal([RepMetaContext, RepAck], replies.Select(r => r.Type));
+        Assert.Equal("qemu:dirty-bitmap:test", Encoding.ASCII.GetString(replies[0].Data.AsSpan(4)));
+    }
+
+    [Fact]
+    public async Task ListMetaContext_NoTracker_ListsOnlyBaseAllocation()
+    {
+        await using NbdTestClient client = Connect(new MemoryImage(Size));
+        await client.GreetAsync();
+        await client.SendOptionAsync(OptListMetaContext, MetaContextPayload("", "qemu:dirty-bitmap:", "base:"));
+        List<(uint Type, byte[] Data)> replies = await client.ReadOptionRepliesAsync(OptListMetaContext);
+        Assert.Equal([RepMetaContext, RepAck], replies.Select(r => r.Type));
+        Assert.Equal("base:allocation", Encoding.ASCII.GetString(replies[0].Data.AsSpan(4)));
+    }
+
+    [Fact]
+    public async Task BlockStatus_BothContexts_AllocationChunkThenDirtyRunsDone()
+    {
+        await using NbdTestClient client = Connect(new TrackingFilter(new MemoryImage(Size)));
+        await client.GreetAsync();
+        await client.SendOptionAsync(OptStructuredReply, []);
+        Assert.Equal(RepAck, (await client.ReadOptionReplyAsync()).Type);
+        await client.SendOptionAsync(OptSetMetaContext, MetaContextPayload("", "base:allocation", "qemu:dirty-bitmap:test"));
+        List<(uint Type, byte[] Data)> set = await client.ReadOptionRepliesAsync(OptSetMetaContext);
+        Assert.Equal([RepMetaContext, RepMetaContext, RepAck], set.Select(r => r.Type));
+        uint dirtyId = BinaryPrimitives.ReadUInt32BigEndian(set[1].Data);
+        await client.SendOptionAsync(OptGo, InfoPayload(""));
+        Assert.Equal(RepAck, (await client.ReadOptionRepliesAsync(OptGo))[^1].Type);
+
+        // Units 2 and 3 (a write straddling their boundary), then a status of units 0..5.
+        await client.SendRequestAsync(CmdWrite, 1, (3 * Unit) - 512, 1024, payload: new byte[1024]);
+        Assert.Equal(0u, (await client.ReadSimpleReplyAsync()).Error);
+        await client.SendRequestAsync(CmdBlockStatus, 2, 0, 6 * Unit);
+
+        (ushort flags, ushort type, ulong handle, byte[] allocation) = await client.ReadChunkAsync();
+        Assert.Equal((0, 5, 2UL), (flags & 1, type, handle));
+        Assert.NotEqual(dirtyId, BinaryPrimitives.ReadUInt32BigEndian(allocation));
+
+        (flags, type, handle, byte[] dirty) = await client.ReadChunkAsync();
+        Assert.Equal((1, 5, 2UL), (flags & 1, type, handle));
+        Assert.Equal(dirtyId, BinaryPrimitives.ReadUInt32BigEndian(dirty));
+        Assert.Equal([(2u * Unit, 0u), (2u * Unit, 1u), (2u * Unit, 0u)], Descriptors(dirty));
+    }
+
+    private static List<(uint Length, uint Flags)> Descriptors(byte[] payload)
+    {
+        var list = new List<(uint, uint)>();
+        for (int i = 4; i + 8 <= payload.Length; i += 8)
+        {
+            list.Add((BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(i)), BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(i + 4))));
+        }
+
+        return list;
+    }
+
+    /// <summary>A change tracker in memory: marks the 64 KiB units writes touch, like the CBT log.</summary>
+    private sealed class TrackingFilter(IBlockImage next) : BlockFilter(next), IChangeTracker
+    {
+        private readonly bool[] _marked = new bool[(next.SizeBytes + Unit - 1) / Unit];
+
+        public override string DriverName => "test-tracker";
+
+        public string BitmapName => "test";
+
+        public int UnitBytes => Unit;
+
+        public bool IsMarked(long unit) => Volatile.Read(ref _marked[unit]);
+
+        public override ValueTask WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
+        {
+            for (long u = offsetBytes / Unit; u <= (offsetBytes + source.Length - 1) / Unit; u++)
+            {
+                Volatile.Write(ref _marked[u], true);
+            }
+
+            return Next.WriteAsync(offsetBytes, source, flags, cancellationToken);
+        }
+    }
+}
