@@ -312,6 +312,7 @@ internal sealed partial class NbdConnection
         // Validate the whole query list before replying anything.
         bool wantsBaseAllocation = queryCount == 0 && !isSet;
         bool wantsDirtyBitmap = queryCount == 0 && !isSet && bitmapContext is not null;
+        bool wantsDepth = queryCount == 0 && !isSet;
         int scan = pos;
         for (uint i = 0; i < queryCount; i++)
         {
@@ -340,6 +341,11 @@ internal sealed partial class NbdConnection
             {
                 wantsDirtyBitmap = true;
             }
+
+            if (query.SequenceEqual("qemu:allocation-depth"u8) || (!isSet && query.SequenceEqual("qemu:"u8)))
+            {
+                wantsDepth = true;
+            }
         }
 
         if (scan != data.Length)
@@ -358,6 +364,7 @@ internal sealed partial class NbdConnection
         {
             _baseAllocation = wantsBaseAllocation;
             _dirtyBitmap = wantsDirtyBitmap;
+            _allocationDepth = wantsDepth;
         }
 
         if (wantsBaseAllocation)
@@ -373,6 +380,14 @@ internal sealed partial class NbdConnection
             byte[] reply = new byte[4 + Encoding.ASCII.GetByteCount(bitmapContext!)];
             BinaryPrimitives.WriteUInt32BigEndian(reply, DirtyBitmapContextId);
             Encoding.ASCII.GetBytes(bitmapContext!, reply.AsSpan(4));
+            WriteOptionReply(option, NBD_REP_META_CONTEXT, reply);
+        }
+
+        if (wantsDepth)
+        {
+            Span<byte> reply = stackalloc byte[4 + AllocationDepth.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(reply, AllocationDepthContextId);
+            Encoding.ASCII.GetBytes(AllocationDepth, reply[4..]);
             WriteOptionReply(option, NBD_REP_META_CONTEXT, reply);
         }
 

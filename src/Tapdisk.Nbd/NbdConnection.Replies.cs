@@ -155,12 +155,17 @@ internal sealed partial class NbdConnection
                 // One chunk per negotiated context; the last one carries DONE.
                 if (_baseAllocation)
                 {
-                    WriteBlockStatus(request, BaseAllocationContextId, request.Extents, _dirtyBitmap ? (ushort)0 : NBD_REPLY_FLAG_DONE);
+                    WriteBlockStatus(request, BaseAllocationContextId, request.Extents, _dirtyBitmap || _allocationDepth ? (ushort)0 : NBD_REPLY_FLAG_DONE);
                 }
 
                 if (_dirtyBitmap)
                 {
-                    WriteBlockStatus(request, DirtyBitmapContextId, request.DirtyExtents, NBD_REPLY_FLAG_DONE);
+                    WriteBlockStatus(request, DirtyBitmapContextId, request.DirtyExtents, _allocationDepth ? (ushort)0 : NBD_REPLY_FLAG_DONE);
+                }
+
+                if (_allocationDepth)
+                {
+                    WriteBlockStatus(request, AllocationDepthContextId, request.DepthExtents, NBD_REPLY_FLAG_DONE);
                 }
 
                 break;

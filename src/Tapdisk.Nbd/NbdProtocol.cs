@@ -108,6 +108,11 @@ internal static class NbdProtocol
 
     public const uint DirtyBitmapDirty = 1;
 
+    /// <summary>qemu's allocation depth: per extent, 0 = unallocated down the chain, 1 = the leaf, 2 = its parent, ...</summary>
+    public const string AllocationDepth = "qemu:allocation-depth";
+
+    public const uint AllocationDepthContextId = 3;
+
     /// <summary>Compact request header size in bytes.</summary>
     public const int RequestSize = 28;
 

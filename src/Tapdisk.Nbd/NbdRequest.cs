@@ -38,6 +38,12 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
     /// <summary>Dirty-bitmap extents for BLOCK_STATUS (flags: 1 = dirty, qemu's meaning); clipped when sent.</summary>
     public ExtentList DirtyExtents { get; } = new();
 
+    /// <summary>qemu:allocation-depth extents for BLOCK_STATUS (flags: the depth); clipped when sent.</summary>
+    public ExtentList DepthExtents { get; } = new();
+
+    /// <summary>Per-layer scratch maps for the depth walk, kept with the pooled request.</summary>
+    public List<ExtentList> LayerExtents { get; } = [];
+
     /// <summary>A structured READ whose <see cref="Extents"/> mark runs that read as zeros (sent as OFFSET_HOLE).</summary>
     public bool Sparse { get; set; }
 
@@ -56,6 +62,7 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
         Sparse = false;
         Extents.Clear();
         DirtyExtents.Clear();
+        DepthExtents.Clear();
     }
 
     void IThreadPoolWorkItem.Execute() => _connection.Execute(this);

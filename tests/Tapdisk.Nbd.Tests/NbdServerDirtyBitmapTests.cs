@@ -19,8 +19,8 @@ public sealed class NbdServerDirtyBitmapTests
         await client.GreetAsync();
         await client.SendOptionAsync(OptListMetaContext, MetaContextPayload("", "qemu:"));
         List<(uint Type, byte[] Data)> replies = await client.ReadOptionRepliesAsync(OptListMetaContext);
-        Assert.Equal([RepMetaContext, RepAck], replies.Select(r => r.Type));
-        Assert.Equal("qemu:dirty-bitmap:test", Encoding.ASCII.GetString(replies[0].Data.AsSpan(4)));
+        Assert.Equal([RepMetaContext, RepMetaContext, RepAck], replies.Select(r => r.Type));
+        Assert.Equal(["qemu:dirty-bitmap:test", "qemu:allocation-depth"], replies.Take(2).Select(r => Encoding.ASCII.GetString(r.Data.AsSpan(4))));
     }
 
     [Fact]
@@ -63,6 +63,28 @@ public sealed class NbdServerDirtyBitmapTests
         Assert.Equal([(2u * Unit, 0u), (2u * Unit, 1u), (2u * Unit, 0u)], Descriptors(dirty));
     }
 
+    [Fact]
+    public async Task BlockStatus_AllocationDepth_LeafThenParentThenAbsent()
+    {
+        // A leaf holding unit 1 over a parent holding units 0 and 1 and 3: depths 2, 1, 0, 2, 0.
+        var parent = new LayerImage(new MemoryImage(5 * Unit), parent: null, [0, 1, 3]);
+        await using NbdTestClient client = Connect(new TrackingFilter(new LayerImage(new MemoryImage(5 * Unit), parent, [1])));
+        await client.GreetAsync();
+        await client.SendOptionAsync(OptStructuredReply, []);
+        Assert.Equal(RepAck, (await client.ReadOptionReplyAsync()).Type);
+        await client.SendOptionAsync(OptSetMetaContext, MetaContextPayload("", "qemu:allocation-depth"));
+        List<(uint Type, byte[] Data)> set = await client.ReadOptionRepliesAsync(OptSetMetaContext);
+        Assert.Equal([RepMetaContext, RepAck], set.Select(r => r.Type));
+        await client.SendOptionAsync(OptGo, InfoPayload(""));
+        Assert.Equal(RepAck, (await client.ReadOptionRepliesAsync(OptGo))[^1].Type);
+
+        await client.SendRequestAsync(CmdBlockStatus, 7, 0, 5 * Unit);
+        (ushort flags, ushort type, ulong handle, byte[] depth) = await client.ReadChunkAsync();
+        Assert.Equal((1, 5, 7UL), (flags & 1, type, handle));
+        Assert.Equal(BinaryPrimitives.ReadUInt32BigEndian(set[0].Data), BinaryPrimitives.ReadUInt32BigEndian(depth));
+        Assert.Equal([((uint)Unit, 2u), ((uint)Unit, 1u), ((uint)Unit, 0u), ((uint)Unit, 2u), ((uint)Unit, 0u)], Descriptors(depth));
+    }
+
     private static List<(uint Length, uint Flags)> Descriptors(byte[] payload)
     {
         var list = new List<(uint, uint)>();
@@ -72,6 +94,54 @@ public sealed class NbdServerDirtyBitmapTests
         }
 
         return list;
+    }
+
+    /// <summary>A format layer in memory holding only the listed 64 KiB units itself, over an optional parent.</summary>
+    private sealed class LayerImage(IBlockImage data, IBlockImage? parent, int[] ownUnits) : IBlockImage
+    {
+        public string DriverName => "test-layer";
+
+        public string Path => "layer";
+
+        public long SizeBytes => data.SizeBytes;
+
+        public bool IsReadOnly => data.IsReadOnly;
+
+        public ImageCapabilities Capabilities => data.Capabilities;
+
+        public IoLimits Limits => data.Limits;
+
+        public IBlockImage? Parent => parent;
+
+        public bool MayBlock => false;
+
+        public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default) => data.ReadAsync(offsetBytes, destination, cancellationToken);
+
+        public ValueTask WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default) => data.WriteAsync(offsetBytes, source, flags, cancellationToken);
+
+        public ValueTask FlushAsync(CancellationToken cancellationToken = default) => data.FlushAsync(cancellationToken);
+
+        public ValueTask TrimAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken = default) => data.TrimAsync(offsetBytes, lengthBytes, cancellationToken);
+
+        public ValueTask ZeroAsync(long offsetBytes, long lengthBytes, ZeroFlags flags = ZeroFlags.None, CancellationToken cancellationToken = default) => data.ZeroAsync(offsetBytes, lengthBytes, flags, cancellationToken);
+
+        public ValueTask GetExtentsAsync(long offsetBytes, long lengthBytes, ExtentList extents, CancellationToken cancellationToken = default) => data.GetExtentsAsync(offsetBytes, lengthBytes, extents, cancellationToken);
+
+        public ValueTask GetOwnAllocationAsync(long offsetBytes, long lengthBytes, ExtentList extents, CancellationToken cancellationToken = default)
+        {
+            for (long unit = offsetBytes / Unit; unit * Unit < offsetBytes + lengthBytes; unit++)
+            {
+                long from = Math.Max(offsetBytes, unit * Unit);
+                long to = Math.Min(offsetBytes + lengthBytes, (unit + 1) * Unit);
+                extents.Add(from, to - from, Array.IndexOf(ownUnits, (int)unit) >= 0 ? ExtentFlags.Data : ExtentFlags.Hole);
+            }
+
+            return ValueTask.CompletedTask;
+        }
+
+        public void Dispose() => data.Dispose();
+
+        public ValueTask DisposeAsync() => data.DisposeAsync();
     }
 
     /// <summary>A change tracker in memory: marks the 64 KiB units writes touch, like the CBT log.</summary>
