@@ -64,6 +64,29 @@ public sealed class NbdServerDirtyBitmapTests
     }
 
     [Fact]
+    public async Task BlockStatus_TrackerDroppedByResume_EverythingDirty()
+    {
+        // A plain unpause drops the log under a connected client: it must copy too much, never too little.
+        var export = new NbdExport("tapdisk_client", "test export", new TrackingFilter(new MemoryImage(Size)));
+        await using var client = new NbdTestClient(new NbdServer(export));
+        await client.GreetAsync();
+        await client.SendOptionAsync(OptStructuredReply, []);
+        Assert.Equal(RepAck, (await client.ReadOptionReplyAsync()).Type);
+        await client.SendOptionAsync(OptSetMetaContext, MetaContextPayload("", "qemu:dirty-bitmap:test"));
+        Assert.Equal([RepMetaContext, RepAck], (await client.ReadOptionRepliesAsync(OptSetMetaContext)).Select(r => r.Type));
+        await client.SendOptionAsync(OptGo, InfoPayload(""));
+        Assert.Equal(RepAck, (await client.ReadOptionRepliesAsync(OptGo))[^1].Type);
+
+        await export.Backend.PauseAsync();
+        await export.Backend.CloseImageAsync();
+        export.Backend.Resume(new MemoryImage(Size));
+        await client.SendRequestAsync(CmdBlockStatus, 3, 0, 4 * Unit);
+        (ushort flags, _, ulong handle, byte[] dirty) = await client.ReadChunkAsync();
+        Assert.Equal((1, 3UL), (flags & 1, handle));
+        Assert.Equal([(4u * Unit, 1u)], Descriptors(dirty));
+    }
+
+    [Fact]
     public async Task BlockStatus_AllocationDepth_LeafThenParentThenAbsent()
     {
         // A leaf holding unit 1 over a parent holding units 0 and 1 and 3: depths 2, 1, 0, 2, 0.
