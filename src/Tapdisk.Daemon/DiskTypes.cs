@@ -1,5 +1,7 @@
 using Tapdisk.Drivers.Raw;
+using Tapdisk.Abi;
 using Tapdisk.Drivers.VhdCrypto;
+using Tapdisk.Filters.Cbt;
 using Tapdisk.Storage;
 
 namespace Tapdisk.Daemon;
@@ -23,12 +25,14 @@ internal static class DiskTypes
         new DiskType(6, "qcow", "qcow", LayerKind.Image),
         new DiskType(7, "bc", "block cache", LayerKind.Image),
         new DiskType(8, "vhdi", "vhd index", LayerKind.Image),
-        new DiskType(9, "log", "write logger", LayerKind.Filter),
+        new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => throw new ImageOpenException(next.Path, Errno.EINVAL, "the log filter needs a log path (tap-ctl -C)")),
         new DiskType(11, "lc", "local parent cache", LayerKind.Filter),
         new DiskType(12, "lle", "local leaf cache, ephemeral", LayerKind.Image),
         new DiskType(13, "llp", "local leaf cache, persistent", LayerKind.Image),
         new DiskType(14, "valve", "group rate limiting", LayerKind.Filter),
         new DiskType(15, "nbd", "export to a NBD server", LayerKind.Image));
+
+    private const string LogDescription = "write logger";
 
     /// <summary>The numeric id stats print as driver.type.</summary>
     public static int Id(string driverName) => Table.Id(driverName);
@@ -36,11 +40,18 @@ internal static class DiskTypes
     /// <summary>
     /// Opens "type:/path" with blktap's errors (no colon EINVAL, type over 31 chars ENAMETOOLONG, unknown ENOENT, not
     /// built ENOSYS), with per-open crypto settings if any (a key from OPEN's trailer, or raw ciphertext access): a
-    /// one-off opener whose "vhd" carries them to every VHD layer of the chain.
+    /// one-off opener whose "vhd" carries them to every VHD layer of the chain. With <paramref name="logPath"/>, the
+    /// CBT "log" filter over that file wraps the leaf (ADD_LOG, data-plane.md 7.1).
     /// </summary>
-    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto)
+    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null)
     {
         ImageOpener? opener = crypto is null ? null : Table.With(new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(crypto))).Opener;
-        return Table.OpenStack(parameters, options, filters: null, opener);
+        if (logPath is null)
+        {
+            return Table.OpenStack(parameters, options, filters: null, opener);
+        }
+
+        DiskTypeTable withLog = Table.With(new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => CbtLogFilter.Open(next, logPath)));
+        return withLog.OpenStack(parameters, options, [CbtLogFilter.Name], opener);
     }
 }

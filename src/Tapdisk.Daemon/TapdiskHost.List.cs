@@ -87,13 +87,13 @@ internal sealed partial class TapdiskHost
         json.Pair("secs", readSectors, writeSectors);
         json.BeginArray("images");
 
-        // Every request passes the filters above the leaf (blktap lists its filters first, e.g. the log, type 9): they
-        // show the VBD's counters. An image's read hits are what it served itself (a read passed to the parent counts
-        // on the parent, as blktap counts them); writes and failures all land on the leaf.
+        // Filters above the leaf are listed first (blktap's log, type 9) with their counters at zero: blktap counts
+        // the requests they forward on the leaf. An image's read hits are what it served itself (a read passed to the
+        // parent counts on the parent, as blktap counts them); writes and failures all land on the leaf.
         bool belowLeaf = false;
         for (IBlockImage? layer = vbd.ChainOpen ? backend?.Image : null; layer is not null; layer = layer.Parent)
         {
-            bool counts = !belowLeaf;
+            bool counts = !belowLeaf && layer.Kind == LayerKind.Image;
             belowLeaf |= layer.Kind == LayerKind.Image;
             long readHits = layer.Counters is { } own ? own.ReadSectors : (counts ? readSectors : 0);
             json.BeginObject();

@@ -28,7 +28,7 @@ internal sealed partial class TapdiskHost
         }
 
         TapdiskOpenFlags flags = request.ParamsFlags;
-        (int trailerErrno, byte[]? key) = await ReadTrailersAsync(connection, flags, allowKey: true, cancellationToken).ConfigureAwait(false);
+        (int trailerErrno, string? logPath, byte[]? key) = await ReadTrailersAsync(connection, flags, allowKey: true, cancellationToken).ConfigureAwait(false);
         if (trailerErrno != 0)
         {
             return Fail(cookie, trailerErrno);
@@ -59,15 +59,17 @@ internal sealed partial class TapdiskHost
         IBlockImage image;
         try
         {
-            image = OpenChain(vbd, parameters);
+            image = OpenChain(vbd, parameters, logPath);
         }
         catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
         {
             // The message names files and rules only; keys never reach errors or logs.
-            _log.Error($"minor {vbd.Minor}: open {parameters} failed: {e.Message}");
+            _log.Error($"minor {vbd.Minor}: open {parameters}{(logPath is null ? string.Empty : $" with CBT log {logPath}")} failed: {e.Message}");
             DropKey(vbd);
             return Fail(cookie, StorageErrors.ToErrno(e));
         }
+
+        vbd.LogPath = logPath;
 
         var backend = new BlockBackend(image, new BlockBackendOptions { Name = $"minor {vbd.Minor}", Logger = LibraryLogger });
         vbd.Backend = backend;
@@ -98,14 +100,23 @@ internal sealed partial class TapdiskHost
     }
 
     /// <summary>Reads what follows OPEN/RESUME: a 256-byte log path with ADD_LOG, then u8 length + key with OPEN_ENCRYPTED.</summary>
-    private static async Task<(int Errno, byte[]? Key)> ReadTrailersAsync(ControlConnection connection, TapdiskOpenFlags flags, bool allowKey, CancellationToken cancellationToken)
+    private static async Task<(int Errno, string? LogPath, byte[]? Key)> ReadTrailersAsync(ControlConnection connection, TapdiskOpenFlags flags, bool allowKey, CancellationToken cancellationToken)
     {
+        string? logPath = null;
         if ((flags & TapdiskOpenFlags.AddLog) != 0)
         {
-            byte[] logPath = new byte[LogPathLength];
-            if (!await connection.TryReadExactlyAsync(logPath, s_trailerTimeout, cancellationToken).ConfigureAwait(false))
+            byte[] trailer = new byte[LogPathLength];
+            if (!await connection.TryReadExactlyAsync(trailer, s_trailerTimeout, cancellationToken).ConfigureAwait(false))
             {
-                return (Errno.EIO, null);
+                return (Errno.EIO, null, null);
+            }
+
+            // A C string in at most 255 bytes (the reference forces the last byte to NUL); an empty path is refused.
+            int end = Array.IndexOf(trailer, (byte)0, 0, LogPathLength - 1);
+            logPath = System.Text.Encoding.UTF8.GetString(trailer, 0, end < 0 ? LogPathLength - 1 : end);
+            if (logPath.Length == 0)
+            {
+                return (Errno.EINVAL, null, null);
             }
         }
 
@@ -114,12 +125,12 @@ internal sealed partial class TapdiskHost
             byte[] length = new byte[1];
             if (!await connection.TryReadExactlyAsync(length, s_trailerTimeout, cancellationToken).ConfigureAwait(false))
             {
-                return (Errno.EIO, null);
+                return (Errno.EIO, null, null);
             }
 
             if (length[0] is 0 or > 128)
             {
-                return (Errno.EINVAL, null);
+                return (Errno.EINVAL, null, null);
             }
 
             // Pinned so the GC never leaves a copy behind; zeroed as soon as the VhdKey has its own pinned copy.
@@ -127,24 +138,18 @@ internal sealed partial class TapdiskHost
             if (!await connection.TryReadExactlyAsync(key, s_trailerTimeout, cancellationToken).ConfigureAwait(false))
             {
                 System.Security.Cryptography.CryptographicOperations.ZeroMemory(key);
-                return (Errno.EIO, null);
+                return (Errno.EIO, null, null);
             }
 
-            return (0, key);
+            return (0, logPath, key);
         }
 
-        return (0, null);
+        return (0, logPath, null);
     }
 
     /// <summary>Features this build does not have are refused with a clear reason, never silently dropped.</summary>
     private int CheckSupported(int minor, TapdiskOpenFlags flags, string? secondary)
     {
-        if ((flags & TapdiskOpenFlags.AddLog) != 0)
-        {
-            _log.Error($"minor {minor}: changed block tracking (-C) is not supported by this tapdisk");
-            return Errno.ENOSYS;
-        }
-
         if ((flags & TapdiskOpenFlags.Secondary) != 0 && secondary is not (null or "" or "null"))
         {
             _log.Error($"minor {minor}: mirroring to a secondary image (-2) is not supported by this tapdisk");
@@ -166,14 +171,14 @@ internal sealed partial class TapdiskHost
         return 0;
     }
 
-    private static IBlockImage OpenChain(Vbd vbd, string parameters)
+    private static IBlockImage OpenChain(Vbd vbd, string parameters, string? logPath)
     {
         var options = new ImageOpenOptions
         {
             ReadOnly = (vbd.Flags & TapdiskOpenFlags.ReadOnly) != 0,
             DirectIo = (vbd.Flags & TapdiskOpenFlags.NoODirect) == 0,
         };
-        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key });
+        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath);
     }
 
     private void StartNbd(Vbd vbd, BlockBackend backend)
@@ -269,7 +274,7 @@ internal sealed partial class TapdiskHost
             return Fail(cookie, Errno.ENODEV);
         }
 
-        (int trailerErrno, _) = await ReadTrailersAsync(connection, request.ParamsFlags, allowKey: false, cancellationToken).ConfigureAwait(false);
+        (int trailerErrno, string? logPath, _) = await ReadTrailersAsync(connection, request.ParamsFlags, allowKey: false, cancellationToken).ConfigureAwait(false);
         if (trailerErrno != 0)
         {
             return Fail(cookie, trailerErrno);
@@ -280,21 +285,20 @@ internal sealed partial class TapdiskHost
             return Fail(cookie, Errno.EINVAL);
         }
 
-        if ((request.ParamsFlags & TapdiskOpenFlags.AddLog) != 0)
-        {
-            return Fail(cookie, Errno.ENOSYS);
-        }
-
+        // With -c the log layer is (re)attached, old bits kept; without it the log is dropped, as blktap's RESUME
+        // does (XAPI's snapshot flow switches logs this way). Unlike blktap, a log that cannot be used fails the
+        // resume with its reason and leaves the VBD paused with its flags (blktap retries without the log and
+        // without any open flag, so a read-only VBD became writable: data-plane.md 7.1).
         string parameters = string.IsNullOrEmpty(request.ParamsPath) ? vbd.Params! : request.ParamsPath;
         IBlockImage image;
         try
         {
-            image = OpenChain(vbd, parameters);
+            image = OpenChain(vbd, parameters, logPath);
         }
         catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
         {
             vbd.State |= VbdState.ResumeFailed;
-            _log.Error($"minor {vbd.Minor}: resume with {parameters} failed: {e.Message}");
+            _log.Error($"minor {vbd.Minor}: resume with {parameters}{(logPath is null ? string.Empty : $" and CBT log {logPath}")} failed: {e.Message}");
             return Fail(cookie, StorageErrors.ToErrno(e));
         }
 
@@ -308,6 +312,7 @@ internal sealed partial class TapdiskHost
         }
 
         vbd.Params = parameters;
+        vbd.LogPath = logPath;
         vbd.State = VbdState.None;
         vbd.ChainOpen = true;
         vbd.Backend!.Resume(image);
@@ -370,6 +375,7 @@ internal sealed partial class TapdiskHost
         }
 
         vbd.Params = null;
+        vbd.LogPath = null;
         vbd.State = VbdState.Closed;
         DropKey(vbd);
     }

@@ -27,6 +27,9 @@ internal sealed class Vbd
 
     public TapdiskOpenFlags Flags { get; set; }
 
+    /// <summary>The CBT log from OPEN -C or RESUME -c, exactly as given; null without one (a RESUME without -c drops it).</summary>
+    public string? LogPath { get; set; }
+
     /// <summary>The VBD's block stack, gate and counters for both frontends: from OPEN to CLOSE, across pause and resume.</summary>
     public BlockBackend? Backend { get; set; }
 

@@ -17,7 +17,21 @@ public sealed partial class VhdImage
         }
     }
 
-    private void GetExtents(long offsetBytes, long lengthBytes, ExtentList extents)
+    public ValueTask GetOwnAllocationAsync(long offsetBytes, long lengthBytes, ExtentList extents, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            GetExtents(offsetBytes, lengthBytes, extents, ownOnly: true);
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or ImageFormatException)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    /// <summary>The chain's map, or with <paramref name="ownOnly"/> this layer's blocks and bitmaps alone (Hole where reads fall through).</summary>
+    private void GetExtents(long offsetBytes, long lengthBytes, ExtentList extents, bool ownOnly = false)
     {
         if (_header is null)
         {
@@ -34,7 +48,7 @@ public sealed partial class VhdImage
             uint entry = GetBatEntry(block);
             if (entry == VhdLayout.Unallocated)
             {
-                ExtentsBelow(offsetBytes, pieceBytes, extents);
+                ExtentsBelow(offsetBytes, pieceBytes, extents, ownOnly);
             }
             else if (IsBlockFull(block))
             {
@@ -54,7 +68,7 @@ public sealed partial class VhdImage
                 }
                 else
                 {
-                    ExtentsBelow(offsetBytes, pieceBytes, extents);
+                    ExtentsBelow(offsetBytes, pieceBytes, extents, ownOnly);
                 }
             }
 
@@ -62,8 +76,14 @@ public sealed partial class VhdImage
         }
     }
 
-    private void ExtentsBelow(long offsetBytes, long lengthBytes, ExtentList extents)
+    private void ExtentsBelow(long offsetBytes, long lengthBytes, ExtentList extents, bool ownOnly)
     {
+        if (ownOnly)
+        {
+            extents.Add(offsetBytes, lengthBytes, ExtentFlags.Hole);
+            return;
+        }
+
         IBlockImage? parent = _parent;
         long parentBytes = parent is null ? 0 : Math.Clamp(parent.SizeBytes - offsetBytes, 0, lengthBytes);
         if (parentBytes > 0)

@@ -136,7 +136,7 @@ internal sealed partial class NbdConnection
                 return FromValidation(backend.Validate(BlockOperation.Query, offset, length));
 
             case NBD_CMD_BLOCK_STATUS:
-                if (!_baseAllocation || length == 0)
+                if (!(_baseAllocation || _dirtyBitmap || _allocationDepth) || length == 0)
                 {
                     return NBD_EINVAL;
                 }
@@ -146,7 +146,21 @@ internal sealed partial class NbdConnection
                     return FromValidation(error);
                 }
 
-                await GetExtentsAsync(backend, offset, length, request).ConfigureAwait(false);
+                if (_baseAllocation)
+                {
+                    await GetExtentsAsync(backend, offset, length, request).ConfigureAwait(false);
+                }
+
+                if (_dirtyBitmap)
+                {
+                    GetDirtyExtents(backend, offset, length, request);
+                }
+
+                if (_allocationDepth)
+                {
+                    await GetDepthExtentsAsync(backend, offset, length, request).ConfigureAwait(false);
+                }
+
                 return 0;
 
             default:
@@ -213,6 +227,101 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>Fills the request's extent list (the backend widens an unaligned query to whole blocks; clipped when sent).</summary>
+    /// <summary>
+    /// The change tracker's units over the request, merged into runs (1 = dirty). With no tracker in the stack now (a
+    /// plain unpause dropped the log) everything reads as dirty: a backup then copies too much, never too little.
+    /// </summary>
+    private void GetDirtyExtents(BlockBackend backend, long offset, long length, NbdRequest request)
+    {
+        ExtentList extents = request.DirtyExtents;
+        extents.Clear();
+        IChangeTracker? tracker = IChangeTracker.Find(backend.Image);
+        if (tracker is null)
+        {
+            extents.Add(offset, length, (ExtentFlags)DirtyBitmapDirty);
+            return;
+        }
+
+        int unitBytes = tracker.UnitBytes;
+        long end = offset + length;
+        int limit = (request.Flags & NBD_CMD_FLAG_REQ_ONE) != 0 ? 1 : _options.MaxExtentsPerReply;
+        for (long unit = offset / unitBytes; unit * unitBytes < end; unit++)
+        {
+            long from = Math.Max(offset, unit * unitBytes);
+            long to = Math.Min(end, (unit + 1) * unitBytes);
+            extents.Add(from, to - from, tracker.IsMarked(unit) ? (ExtentFlags)DirtyBitmapDirty : ExtentFlags.Data);
+            if (extents.Count > limit)
+            {
+                // Enough runs for one reply; the client asks again from where the reply ends.
+                break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// qemu:allocation-depth: each format layer's own allocation, leaf first (filters above it are not layers of the
+    /// chain), merged so a run gets the depth of the first layer holding it (1 = the leaf), 0 where none does.
+    /// </summary>
+    private async ValueTask GetDepthExtentsAsync(BlockBackend backend, long offset, long length, NbdRequest request)
+    {
+        List<ExtentList> layers = request.LayerExtents;
+        int count = 0;
+        long end = offset + length;
+        for (IBlockImage? layer = backend.Image; layer is not null; layer = layer.Parent)
+        {
+            if (layer.Kind == LayerKind.Filter)
+            {
+                continue;
+            }
+
+            if (count == layers.Count)
+            {
+                layers.Add(new ExtentList());
+            }
+
+            ExtentList own = layers[count++];
+            own.Clear();
+            long layerEnd = Math.Min(end, layer.SizeBytes);
+            if (layerEnd > offset)
+            {
+                await layer.GetOwnAllocationAsync(offset, layerEnd - offset, own, _token).ConfigureAwait(false);
+            }
+
+            // A parent shorter than its child holds nothing past its end.
+            own.Add(Math.Max(offset, layerEnd), end - Math.Max(offset, layerEnd), ExtentFlags.Hole);
+        }
+
+        ExtentList depths = request.DepthExtents;
+        depths.Clear();
+        Span<int> cursors = count <= 64 ? stackalloc int[count] : new int[count];
+        cursors.Clear();
+        long position = offset;
+        while (position < end)
+        {
+            int depth = 0;
+            long runEnd = end;
+            for (int i = 0; i < count; i++)
+            {
+                ExtentList own = layers[i];
+                while (cursors[i] < own.Count - 1 && own[cursors[i]].OffsetBytes + own[cursors[i]].LengthBytes <= position)
+                {
+                    cursors[i]++;
+                }
+
+                ImageExtent extent = own[cursors[i]];
+                runEnd = Math.Min(runEnd, extent.OffsetBytes + extent.LengthBytes);
+                if ((extent.Flags & ExtentFlags.Hole) == 0)
+                {
+                    depth = i + 1;
+                    break;
+                }
+            }
+
+            depths.Add(position, runEnd - position, (ExtentFlags)depth);
+            position = runEnd;
+        }
+    }
+
     private async ValueTask GetExtentsAsync(BlockBackend backend, long offset, long length, NbdRequest request)
     {
         ExtentList extents = request.Extents;

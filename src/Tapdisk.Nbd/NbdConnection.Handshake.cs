@@ -304,8 +304,15 @@ internal sealed partial class NbdConnection
         uint queryCount = BinaryPrimitives.ReadUInt32BigEndian(data[pos..]);
         pos += 4;
 
+        // The dirty bitmap exists while the export's stack tracks changes (a CBT log is attached).
+        NbdExport? export = _server.Resolve(name);
+        string? bitmap = export is null ? null : IChangeTracker.Find(export.Image)?.BitmapName;
+        string? bitmapContext = bitmap is null ? null : DirtyBitmapPrefix + bitmap;
+
         // Validate the whole query list before replying anything.
         bool wantsBaseAllocation = queryCount == 0 && !isSet;
+        bool wantsDirtyBitmap = queryCount == 0 && !isSet && bitmapContext is not null;
+        bool wantsDepth = queryCount == 0 && !isSet;
         int scan = pos;
         for (uint i = 0; i < queryCount; i++)
         {
@@ -329,6 +336,16 @@ internal sealed partial class NbdConnection
             {
                 wantsBaseAllocation = true;
             }
+            else if (bitmapContext is not null
+                && (Encoding.ASCII.GetString(query) == bitmapContext || (!isSet && (query.SequenceEqual("qemu:"u8) || query.SequenceEqual("qemu:dirty-bitmap:"u8)))))
+            {
+                wantsDirtyBitmap = true;
+            }
+
+            if (query.SequenceEqual("qemu:allocation-depth"u8) || (!isSet && query.SequenceEqual("qemu:"u8)))
+            {
+                wantsDepth = true;
+            }
         }
 
         if (scan != data.Length)
@@ -337,7 +354,7 @@ internal sealed partial class NbdConnection
             return;
         }
 
-        if (_server.Resolve(name) is null)
+        if (export is null)
         {
             WriteOptionError(option, NBD_REP_ERR_UNKNOWN, "no such export");
             return;
@@ -346,6 +363,8 @@ internal sealed partial class NbdConnection
         if (isSet)
         {
             _baseAllocation = wantsBaseAllocation;
+            _dirtyBitmap = wantsDirtyBitmap;
+            _allocationDepth = wantsDepth;
         }
 
         if (wantsBaseAllocation)
@@ -353,6 +372,22 @@ internal sealed partial class NbdConnection
             Span<byte> reply = stackalloc byte[4 + BaseAllocation.Length];
             BinaryPrimitives.WriteUInt32BigEndian(reply, BaseAllocationContextId);
             Encoding.ASCII.GetBytes(BaseAllocation, reply[4..]);
+            WriteOptionReply(option, NBD_REP_META_CONTEXT, reply);
+        }
+
+        if (wantsDirtyBitmap)
+        {
+            byte[] reply = new byte[4 + Encoding.ASCII.GetByteCount(bitmapContext!)];
+            BinaryPrimitives.WriteUInt32BigEndian(reply, DirtyBitmapContextId);
+            Encoding.ASCII.GetBytes(bitmapContext!, reply.AsSpan(4));
+            WriteOptionReply(option, NBD_REP_META_CONTEXT, reply);
+        }
+
+        if (wantsDepth)
+        {
+            Span<byte> reply = stackalloc byte[4 + AllocationDepth.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(reply, AllocationDepthContextId);
+            Encoding.ASCII.GetBytes(AllocationDepth, reply[4..]);
             WriteOptionReply(option, NBD_REP_META_CONTEXT, reply);
         }
 

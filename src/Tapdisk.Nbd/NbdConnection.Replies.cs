@@ -152,7 +152,22 @@ internal sealed partial class NbdConnection
                 break;
 
             case NBD_CMD_BLOCK_STATUS when request.Error == 0:
-                WriteBlockStatus(request);
+                // One chunk per negotiated context; the last one carries DONE.
+                if (_baseAllocation)
+                {
+                    WriteBlockStatus(request, BaseAllocationContextId, request.Extents, _dirtyBitmap || _allocationDepth ? (ushort)0 : NBD_REPLY_FLAG_DONE);
+                }
+
+                if (_dirtyBitmap)
+                {
+                    WriteBlockStatus(request, DirtyBitmapContextId, request.DirtyExtents, _allocationDepth ? (ushort)0 : NBD_REPLY_FLAG_DONE);
+                }
+
+                if (_allocationDepth)
+                {
+                    WriteBlockStatus(request, AllocationDepthContextId, request.DepthExtents, NBD_REPLY_FLAG_DONE);
+                }
+
                 break;
 
             case NBD_CMD_READ or NBD_CMD_BLOCK_STATUS when _structuredReplies:
@@ -315,13 +330,13 @@ internal sealed partial class NbdConnection
         _output.Advance(6);
     }
 
-    private void WriteBlockStatus(NbdRequest request)
+    private void WriteBlockStatus(NbdRequest request, uint contextId, ExtentList list, ushort flags)
     {
         // Clip the (possibly widened) extents to the request; at least one extent is guaranteed by the executor.
         long start = (long)request.OffsetBytes;
         long end = start + request.LengthBytes;
         int limit = (request.Flags & NBD_CMD_FLAG_REQ_ONE) != 0 ? 1 : _options.MaxExtentsPerReply;
-        ReadOnlySpan<ImageExtent> extents = request.Extents.AsSpan();
+        ReadOnlySpan<ImageExtent> extents = list.AsSpan();
         int count = 0;
         foreach (ImageExtent extent in extents)
         {
@@ -336,9 +351,9 @@ internal sealed partial class NbdConnection
             }
         }
 
-        WriteChunkHeader(request.Handle, NBD_REPLY_TYPE_BLOCK_STATUS, (uint)(4 + (8 * count)));
+        WriteChunkHeader(request.Handle, NBD_REPLY_TYPE_BLOCK_STATUS, (uint)(4 + (8 * count)), flags);
         Span<byte> span = _output.GetSpan(4);
-        BinaryPrimitives.WriteUInt32BigEndian(span, BaseAllocationContextId);
+        BinaryPrimitives.WriteUInt32BigEndian(span, contextId);
         _output.Advance(4);
         int written = 0;
         foreach (ImageExtent extent in extents)

@@ -25,6 +25,8 @@ internal sealed partial class NbdConnection : IDisposable
     private bool _clientNoZeroes;
     private bool _structuredReplies;
     private bool _baseAllocation;
+    private bool _dirtyBitmap;
+    private bool _allocationDepth;
     private NbdExport? _export;
 
     public NbdConnection(NbdServer server, IDuplexPipe transport, long id, NbdHandshakeStyle style = NbdHandshakeStyle.FixedNewstyle)

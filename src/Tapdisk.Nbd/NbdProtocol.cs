@@ -96,10 +96,22 @@ internal static class NbdProtocol
     public const uint NBD_ENOTSUP = 95;
     public const uint NBD_ESHUTDOWN = 108;
 
-    /// <summary>The only meta context we serve.</summary>
+    /// <summary>The allocation meta context every export serves.</summary>
     public const string BaseAllocation = "base:allocation";
 
     public const uint BaseAllocationContextId = 1;
+
+    /// <summary>qemu's dirty-bitmap namespace: bit 0 of an extent's flags set = dirty. Served when the stack tracks changes.</summary>
+    public const string DirtyBitmapPrefix = "qemu:dirty-bitmap:";
+
+    public const uint DirtyBitmapContextId = 2;
+
+    public const uint DirtyBitmapDirty = 1;
+
+    /// <summary>qemu's allocation depth: per extent, 0 = unallocated down the chain, 1 = the leaf, 2 = its parent, ...</summary>
+    public const string AllocationDepth = "qemu:allocation-depth";
+
+    public const uint AllocationDepthContextId = 3;
 
     /// <summary>Compact request header size in bytes.</summary>
     public const int RequestSize = 28;

@@ -35,6 +35,15 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
     /// <summary>Raw extents from the image for BLOCK_STATUS (may extend outside the request; clipped when sent).</summary>
     public ExtentList Extents { get; } = new();
 
+    /// <summary>Dirty-bitmap extents for BLOCK_STATUS (flags: 1 = dirty, qemu's meaning); clipped when sent.</summary>
+    public ExtentList DirtyExtents { get; } = new();
+
+    /// <summary>qemu:allocation-depth extents for BLOCK_STATUS (flags: the depth); clipped when sent.</summary>
+    public ExtentList DepthExtents { get; } = new();
+
+    /// <summary>Per-layer scratch maps for the depth walk, kept with the pooled request.</summary>
+    public List<ExtentList> LayerExtents { get; } = [];
+
     /// <summary>A structured READ whose <see cref="Extents"/> mark runs that read as zeros (sent as OFFSET_HOLE).</summary>
     public bool Sparse { get; set; }
 
@@ -52,6 +61,8 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
         Error = 0;
         Sparse = false;
         Extents.Clear();
+        DirtyExtents.Clear();
+        DepthExtents.Clear();
     }
 
     void IThreadPoolWorkItem.Execute() => _connection.Execute(this);

@@ -54,4 +54,15 @@ public interface IBlockImage : IAsyncDisposable, IDisposable
 
     /// <summary>Appends the allocation map of a range to <paramref name="extents"/> (NBD base:allocation semantics).</summary>
     ValueTask GetExtentsAsync(long offsetBytes, long lengthBytes, ExtentList extents, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Appends what this layer itself holds over a range, its parents aside: Data where the layer has the sectors,
+    /// Hole where a read falls through to the parent (or reads as zeros with none). For qemu:allocation-depth; a
+    /// layer without a parent holds everything.
+    /// </summary>
+    ValueTask GetOwnAllocationAsync(long offsetBytes, long lengthBytes, ExtentList extents, CancellationToken cancellationToken = default)
+    {
+        extents.Add(offsetBytes, lengthBytes, ExtentFlags.Data);
+        return ValueTask.CompletedTask;
+    }
 }

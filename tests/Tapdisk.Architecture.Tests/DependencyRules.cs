@@ -17,9 +17,11 @@ public static class DependencyRules
     public const string XenStore = "Tapdisk.XenStore";
     public const string Tapback = "Tapdisk.Tapback";
     public const string Logging = "Tapdisk.Logging";
+    public const string FiltersCbt = "Tapdisk.Filters.Cbt";
+    public const string CbtUtil = "Tapdisk.CbtUtil";
 
     /// <summary>The executables: only they compose layers, and nothing references them.</summary>
-    public static IReadOnlySet<string> Executables { get; } = new HashSet<string>(StringComparer.Ordinal) { Daemon, TapCtl, VhdUtil, Tapback };
+    public static IReadOnlySet<string> Executables { get; } = new HashSet<string>(StringComparer.Ordinal) { Daemon, TapCtl, VhdUtil, Tapback, CbtUtil };
 
     /// <summary>
     /// Allowed references per project. A project that does not exist yet is simply absent from the tree; a src project
@@ -34,6 +36,8 @@ public static class DependencyRules
         [DriversRaw] = Set(Storage, Abi),
         [DriversVhd] = Set(Storage, Abi),
         [DriversVhdCrypto] = Set(Storage, Abi, DriversVhd),
+        // Filters wrap the next layer through the Storage contract: never a concrete driver.
+        [FiltersCbt] = Set(Storage, Abi),
         // Protocol front ends: never a concrete driver, each other, Control or Daemon.
         [Blkif] = Set(Storage, Abi),
         [Nbd] = Set(Storage),
@@ -44,10 +48,11 @@ public static class DependencyRules
         // The daemons' stderr + syslog log with rate limiting: BCL only.
         [Logging] = Set(),
         // Executables.
-        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, Blkif, Nbd, Control, Logging),
+        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, FiltersCbt, Blkif, Nbd, Control, Logging),
         [TapCtl] = Set(Control, Abi),
         [VhdUtil] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto),
         [Tapback] = Set(XenStore, Control, Abi, Logging),
+        [CbtUtil] = Set(FiltersCbt, Storage, Abi),
     };
 
     /// <summary>Projects allowed to set AllowUnsafeBlocks (STYLE.md section 4 rule 1).</summary>

@@ -11,6 +11,8 @@ public static class Binaries
 
     public static string VhdUtil => ExternalTool.RepoExecutable("Tapdisk.VhdUtil", "vhd-util");
 
+    public static string CbtUtil => ExternalTool.RepoExecutable("Tapdisk.CbtUtil", "cbt-util");
+
     /// <summary>The libxl hotplug script, from the source tree (it is the file that ships).</summary>
     public static string BlockTap => Path.Combine(ExternalTool.RepoRoot, "src", "Tapdisk.Daemon", "hotplug", "block-tap");
 }

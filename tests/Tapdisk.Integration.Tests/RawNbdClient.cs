@@ -122,6 +122,49 @@ public sealed class RawNbdClient : IDisposable
 
     public byte[] Read(long offset, int length) => ReceiveRead(SendRead(offset, length), length);
 
+    /// <summary>NBD_CMD_WRITE (with NBD_CMD_FLAG_FUA if asked), waiting for its simple reply; throws with the NBD error.</summary>
+    public void Write(long offset, ReadOnlySpan<byte> data, bool fua = false)
+    {
+        byte[] request = new byte[28 + data.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(request, RequestMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(4), fua ? (ushort)1 : (ushort)0);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6), 1); // NBD_CMD_WRITE
+        ulong handle = ++_handle;
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(8), handle);
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(16), (ulong)offset);
+        BinaryPrimitives.WriteUInt32BigEndian(request.AsSpan(24), (uint)data.Length);
+        data.CopyTo(request.AsSpan(28));
+        _socket.Send(request);
+        ReceiveEmpty(handle);
+    }
+
+    /// <summary>NBD_CMD_FLUSH, waiting for its reply.</summary>
+    public void Flush()
+    {
+        byte[] request = new byte[28];
+        BinaryPrimitives.WriteUInt32BigEndian(request, RequestMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6), 3); // NBD_CMD_FLUSH
+        ulong handle = ++_handle;
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(8), handle);
+        _socket.Send(request);
+        ReceiveEmpty(handle);
+    }
+
+    private void ReceiveEmpty(ulong handle)
+    {
+        byte[] reply = ReadExactly(16);
+        if (BinaryPrimitives.ReadUInt32BigEndian(reply) != SimpleReplyMagic || BinaryPrimitives.ReadUInt64BigEndian(reply.AsSpan(8)) != handle)
+        {
+            throw new IOException("expected the simple reply to the request just sent");
+        }
+
+        uint error = BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(4));
+        if (error != 0)
+        {
+            throw new IOException($"NBD error {error}");
+        }
+    }
+
     private byte[] ReadExactly(int count)
     {
         byte[] buffer = new byte[count];

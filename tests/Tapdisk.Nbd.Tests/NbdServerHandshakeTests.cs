@@ -229,14 +229,14 @@ public sealed class NbdServerHandshakeTests
     }
 
     [Fact]
-    public async Task ListMetaContext_NoQueries_ListsBaseAllocation()
+    public async Task ListMetaContext_NoQueries_ListsBaseAllocationAndAllocationDepth()
     {
         await using NbdTestClient client = Connect(new MemoryImage(Size));
         await client.GreetAsync();
         await client.SendOptionAsync(OptListMetaContext, MetaContextPayload(""));
         List<(uint Type, byte[] Data)> replies = await client.ReadOptionRepliesAsync(OptListMetaContext);
-        Assert.Equal([RepMetaContext, RepAck], replies.Select(r => r.Type));
-        Assert.Equal("base:allocation", Encoding.ASCII.GetString(replies[0].Data.AsSpan(4)));
+        Assert.Equal([RepMetaContext, RepMetaContext, RepAck], replies.Select(r => r.Type));
+        Assert.Equal(["base:allocation", "qemu:allocation-depth"], replies.Take(2).Select(r => Encoding.ASCII.GetString(r.Data.AsSpan(4))));
     }
 
     [Fact]
