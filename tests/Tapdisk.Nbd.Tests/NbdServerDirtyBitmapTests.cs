@@ -136,7 +136,7 @@ public sealed class NbdServerDirtyBitmapTests
 
         public IBlockImage? Parent => parent;
 
-        public bool MayBlock => false;
+        public bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) => false;
 
         public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default) => data.ReadAsync(offsetBytes, destination, cancellationToken);
 
