@@ -112,6 +112,7 @@ internal static class Program
         }
 
         host.ControlServer = server;
+        host.StartSharedStats();
         server.Start();
         using var stop = new CancellationTokenSource();
         using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
@@ -138,6 +139,7 @@ internal static class Program
         }
 
         await host.DisposeAsync().ConfigureAwait(false);
+        host.StopSharedStats();
         await server.DisposeAsync().ConfigureAwait(false);
         return 0;
     }
