@@ -1,0 +1,52 @@
+using System.Buffers.Binary;
+using System.Text;
+using Tapdisk.Blkif;
+
+namespace Tapdisk.Daemon;
+
+/// <summary>
+/// The content of /dev/shm/vbd3-&lt;domid&gt;-&lt;devid&gt;/io_ring (control-xen.md Part II 4.1): an 8-byte CRC-32 of the text
+/// (zlib's polynomial, stored little-endian in a u64), then "nr_ents N\nreq prod P cons C event E\nrsp prod P pvt V event E\n".
+/// </summary>
+internal static class IoRingText
+{
+    private static readonly uint[] s_table = BuildTable();
+
+    public static byte[] Format(BlkifRingIndexes i)
+    {
+        string text = FormattableString.Invariant(
+            $"nr_ents {i.Entries}\nreq prod {i.ReqProd} cons {i.ReqCons} event {i.ReqEvent}\nrsp prod {i.RspProd} pvt {i.RspProdPvt} event {i.RspEvent}\n");
+        byte[] page = new byte[8 + Encoding.ASCII.GetByteCount(text)];
+        int length = Encoding.ASCII.GetBytes(text, page.AsSpan(8));
+        BinaryPrimitives.WriteUInt64LittleEndian(page, Crc32(page.AsSpan(8, length)));
+        return page;
+    }
+
+    internal static uint Crc32(ReadOnlySpan<byte> data)
+    {
+        uint crc = 0xFFFFFFFF;
+        foreach (byte b in data)
+        {
+            crc = s_table[(crc ^ b) & 0xFF] ^ (crc >> 8);
+        }
+
+        return ~crc;
+    }
+
+    private static uint[] BuildTable()
+    {
+        var table = new uint[256];
+        for (uint n = 0; n < 256; n++)
+        {
+            uint c = n;
+            for (int k = 0; k < 8; k++)
+            {
+                c = (c & 1) != 0 ? 0xEDB88320 ^ (c >> 1) : c >> 1;
+            }
+
+            table[n] = c;
+        }
+
+        return table;
+    }
+}
