@@ -118,6 +118,7 @@ internal static class Program
 
         host.ControlServer = server;
         host.StartSharedStats();
+        NbdClientReceiver? nbdClient = NbdClientReceiver.TryStart(ControlPaths.NbdClientSocket(host.Pid), log);
         server.Start();
         using var stop = new CancellationTokenSource();
         using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
@@ -158,6 +159,11 @@ internal static class Program
 
         await host.DisposeAsync().ConfigureAwait(false);
         host.StopSharedStats();
+        if (nbdClient is not null)
+        {
+            await nbdClient.DisposeAsync().ConfigureAwait(false);
+        }
+
         await server.DisposeAsync().ConfigureAwait(false);
 
         // A clean stop deletes the log file unless an error was logged or SIGUSR1 asked to keep it.
