@@ -143,5 +143,10 @@ public sealed class ProcessLog : IDisposable
         }
     }
 
-    public void Dispose() => _syslog?.Dispose();
+    public void Dispose()
+    {
+        // An exit that did not close the file cleanly (a start-up failure) keeps it, flushed, for whoever investigates.
+        Interlocked.Exchange(ref _file, null)?.Close(cleanExit: false);
+        _syslog?.Dispose();
+    }
 }
