@@ -6,7 +6,8 @@ namespace Tapdisk.Blkif;
 /// <summary>
 /// The ring's published statistics (control-xen.md 1, Part II 4.1): the frontend page (td3-&lt;pid&gt;/vbd-&lt;domid&gt;-&lt;devid&gt;,
 /// struct stats) and blkback's page (vbd3-&lt;domid&gt;-&lt;devid&gt;/statistics), counted on the ring thread as requests are
-/// taken in and answered: atomics into the pages, no allocation, no lock.
+/// taken in and answered: atomics into the pages, no allocation, no lock. oo_reqs / st_oo_req (a request waiting for
+/// a free request descriptor) stay zero: the ring has one slot per ring entry, so a request never waits for one.
 /// </summary>
 public sealed unsafe partial class BlkifRing
 {
