@@ -5,8 +5,9 @@ using Tapdisk.Blkif;
 namespace Tapdisk.Daemon;
 
 /// <summary>
-/// The content of /dev/shm/vbd3-&lt;domid&gt;-&lt;devid&gt;/io_ring (control-xen.md Part II 4.1): an 8-byte CRC-32 of the text
-/// (zlib's polynomial, stored little-endian in a u64), then "nr_ents N\nreq prod P cons C event E\nrsp prod P pvt V event E\n".
+/// The content of /dev/shm/vbd3-&lt;domid&gt;-&lt;devid&gt;/io_ring (control-xen.md Part II 4.1): zlib's crc32 of the text in
+/// a u64 (little-endian), then "nr_ents N\nreq prod P cons C event E\nrsp prod P pvt V event E\n"; the file is exactly
+/// that long.
 /// </summary>
 internal static class IoRingText
 {

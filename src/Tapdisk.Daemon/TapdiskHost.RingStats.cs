@@ -29,7 +29,14 @@ internal sealed partial class TapdiskHost
             return new BlkbackStatsPage(path);
         });
         TextPage? ioRing = TryCreate(Path.Combine(dir, "io_ring"), path => new TextPage(path, path + "~"));
-        ioRing?.Write(IoRingText.Format(ring.GetIndexes()));
+        try
+        {
+            ioRing?.Write(IoRingText.Format(ring.GetIndexes()));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Error($"cannot write {dir}/io_ring: {e.Message}");
+        }
         ring.FrontendStats = frontend;
         ring.RingStats = statistics;
         lock (_lock)
@@ -83,7 +90,15 @@ internal sealed partial class TapdiskHost
 
         foreach ((BlkifRing ring, RingPages pages) in rings)
         {
-            pages.IoRing?.Write(IoRingText.Format(ring.GetIndexes()));
+            try
+            {
+                pages.IoRing?.Write(IoRingText.Format(ring.GetIndexes()));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Removed under us (a disconnect racing the timer) or /dev/shm trouble: the next refresh tries again.
+                _log.Debug($"cannot refresh {pages.Directory}/io_ring: {e.Message}");
+            }
         }
     }
 }
