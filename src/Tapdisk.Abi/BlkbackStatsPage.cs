@@ -40,6 +40,7 @@ public sealed unsafe class BlkbackStatsPage : StatsPage
     public BlkbackStatsPage(string path, string? temporaryPath = null)
         : base(path, temporaryPath)
     {
+        Publish();
     }
 
     public void ReadReceived() => Add(s_readRequests, 1);

@@ -29,17 +29,27 @@ public abstract unsafe class StatsPage
         }
 
         _base = (byte*)mapped;
-        if (temporaryPath is not null)
-        {
-            // Readers never see a half-initialised page under the final name (blktap's io_ring~, then rename).
-            File.Move(temporaryPath, path, overwrite: true);
-        }
-
+        _file = createdAt;
         Path = path;
     }
 
-    /// <summary>Where the page is published.</summary>
+    /// <summary>Where the page is published (after <see cref="Publish"/> when it was prepared under a temporary name).</summary>
     public string Path { get; }
+
+    /// <summary>The file as it is named now: the temporary name until <see cref="Publish"/>.</summary>
+    protected string CurrentFile => Volatile.Read(ref _file);
+
+    private string _file;
+
+    /// <summary>Renames a page prepared under its temporary name to its final one, so readers never see it half-written (blktap's io_ring~).</summary>
+    protected void Publish()
+    {
+        if (!string.Equals(_file, Path, StringComparison.Ordinal))
+        {
+            File.Move(_file, Path, overwrite: true);
+            Volatile.Write(ref _file, Path);
+        }
+    }
 
     /// <summary>Adds to a counter with one atomic instruction: no lock, no allocation (request hot path).</summary>
     protected void Add(int offset, ulong value)
@@ -111,7 +121,7 @@ public abstract unsafe class StatsPage
         {
             try
             {
-                File.Delete(Path);
+                File.Delete(CurrentFile);
             }
             catch (IOException)
             {

@@ -25,18 +25,11 @@ internal sealed partial class TapdiskHost
             : null;
         BlkbackStatsPage? statistics = TryCreate(Path.Combine(dir, "statistics"), path =>
         {
+            // 0700 where blktap uses 0600, for the reason given for metrics/ (TapdiskHost.SharedStats.cs).
             Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             return new BlkbackStatsPage(path);
         });
-        TextPage? ioRing = TryCreate(Path.Combine(dir, "io_ring"), path => new TextPage(path, path + "~"));
-        try
-        {
-            ioRing?.Write(IoRingText.Format(ring.GetIndexes()));
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            _log.Error($"cannot write {dir}/io_ring: {e.Message}");
-        }
+        TextPage? ioRing = TryCreate(Path.Combine(dir, "io_ring"), path => new TextPage(path, path + "~", IoRingText.Format(ring.GetIndexes())));
         ring.FrontendStats = frontend;
         ring.RingStats = statistics;
         lock (_lock)

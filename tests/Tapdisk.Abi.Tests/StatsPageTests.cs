@@ -72,8 +72,9 @@ public sealed class StatsPageTests
     public void TextPage_FileIsExactlyItsContent_AfterEachWrite()
     {
         using var dir = new TempDirectory();
-        var page = new TextPage(dir.File("io_ring"), dir.File("io_ring~"));
-        Assert.Equal(StatsPage.Size, new FileInfo(page.Path).Length);
+        var page = new TextPage(dir.File("io_ring"), dir.File("io_ring~"), "nr_ents 32\n"u8);
+        Assert.False(File.Exists(dir.File("io_ring~")));
+        Assert.Equal("nr_ents 32\n", File.ReadAllText(page.Path));
         page.Write("nr_ents 32\nreq prod 1000 cons 1000 event 1001\n"u8);
         Assert.Equal("nr_ents 32\nreq prod 1000 cons 1000 event 1001\n", File.ReadAllText(page.Path));
         page.Write("nr_ents 32\n"u8);
