@@ -29,7 +29,7 @@ internal sealed partial class TapdiskHost
             Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             return new BlkbackStatsPage(path);
         });
-        TextPage? ioRing = TryCreate(Path.Combine(dir, "io_ring"), path => new TextPage(path, path + "~", IoRingText.Format(ring.GetIndexes())));
+        TextPage? ioRing = TryCreate(Path.Combine(dir, "io_ring"), path => new TextPage(path, path + "~", BlkifIoRingText.Format(ring.GetIndexes())));
         ring.FrontendStats = frontend;
         ring.RingStats = statistics;
         lock (_lock)
@@ -85,7 +85,7 @@ internal sealed partial class TapdiskHost
         {
             try
             {
-                pages.IoRing?.Write(IoRingText.Format(ring.GetIndexes()));
+                pages.IoRing?.Write(BlkifIoRingText.Format(ring.GetIndexes()));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

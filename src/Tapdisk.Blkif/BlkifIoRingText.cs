@@ -1,18 +1,17 @@
 using System.Buffers.Binary;
 using System.Text;
-using Tapdisk.Blkif;
-
-namespace Tapdisk.Daemon;
+namespace Tapdisk.Blkif;
 
 /// <summary>
 /// The content of /dev/shm/vbd3-&lt;domid&gt;-&lt;devid&gt;/io_ring (control-xen.md Part II 4.1): zlib's crc32 of the text in
 /// a u64 (little-endian), then "nr_ents N\nreq prod P cons C event E\nrsp prod P pvt V event E\n"; the file is exactly
 /// that long.
 /// </summary>
-internal static class IoRingText
+public static class BlkifIoRingText
 {
     private static readonly uint[] s_table = BuildTable();
 
+    /// <summary>The file's bytes for <paramref name="i"/>.</summary>
     public static byte[] Format(BlkifRingIndexes i)
     {
         string text = FormattableString.Invariant(
@@ -23,7 +22,8 @@ internal static class IoRingText
         return page;
     }
 
-    internal static uint Crc32(ReadOnlySpan<byte> data)
+    /// <summary>zlib's crc32 (polynomial 0xEDB88320, reflected, initial and final XOR 0xFFFFFFFF).</summary>
+    public static uint Crc32(ReadOnlySpan<byte> data)
     {
         uint crc = 0xFFFFFFFF;
         foreach (byte b in data)
