@@ -62,6 +62,9 @@ internal sealed class BlkifRequestSlot : IThreadPoolWorkItem
     public ValueTask Pending;
     public bool DrainStarted;
 
+    /// <summary>Stopwatch timestamp when the request was taken in, for the statistics pages; 0 when none is published.</summary>
+    public long StartTimestamp;
+
     /// <summary>Taken from the ring and not yet given back (ring thread only): guards against releasing a slot twice.</summary>
     public bool InUse;
 
@@ -81,6 +84,7 @@ internal sealed class BlkifRequestSlot : IThreadPoolWorkItem
         IoErrno = 0;
         Pending = default;
         DrainStarted = false;
+        StartTimestamp = 0;
         Next = null;
     }
 }

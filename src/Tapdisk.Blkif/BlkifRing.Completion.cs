@@ -221,6 +221,7 @@ public sealed unsafe partial class BlkifRing
     /// <summary>Writes the response into the next response slot (published later, once per batch) and frees the request slot.</summary>
     private void Finish(BlkifRequestSlot slot, short status)
     {
+        CountFinished(slot, status);
         if (!_stopRequested)
         {
             // id@0, operation@8, status@10 in both ABIs; the rest of the slot is left alone (control-xen.md 3.3).

@@ -105,9 +105,11 @@ public sealed unsafe partial class BlkifRing
             case BlkifConstants.OpWrite:
             case BlkifConstants.OpWriteBarrier:
             case BlkifConstants.OpFlushDiskcache:
+                CountReceived(slot, operation);
                 AcceptDirect(slot, operation, raw[1]);
                 return;
             case BlkifConstants.OpDiscard:
+                CountReceived(slot, operation);
                 AcceptDiscard(slot);
                 return;
             case BlkifConstants.OpIndirect when _options.MaxIndirectSegments > 0:
@@ -153,6 +155,7 @@ public sealed unsafe partial class BlkifRing
         // disables the whole disk on a mismatch, as Linux blkback answers (tests/xenlab/FINDINGS.md 1; the spec's
         // "echoes 6" is wrong).
         slot.Operation = indirectOp;
+        CountReceived(slot, indirectOp);
 
         if (segmentCount == 0 || segmentCount > _options.MaxIndirectSegments)
         {

@@ -26,6 +26,9 @@ public static class ControlPaths
 
     public static string NbdServerNewSocket(int pid, int minor) => Path.Combine(Root, string.Create(CultureInfo.InvariantCulture, $"nbdserver-new{pid}.{minor}"));
 
+    /// <summary>The per-process fd receiver for the nbd disk type (control-xen.md 1).</summary>
+    public static string NbdClientSocket(int pid) => Path.Combine(Root, "nbdclient" + pid.ToString(CultureInfo.InvariantCulture));
+
     /// <summary>Parses "ctl&lt;pid&gt;" file names.</summary>
     public static bool TryParseControlSocket(string fileName, out int pid)
     {

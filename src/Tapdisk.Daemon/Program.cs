@@ -14,6 +14,10 @@ namespace Tapdisk.Daemon;
 internal static class Program
 {
     private const string DaemonChildFlag = "--daemon-child";
+    private const string DefaultLogDirectory = "/var/log/blktap";
+
+    // Not in PosixSignal; .NET takes the raw number on Unix (SIGUSR1 is 10 on x86-64 and arm64 Linux).
+    private const PosixSignal SIGUSR1 = (PosixSignal)10;
 
     /// <summary>Lines a repeating fault (one disk's failing I/O) may log per 10 s.</summary>
     internal const int LogLinesPerWindow = 20;
@@ -98,6 +102,7 @@ internal static class Program
         }
 
         using var log = new ProcessLog("tapdisk", LogLinesPerWindow) { Verbose = verbose };
+        OpenLogFile(log);
         Directory.CreateDirectory(ControlPaths.Root);
         try
         {
@@ -124,10 +129,25 @@ internal static class Program
         }
 
         host.ControlServer = server;
+        host.StartSharedStats();
+        NbdClientReceiver? nbdClient = NbdClientReceiver.TryStart(ControlPaths.NbdClientSocket(host.Pid), log);
         server.Start();
         using var stop = new CancellationTokenSource();
         using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         using PosixSignalRegistration intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+
+        // SIGHUP: logrotate moved the log file away; SIGUSR1: dump the VBDs' state into it and keep it (control-xen.md 4.3).
+        using PosixSignalRegistration hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+        {
+            c.Cancel = true;
+            ReopenLogFile(log);
+        });
+        using PosixSignalRegistration usr1 = PosixSignalRegistration.Create(SIGUSR1, c =>
+        {
+            c.Cancel = true;
+            host.LogDebugState();
+            log.File?.MarkPrecious();
+        });
 
         // The spawner reads exactly this line (control-xen.md 4.1); nothing may be printed before it.
         Console.Out.WriteLine(controlPath);
@@ -150,7 +170,49 @@ internal static class Program
         }
 
         await host.DisposeAsync().ConfigureAwait(false);
+        host.StopSharedStats();
+        if (nbdClient is not null)
+        {
+            await nbdClient.DisposeAsync().ConfigureAwait(false);
+        }
+
         await server.DisposeAsync().ConfigureAwait(false);
+
+        // A clean stop deletes the log file unless an error was logged or SIGUSR1 asked to keep it.
+        log.File?.Close(cleanExit: true);
+        log.File = null;
         return 0;
+    }
+
+    /// <summary>
+    /// /var/log/blktap/tapdisk.&lt;pid&gt;.log; TAPDISK_LOG_DIR overrides the directory (a deliberate addition, for tests
+    /// and unprivileged runs). Unlike blktap, a log file that cannot be opened is reported and the daemon goes on with
+    /// syslog alone: a disk is worth more than its log.
+    /// </summary>
+    private static void OpenLogFile(ProcessLog log)
+    {
+        string directory = Environment.GetEnvironmentVariable("TAPDISK_LOG_DIR") is { Length: > 0 } dir ? dir : DefaultLogDirectory;
+        try
+        {
+            log.File = LogFile.Open(directory, "tapdisk", Environment.ProcessId);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            log.Warning($"cannot open the log file in {directory}: {e.Message}; logging to syslog only");
+        }
+    }
+
+    private static void ReopenLogFile(ProcessLog log)
+    {
+        try
+        {
+            log.File?.Reopen();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            LogFile? file = log.File;
+            log.File = null;
+            log.Error($"cannot reopen {file?.Path}: {e.Message}; logging to syslog only");
+        }
     }
 }

@@ -87,6 +87,7 @@ internal sealed partial class TapdiskHost
             vbd.Rings.Add(ring);
         }
 
+        PublishRingStats(ring);
         return Ok(TapdiskMessageType.XenblkifConnectResponse, cookie);
     }
 
@@ -98,6 +99,7 @@ internal sealed partial class TapdiskHost
             return Fail(request.Cookie, Errno.ENODEV);
         }
 
+        UnpublishRingStats(f.Ring);
         await f.Ring.DisconnectAsync().ConfigureAwait(false);
         lock (_lock)
         {
@@ -137,6 +139,7 @@ internal sealed partial class TapdiskHost
 
         foreach (BlkifRing ring in rings)
         {
+            UnpublishRingStats(ring);
             await ring.DisconnectAsync().ConfigureAwait(false);
         }
     }

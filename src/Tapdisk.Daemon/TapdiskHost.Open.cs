@@ -85,6 +85,7 @@ internal sealed partial class TapdiskHost
         {
             _log.Error($"minor {vbd.Minor}: cannot start NBD endpoints: {e.Message}");
             await StopNbdAsync(vbd).ConfigureAwait(false);
+            UnpublishAllStats(vbd);
             await backend.CloseImageAsync().ConfigureAwait(false);
             backend.Dispose();
             vbd.Backend = null;
@@ -95,6 +96,7 @@ internal sealed partial class TapdiskHost
 
         vbd.Params = parameters;
         vbd.State = VbdState.None;
+        PublishVdiStats(vbd);
         _log.Info($"minor {vbd.Minor}: opened {parameters} ({image.SizeBytes} bytes{(image.IsReadOnly ? ", read-only" : string.Empty)})");
         return new TapdiskMessage(TapdiskMessageType.OpenResponse, cookie) { ImageSectors = vbd.Sectors, ImageSectorSize = vbd.SectorSize, ImageInfo = vbd.Info };
     }
@@ -184,15 +186,19 @@ internal sealed partial class TapdiskHost
     private void StartNbd(Vbd vbd, BlockBackend backend)
     {
         var export = new NbdExport("tapdisk_client", $"tapdisk minor {vbd.Minor}", backend);
+
+        // Two server objects, as blktap's "new" and "old" servers, each with its own statistics page.
         var server = new NbdServer(export, _nbdOptions, LibraryLogger);
+        var oldServer = new NbdServer(export, _nbdOptions, LibraryLogger);
+        PublishNbdStats(vbd, server, oldServer);
 
         // Both of blktap's UNIX endpoints speak fixed newstyle (data-plane.md 6.1).
         vbd.Endpoints.Add(NbdUnixListener.Start(ControlPaths.NbdSocket(Pid, vbd.Minor), server));
-        vbd.Endpoints.Add(NbdUnixListener.Start(ControlPaths.NbdOldSocket(Pid, vbd.Minor), server));
+        vbd.Endpoints.Add(NbdUnixListener.Start(ControlPaths.NbdOldSocket(Pid, vbd.Minor), oldServer));
 
         // The fd receivers: a peer (xapi) hands over an already-connected client; the "old" server's receiver greets
         // it oldstyle, the "new" one fixed newstyle.
-        vbd.Endpoints.Add(NbdUnixListener.StartFdReceiver(ControlPaths.NbdServerSocket(Pid, vbd.Minor), server, NbdHandshakeStyle.Oldstyle));
+        vbd.Endpoints.Add(NbdUnixListener.StartFdReceiver(ControlPaths.NbdServerSocket(Pid, vbd.Minor), oldServer, NbdHandshakeStyle.Oldstyle));
         vbd.Endpoints.Add(NbdUnixListener.StartFdReceiver(ControlPaths.NbdServerNewSocket(Pid, vbd.Minor), server, NbdHandshakeStyle.FixedNewstyle));
     }
 
@@ -241,6 +247,7 @@ internal sealed partial class TapdiskHost
         }
 
         vbd.State = VbdState.Closed | VbdState.Quiesced | VbdState.Paused;
+        UnpublishVdiStats(vbd);
         _log.Info($"minor {minor}: paused");
         return Ok(TapdiskMessageType.PauseResponse, cookie);
     }
@@ -315,6 +322,7 @@ internal sealed partial class TapdiskHost
         vbd.LogPath = logPath;
         vbd.State = VbdState.None;
         vbd.ChainOpen = true;
+        PublishVdiStats(vbd);
         vbd.Backend!.Resume(image);
         _log.Info($"minor {vbd.Minor}: resumed with {parameters}");
         return Ok(TapdiskMessageType.ResumeResponse, cookie);
@@ -350,6 +358,7 @@ internal sealed partial class TapdiskHost
 
         await StopNbdAsync(vbd).ConfigureAwait(false);
         await DisconnectRingsAsync(vbd).ConfigureAwait(false);
+        UnpublishAllStats(vbd);
         if (backend is not null)
         {
             if (vbd.ChainOpen)

@@ -41,6 +41,9 @@ internal sealed class Vbd
 
     public List<IAsyncDisposable> Endpoints { get; } = [];
 
+    /// <summary>The statistics pages published in /dev/shm for this VBD (TapdiskHost.SharedStats.cs).</summary>
+    public VbdSharedStats SharedStats { get; } = new();
+
     /// <summary>Xen rings connected by XENBLKIF_CONNECT (tapback connects one; the list allows more).</summary>
     public List<BlkifRing> Rings { get; } = [];
 

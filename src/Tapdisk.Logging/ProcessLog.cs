@@ -51,6 +51,15 @@ public sealed class ProcessLog : IDisposable
 
     public bool Verbose { get; set; }
 
+    /// <summary>The process's own log file beside syslog (tapdisk.&lt;pid&gt;.log); null when there is none.</summary>
+    public LogFile? File
+    {
+        get => Volatile.Read(ref _file);
+        set => Volatile.Write(ref _file, value);
+    }
+
+    private LogFile? _file;
+
     /// <summary>After daemonising, stderr is /dev/null: stop formatting for it.</summary>
     public void DetachStderr() => _stderrEnabled = false;
 
@@ -105,6 +114,7 @@ public sealed class ProcessLog : IDisposable
 
     private void Write(int severity, string message)
     {
+        Volatile.Read(ref _file)?.Write(severity, message);
         if (_stderrEnabled)
         {
             try
@@ -133,5 +143,10 @@ public sealed class ProcessLog : IDisposable
         }
     }
 
-    public void Dispose() => _syslog?.Dispose();
+    public void Dispose()
+    {
+        // An exit that did not close the file cleanly (a start-up failure) keeps it, flushed, for whoever investigates.
+        Interlocked.Exchange(ref _file, null)?.Close(cleanExit: false);
+        _syslog?.Dispose();
+    }
 }

@@ -26,6 +26,14 @@ internal sealed partial class NbdConnection
     {
         BlockBackend backend = _export!.Backend;
         Exception? failure = null;
+        TdStatsPage? page = request.Command is NBD_CMD_READ or NBD_CMD_WRITE ? _server.StatsPage : null;
+        long started = 0;
+        if (page is not null)
+        {
+            page.Submitted(request.Command == NBD_CMD_WRITE);
+            started = System.Diagnostics.Stopwatch.GetTimestamp();
+        }
+
         try
         {
             request.Error = await ExecuteAsync(request, backend).ConfigureAwait(false);
@@ -39,6 +47,18 @@ internal sealed partial class NbdConnection
         finally
         {
             backend.Exit();
+        }
+
+        if (page is not null)
+        {
+            if (request.Error == 0)
+            {
+                page.Completed(request.Command == NBD_CMD_WRITE, request.LengthBytes / IoLimits.SectorSize, (long)System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMicroseconds);
+            }
+            else
+            {
+                page.Failed();
+            }
         }
 
         if (request.Error != 0)

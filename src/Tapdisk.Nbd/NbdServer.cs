@@ -30,6 +30,18 @@ public sealed class NbdServer
 
     public NbdServerOptions Options { get; }
 
+    /// <summary>
+    /// This server's published I/O counters (tapdisk's /dev/shm/td3-&lt;pid&gt;/nbd-&lt;minor&gt; or nbd-old-&lt;minor&gt;), counted
+    /// per read and write its clients send; null when not published.
+    /// </summary>
+    public Tapdisk.Abi.TdStatsPage? StatsPage
+    {
+        get => Volatile.Read(ref _statsPage);
+        set => Volatile.Write(ref _statsPage, value);
+    }
+
+    private Tapdisk.Abi.TdStatsPage? _statsPage;
+
     internal ILogger Logger { get; }
 
     /// <summary>Where connections and fd receivers report clients dropped for a handshake past its deadline.</summary>

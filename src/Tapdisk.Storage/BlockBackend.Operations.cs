@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Tapdisk.Abi;
 
 namespace Tapdisk.Storage;
 
@@ -12,6 +14,7 @@ public sealed partial class BlockBackend
 {
     public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
+        long started = Submitted(write: false);
         ValueTask operation;
         try
         {
@@ -22,11 +25,12 @@ public sealed partial class BlockBackend
             operation = ValueTask.FromException(e);
         }
 
-        return Track(operation, BlockOperation.Read, offsetBytes, destination.Length);
+        return Track(operation, BlockOperation.Read, offsetBytes, destination.Length, started);
     }
 
     public ValueTask WriteAsync(long offsetBytes, ReadOnlyMemory<byte> source, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
+        long started = Submitted(write: true);
         ValueTask operation;
         try
         {
@@ -37,7 +41,7 @@ public sealed partial class BlockBackend
             operation = ValueTask.FromException(e);
         }
 
-        return Track(operation, BlockOperation.Write, offsetBytes, source.Length);
+        return Track(operation, BlockOperation.Write, offsetBytes, source.Length, started);
     }
 
     /// <summary>Makes completed writes durable; a stack without flush (read-only, or nothing cached) answers at once.</summary>
@@ -59,7 +63,7 @@ public sealed partial class BlockBackend
             operation = ValueTask.FromException(e);
         }
 
-        return Track(operation, BlockOperation.Flush, 0, 0);
+        return Track(operation, BlockOperation.Flush, 0, 0, 0);
     }
 
     /// <summary>Discards a range (advisory: only whole blocks inside it are discarded).</summary>
@@ -75,11 +79,12 @@ public sealed partial class BlockBackend
             operation = ValueTask.FromException(e);
         }
 
-        return Track(operation, BlockOperation.Trim, offsetBytes, lengthBytes);
+        return Track(operation, BlockOperation.Trim, offsetBytes, lengthBytes, 0);
     }
 
     public ValueTask ZeroAsync(long offsetBytes, long lengthBytes, ZeroFlags flags = ZeroFlags.None, CancellationToken cancellationToken = default)
     {
+        long started = Submitted(write: true);
         ValueTask operation;
         try
         {
@@ -90,7 +95,7 @@ public sealed partial class BlockBackend
             operation = ValueTask.FromException(e);
         }
 
-        return Track(operation, BlockOperation.Zero, offsetBytes, lengthBytes);
+        return Track(operation, BlockOperation.Zero, offsetBytes, lengthBytes, started);
     }
 
     /// <summary>The allocation map over at least the range (widened to whole blocks); not counted in the statistics.</summary>
@@ -110,25 +115,29 @@ public sealed partial class BlockBackend
     /// Counts sectors that read as zeros without touching the stack (a sparse NBD read's holes): blktap's secs count
     /// every sector a guest read, holes included.
     /// </summary>
-    public void CountHoleRead(long lengthBytes) => Interlocked.Add(ref _readSectors, lengthBytes / IoLimits.SectorSize);
+    public void CountHoleRead(long lengthBytes)
+    {
+        Interlocked.Add(ref _readSectors, lengthBytes / IoLimits.SectorSize);
+        Volatile.Read(ref _statsPage)?.AddReadSectors(lengthBytes / IoLimits.SectorSize);
+    }
 
 #pragma warning disable CA2012 // Each ValueTask is consumed exactly once: GetResult here when complete, else awaited once.
-    private ValueTask Track(ValueTask operation, BlockOperation kind, long offsetBytes, long lengthBytes)
+    private ValueTask Track(ValueTask operation, BlockOperation kind, long offsetBytes, long lengthBytes, long started)
     {
         if (operation.IsCompletedSuccessfully)
         {
             // GetResult returns a pooled source to its pool; skipping it would leave the box to the GC.
             operation.GetAwaiter().GetResult();
-            Count(kind, lengthBytes);
+            Count(kind, lengthBytes, started);
             return ValueTask.CompletedTask;
         }
 
-        return TrackSlowAsync(operation, kind, offsetBytes, lengthBytes);
+        return TrackSlowAsync(operation, kind, offsetBytes, lengthBytes, started);
     }
 #pragma warning restore CA2012
 
     [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
-    private async ValueTask TrackSlowAsync(ValueTask operation, BlockOperation kind, long offsetBytes, long lengthBytes)
+    private async ValueTask TrackSlowAsync(ValueTask operation, BlockOperation kind, long offsetBytes, long lengthBytes, long started)
     {
         try
         {
@@ -140,23 +149,54 @@ public sealed partial class BlockBackend
             throw;
         }
 
-        Count(kind, lengthBytes);
+        Count(kind, lengthBytes, started);
     }
 
-    private void Count(BlockOperation kind, long lengthBytes)
+    /// <summary>A read or write taken in: counted on the published page, if any; returns its start time (0 without a page).</summary>
+    private long Submitted(bool write)
     {
+        TdStatsPage? page = Volatile.Read(ref _statsPage);
+        if (page is null)
+        {
+            return 0;
+        }
+
+        page.Submitted(write);
+        return Stopwatch.GetTimestamp();
+    }
+
+    private void Count(BlockOperation kind, long lengthBytes, long started)
+    {
+        long sectors = lengthBytes / IoLimits.SectorSize;
+        bool write;
         if (kind == BlockOperation.Read)
         {
-            Interlocked.Add(ref _readSectors, lengthBytes / IoLimits.SectorSize);
+            Interlocked.Add(ref _readSectors, sectors);
+            write = false;
         }
         else if (kind is BlockOperation.Write or BlockOperation.Zero)
         {
-            Interlocked.Add(ref _writeSectors, lengthBytes / IoLimits.SectorSize);
+            Interlocked.Add(ref _writeSectors, sectors);
+            write = true;
+        }
+        else
+        {
+            return;
+        }
+
+        if (started != 0)
+        {
+            Volatile.Read(ref _statsPage)?.Completed(write, sectors, (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds);
         }
     }
 
     private void Failed(BlockOperation kind, long offsetBytes, long lengthBytes, Exception e)
     {
+        if (kind is BlockOperation.Read or BlockOperation.Write or BlockOperation.Zero)
+        {
+            Volatile.Read(ref _statsPage)?.Failed();
+        }
+
         if (kind == BlockOperation.Read)
         {
             Interlocked.Add(ref _readFailedSectors, lengthBytes / IoLimits.SectorSize);

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
+using Tapdisk.Abi;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Tapdisk.Storage;
@@ -31,6 +32,7 @@ public sealed partial class BlockBackend : IDisposable
     private TaskCompletionSource? _resumed;
     private bool _disposed;
 
+    private TdStatsPage? _statsPage;
     private long _readSectors;
     private long _writeSectors;
     private long _readFailedSectors;
@@ -81,6 +83,16 @@ public sealed partial class BlockBackend : IDisposable
     public long ReadFailedSectors => Volatile.Read(ref _readFailedSectors);
 
     public long WriteFailedSectors => Volatile.Read(ref _writeFailedSectors);
+
+    /// <summary>
+    /// The VDI's published statistics page (/dev/shm/td3-&lt;pid&gt;/vdi-&lt;minor&gt;), counted as requests are taken in and
+    /// answered; null while not published (paused, closed). Swapped by the owner between requests, never torn down under one.
+    /// </summary>
+    public TdStatsPage? StatsPage
+    {
+        get => Volatile.Read(ref _statsPage);
+        set => Volatile.Write(ref _statsPage, value);
+    }
 
     /// <summary>Checks a request once, before it runs (<see cref="BlockRequestValidator"/>): 0 or the errno to answer.</summary>
     public int Validate(BlockOperation operation, long offsetBytes, long lengthBytes) =>

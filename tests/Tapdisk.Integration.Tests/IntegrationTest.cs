@@ -26,7 +26,13 @@ public abstract class IntegrationTest : IDisposable
         {
             ["BLKTAP_CONTROL_DIR"] = Root,
             ["TAPDISK_EXEC"] = Binaries.Tapdisk,
+
+            // A tapdisk that is killed leaves its statistics pages and log behind, as blktap's does: keep them in
+            // this test's root (removed at teardown), never in the machine's /dev/shm and /var/log/blktap.
+            ["TAPDISK_SHM_DIR"] = Path.Combine(Root, "shm"),
+            ["TAPDISK_LOG_DIR"] = Path.Combine(Root, "log"),
         };
+        Directory.CreateDirectory(Path.Combine(Root, "shm"));
     }
 
     /// <summary>The control root: ctl&lt;pid&gt;, nbd&lt;pid&gt;.&lt;minor&gt;, tapdisk/tapdisk-&lt;minor&gt;.</summary>
