@@ -8,6 +8,9 @@
 # servers taking turns per image). Each cell also gives the server's CPU per request in microseconds (utime+stime of
 # the server process over the job, ramp included, divided by IOPS x (seconds + 1 s ramp); for nbdcopy, per 256 KiB
 # request): on two cores, CPU per request is throughput.
+# THREADS=1 adds this build forced onto its fallback I/O engine (TAPDISK_IO_ENGINE=threads) as server "threads".
+# QEMU10_NBD=<path to a qemu-nbd 10> adds it as server "qemu10" with --aio=io_uring --cache=none (bookworm-backports'
+# qemu-utils unpacked with dpkg -x runs on Debian 12 as it is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${1:-1024}
@@ -34,6 +37,8 @@ start() { # server image-kind image
     rm -f "$sock"
     case "$1" in
         tapdisk) "$bin/tapdisk" serve -s "$sock" "$([ "$2" = raw ] && echo aio || echo vhd):$3" 2>/dev/null & ;;
+        threads) TAPDISK_IO_ENGINE=threads "$bin/tapdisk" serve -s "$sock" "$([ "$2" = raw ] && echo aio || echo vhd):$3" 2>/dev/null & ;;
+        qemu10) "$QEMU10_NBD" -f "$([ "$2" = raw ] && echo raw || echo vpc)" --cache=none --aio=io_uring -t -e 64 -k "$sock" "$3" & ;;
         base) "$BASE_BIN/tapdisk" serve -s "$sock" "$([ "$2" = raw ] && echo aio || echo vhd):$3" 2>/dev/null & ;;
         qemu-nbd) qemu-nbd -f "$([ "$2" = raw ] && echo raw || echo vpc)" --cache=none --aio=threads -t -e 64 -k "$sock" "$3" & ;;
         nbdkit) nbdkit -f -U "$sock" file "$3" cache=none & ;;
@@ -67,7 +72,9 @@ kinds=(raw vhd vhd-new)
 rows_for() { if [ "$1" = vhd-new ]; then echo "randwrite 4k 1;randwrite 4k 32"; else local IFS=';'; echo "${rows[*]}"; fi; }
 for kind in "${kinds[@]}"; do
     servers=(tapdisk); [ -n "${BASE_BIN:-}" ] && servers+=(base)
-    servers+=(qemu-nbd); [ "$kind" = raw ] && servers+=(nbdkit)
+    [ -n "${THREADS:-}" ] && servers+=(threads)
+    servers+=(qemu-nbd); [ -n "${QEMU10_NBD:-}" ] && servers+=(qemu10)
+    [ "$kind" = raw ] && servers+=(nbdkit)
     for server in "${servers[@]}"; do
         img=$work/img.raw
         case "$kind" in
@@ -86,7 +93,9 @@ done
 
 # Cells: "iops MB/s cpu-us/request". Ratios: throughput ours/peer, and server CPU per request ours/peer.
 all=(tapdisk); [ -n "${BASE_BIN:-}" ] && all+=(base)
-all+=(qemu-nbd nbdkit)
+[ -n "${THREADS:-}" ] && all+=(threads)
+all+=(qemu-nbd); [ -n "${QEMU10_NBD:-}" ] && all+=(qemu10)
+all+=(nbdkit)
 ratio() { python3 -c "import sys; a='$1'.split(); b='$2'.split(); i=$3; print('%.2f' % (float(a[i])/float(b[i])) if len(b)>i and b[i]!='-' and float(b[i])>0 else '-')"; }
 header=$(printf '%-7s %-16s' image workload)
 for server in "${all[@]}"; do header+=$(printf ' %24s' "$server"); done
