@@ -40,6 +40,11 @@ public static class IoEngine
             return (IoEngineKind.Threads, $"{Variable}=threads");
         }
 
+        if (!string.IsNullOrEmpty(forced) && !string.Equals(forced, "io_uring", StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"{Variable} must be io_uring or threads, not '{forced}'");
+        }
+
         int errno = SelfTest();
         if (errno == 0)
         {
@@ -50,11 +55,6 @@ public static class IoEngine
         if (string.Equals(forced, "io_uring", StringComparison.Ordinal))
         {
             throw new ErrnoIOException(errno, null, $"{Variable}=io_uring, but {why}");
-        }
-
-        if (!string.IsNullOrEmpty(forced))
-        {
-            throw new ArgumentException($"{Variable} must be io_uring or threads, not '{forced}'");
         }
 
         return (IoEngineKind.Threads, why);

@@ -38,16 +38,21 @@ public sealed class IoEngineTests : IntegrationTest
     }
 
     [Fact]
-    public void Serve_UnknownEngine_RefusesToStart()
+    public async Task Serve_UnknownEngine_RefusesToStart()
     {
         string file = Scratch.File("x.raw");
         File.WriteAllBytes(file, new byte[1 << 20]);
         string socket = Path.Combine(Root, "x.sock");
         using Process server = StartServe("uring", socket, "aio:" + file);
-        string errors = server.StandardError.ReadToEnd();
-        Assert.True(server.WaitForExit(HangGuard), "tapdisk serve did not exit");
+        Task<string> errors = server.StandardError.ReadToEndAsync();
+        if (!server.WaitForExit(HangGuard))
+        {
+            server.Kill();
+            Assert.Fail("tapdisk serve started with a misspelt engine and did not exit");
+        }
+
         Assert.NotEqual(0, server.ExitCode);
-        Assert.Contains("TAPDISK_IO_ENGINE must be io_uring or threads, not 'uring'", errors, StringComparison.Ordinal);
+        Assert.Contains("TAPDISK_IO_ENGINE must be io_uring or threads, not 'uring'", await errors, StringComparison.Ordinal);
         Assert.False(File.Exists(socket), "nothing may listen");
     }
 
