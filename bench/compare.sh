@@ -81,6 +81,9 @@ for kind in "${kinds[@]}"; do
             vhd) cp --sparse=always "$work/img.vhd" "$work/run.vhd"; img=$work/run.vhd ;;
             vhd-new) rm -f "$work/run.vhd"; qemu-img create -q -f vpc -o subformat=dynamic,force_size=on "$work/run.vhd" "${size_mb}M"; img=$work/run.vhd ;;
         esac
+        # Read the image once with O_DIRECT first: on a VM, whichever server ran first otherwise paid for the host's
+        # cold cache (one run measured the first server's raw random reads at a sixth of the second's).
+        dd if="$img" of=/dev/null bs=4M iflag=direct status=none
         start "$server" "${kind%-new}" "$img"
         IFS=';' read -r -a krows <<<"$(rows_for "$kind")"
         for row in "${krows[@]}"; do
@@ -113,4 +116,15 @@ for kind in "${kinds[@]}"; do
         done
         echo "$line"
     done
+done
+
+# The disk itself: fio's libaio with O_DIRECT on the raw file, same jobs, after the servers (issue 17's yardstick).
+echo
+for qd in 1 32; do
+    out=$(fio --name=f --ioengine=libaio --direct=1 --filename="$work/img.raw" --rw=randread --bs=4k --iodepth="$qd" \
+        --size="${size_mb}M" --time_based --runtime="$secs" --ramp_time=1 --output-format=json 2>/dev/null)
+    file_iops=$(python3 -c 'import json,sys; t=sys.stdin.read(); print("%.0f" % json.loads(t[t.index("{"):])["jobs"][0]["read"]["iops"])' <<<"$out")
+    ours=${result["raw|randread 4k $qd|tapdisk"]%% *}
+    printf 'file    randread 4k %-4s fio libaio O_DIRECT %8s IOPS; tapdisk over NBD / file = %s\n' "$qd" "$file_iops" \
+        "$(python3 -c "print('%.2f' % ($ours/$file_iops))")"
 done
