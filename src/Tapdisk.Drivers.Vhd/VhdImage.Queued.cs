@@ -13,6 +13,8 @@ namespace Tapdisk.Drivers.Vhd;
 /// </summary>
 public sealed partial class VhdImage
 {
+    private const int FileBlockBytes = 4096;
+
     private enum Location
     {
         /// <summary>Needs metadata I/O, spans blocks, or is encrypted: the synchronous path.</summary>
@@ -40,7 +42,7 @@ public sealed partial class VhdImage
                 Location.Below => _parent is not null && _parent.MayBlock(BlockOperation.Read, offsetBytes, lengthBytes),
                 _ => true,
             },
-            BlockOperation.Write => !IsReadOnly && Locate(offsetBytes, lengthBytes, out _) != Location.Own,
+            BlockOperation.Write => !IsReadOnly && (Locate(offsetBytes, lengthBytes, out long fileOffset) != Location.Own || !IsFileBlockAligned(fileOffset, lengthBytes)),
             BlockOperation.Flush => false,
             _ => true,
         };
@@ -129,6 +131,14 @@ public sealed partial class VhdImage
 
         return present ? Location.Own : CoveredBelow(offsetBytes, lengthBytes) ? Location.Below : Location.Unknown;
     }
+
+    /// <summary>
+    /// Whether a write lands on whole file-system blocks. A VHD written by qemu (or an older blktap) puts most blocks'
+    /// data 512 bytes past a 4 KiB boundary; ext4 serializes such direct writes per inode, and io_uring hands each to
+    /// a kernel worker thread after a failed non-blocking try. On the I/O workers they cost less (measured: VHD 4 KiB
+    /// random writes at QD32).
+    /// </summary>
+    private static bool IsFileBlockAligned(long fileOffset, long lengthBytes) => ((fileOffset | lengthBytes) & (FileBlockBytes - 1)) == 0;
 
     /// <summary>A range below this layer that is all zeros (no parent) or all inside the parent.</summary>
     private bool CoveredBelow(long offsetBytes, long lengthBytes) => _parent is null || _parent.SizeBytes >= offsetBytes + lengthBytes;
