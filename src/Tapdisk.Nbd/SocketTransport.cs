@@ -144,7 +144,16 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
         {
             // With the io_uring engine this thread is the connection's event loop: it waits for the next bytes and
             // for the I/O of the requests it parsed in one system call, and runs their completions (replies) itself.
-            loop = IoLoop.TryCreateForCurrentThread();
+            try
+            {
+                loop = IoLoop.TryCreateForCurrentThread();
+            }
+            catch (IOException)
+            {
+                // A per-ring limit (locked memory on older kernels, descriptors): this connection keeps blocking receives
+                // and the I/O workers.
+            }
+
             while (true)
             {
                 Memory<byte> memory = writer.GetMemory(ReceiveBytes);
@@ -180,17 +189,24 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
         }
         finally
         {
-            writer.Complete(failure);
+            if (loop is not null && failure is not null)
+            {
+                // The loop failed with a receive possibly still in the kernel, into the pipe's memory: end it first.
+                Shutdown();
+            }
+
             try
             {
                 // Requests still in the kernel complete (and answer, or are recycled) here, before the ring closes.
                 loop?.Dispose();
             }
-            catch (Exception e) when (e is IOException)
+            catch (IOException e)
             {
                 failure ??= e;
             }
 
+            // Only now may the pipe give its segments back to the pool: no receive of ours can write into them.
+            writer.Complete(failure);
             _receiverDone.TrySetResult();
         }
     }
@@ -212,7 +228,7 @@ internal sealed class SocketTransport : IDuplexPipe, IDirectWriter, IDisposable
     {
         while (true)
         {
-            int n = loop.Run(loop.StartAsync(IoUringOp.Recv, _socket.SafeHandle, buffer, 0));
+            int n = loop.Await(loop.StartAsync(IoUringOp.Recv, _socket.SafeHandle, buffer, 0));
             if (n != -Errno.EINTR && n != -Errno.EAGAIN)
             {
                 return n;

@@ -284,6 +284,12 @@ public sealed class ImageFile : IDisposable
         _fd.Dispose();
     }
 
+    /// <summary>
+    /// The descriptor a queued request uses: the O_DIRECT one while direct I/O works, else the buffered one (after
+    /// <see cref="DisableDirect"/>, requests of any alignment are queued, and the O_DIRECT descriptor would refuse them).
+    /// </summary>
+    private SafeFdHandle QueuedFd() => _direct ? _fd : BufferedFd();
+
     /// <summary>Whether the ring can take the request as it is (O_DIRECT needs the buffer, offset and length aligned; else bounced, synchronously).</summary>
     private bool CanQueue(ReadOnlySpan<byte> buffer, long offsetBytes) =>
         !_direct || (IsDirectAligned(offsetBytes, buffer.Length) && PosixFile.IsAligned(buffer, LogicalBlockSize));
@@ -294,7 +300,7 @@ public sealed class ImageFile : IDisposable
         int total = 0;
         while (total < destination.Length)
         {
-            int n = await loop.StartAsync(IoUringOp.Read, _fd, destination[total..], (ulong)(offsetBytes + total)).ConfigureAwait(false);
+            int n = await loop.StartAsync(IoUringOp.Read, QueuedFd(), destination[total..], (ulong)(offsetBytes + total)).ConfigureAwait(false);
             if (n == 0)
             {
                 break;
@@ -328,7 +334,7 @@ public sealed class ImageFile : IDisposable
         int total = 0;
         while (total < source.Length)
         {
-            int n = await loop.StartAsync(IoUringOp.Write, _fd, source[total..], (ulong)(offsetBytes + total)).ConfigureAwait(false);
+            int n = await loop.StartAsync(IoUringOp.Write, QueuedFd(), source[total..], (ulong)(offsetBytes + total)).ConfigureAwait(false);
             if (n < 0)
             {
                 if (n == -Errno.EINTR || n == -Errno.EAGAIN)
