@@ -95,11 +95,7 @@ public sealed class IoLoop : IDisposable
             operation.Fd = fd;
             operation.Pin = buffer.Pin();
             ulong address = IoUring.AddressOf(operation.Pin);
-            while (!_ring.TryPrepare(op, (int)fd.DangerousGetHandle(), address, (uint)buffer.Length, offset, opFlags, (ulong)operation.Index))
-            {
-                // Submission ring full: hand what is there to the kernel (no wait) and try again.
-                ThrowOnFailure(_ring.Enter(0), "io_uring_enter");
-            }
+            Prepare(op, (int)fd.DangerousGetHandle(), address, (uint)buffer.Length, offset, opFlags, (ulong)operation.Index);
         }
         catch
         {
@@ -265,12 +261,18 @@ public sealed class IoLoop : IDisposable
     {
         // No drain first: a signal that came in since the last read must wake this wait, and the read resets the count.
         System.Buffers.MemoryHandle pinned = _wakeValue.Memory.Pin();
-        while (!_ring.TryPrepare(IoUringOp.Read, _wake.Handle.Fd, IoUring.AddressOf(pinned), sizeof(ulong), ulong.MaxValue, 0, WakeToken))
-        {
-            ThrowOnFailure(_ring.Enter(0), "io_uring_enter");
-        }
+        Prepare(IoUringOp.Read, _wake.Handle.Fd, IoUring.AddressOf(pinned), sizeof(ulong), ulong.MaxValue, 0, WakeToken);
 
         _wakeArmed = true;
+    }
+
+    private void Prepare(IoUringOp op, int fd, ulong address, uint length, ulong offset, uint opFlags, ulong userData)
+    {
+        while (!_ring.TryPrepare(op, fd, address, length, offset, opFlags, userData))
+        {
+            // Submission ring full: hand what is there to the kernel (no wait) and try again.
+            ThrowOnFailure(_ring.Enter(0), "io_uring_enter");
+        }
     }
 
     private Operation Rent()

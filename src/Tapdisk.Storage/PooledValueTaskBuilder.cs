@@ -14,50 +14,32 @@ namespace Tapdisk.Storage;
 /// </summary>
 public struct PooledValueTaskBuilder
 {
-    private PooledStateMachineBox<bool>? _box;
-    private Exception? _exception;
+    // The generic builder does the work; a void method completes it with a result nobody reads.
+    private PooledValueTaskBuilder<bool> _inner;
 
     public static PooledValueTaskBuilder Create() => default;
 
-    public readonly ValueTask Task =>
-        _box is not null ? new ValueTask(_box, _box.Version)
-        : _exception is not null ? ValueTask.FromException(_exception)
-        : ValueTask.CompletedTask;
+    public readonly ValueTask Task => _inner.UntypedTask;
 
     public readonly void Start<TStateMachine>(ref TStateMachine stateMachine)
-        where TStateMachine : IAsyncStateMachine => AsyncValueTaskMethodBuilder.Create().Start(ref stateMachine);
+        where TStateMachine : IAsyncStateMachine => _inner.Start(ref stateMachine);
 
     public readonly void SetStateMachine(IAsyncStateMachine stateMachine)
     {
         // Only for boxing by the runtime's own builders; this one boxes itself.
     }
 
-    public void SetResult()
-    {
-        _box?.SetResult(true);
-    }
+    public void SetResult() => _inner.SetResult(true);
 
-    public void SetException(Exception exception)
-    {
-        if (_box is null)
-        {
-            _exception = exception;
-        }
-        else
-        {
-            _box.SetException(exception);
-        }
-    }
+    public void SetException(Exception exception) => _inner.SetException(exception);
 
     public void AwaitOnCompleted<TAwaiter, TStateMachine>(ref TAwaiter awaiter, ref TStateMachine stateMachine)
         where TAwaiter : INotifyCompletion
-        where TStateMachine : IAsyncStateMachine =>
-        awaiter.OnCompleted(PooledStateMachineBox<bool>.For(ref _box, ref stateMachine).MoveNextAction);
+        where TStateMachine : IAsyncStateMachine => _inner.AwaitOnCompleted(ref awaiter, ref stateMachine);
 
     public void AwaitUnsafeOnCompleted<TAwaiter, TStateMachine>(ref TAwaiter awaiter, ref TStateMachine stateMachine)
         where TAwaiter : ICriticalNotifyCompletion
-        where TStateMachine : IAsyncStateMachine =>
-        awaiter.UnsafeOnCompleted(PooledStateMachineBox<bool>.For(ref _box, ref stateMachine).MoveNextAction);
+        where TStateMachine : IAsyncStateMachine => _inner.AwaitUnsafeOnCompleted(ref awaiter, ref stateMachine);
 }
 
 /// <summary><see cref="PooledValueTaskBuilder"/> for methods returning <see cref="ValueTask{TResult}"/>.</summary>
@@ -73,6 +55,12 @@ public struct PooledValueTaskBuilder<TResult>
         _box is not null ? new ValueTask<TResult>(_box, _box.Version)
         : _exception is not null ? ValueTask.FromException<TResult>(_exception)
         : new ValueTask<TResult>(_result);
+
+    /// <summary>The same completion as a <see cref="ValueTask"/> (for <see cref="PooledValueTaskBuilder"/>).</summary>
+    internal readonly ValueTask UntypedTask =>
+        _box is not null ? new ValueTask(_box, _box.Version)
+        : _exception is not null ? ValueTask.FromException(_exception)
+        : ValueTask.CompletedTask;
 
     public readonly void Start<TStateMachine>(ref TStateMachine stateMachine)
         where TStateMachine : IAsyncStateMachine => AsyncValueTaskMethodBuilder.Create().Start(ref stateMachine);
