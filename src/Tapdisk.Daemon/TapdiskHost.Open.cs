@@ -292,6 +292,13 @@ internal sealed partial class TapdiskHost
             return Fail(cookie, Errno.EINVAL);
         }
 
+        // RESUME carries SECONDARY in storage migration (unpause -2): refused like OPEN's, never silently dropped.
+        int unsupported = CheckSupported(vbd.Minor, request.ParamsFlags, request.ParamsSecondary);
+        if (unsupported != 0)
+        {
+            return Fail(cookie, unsupported);
+        }
+
         // With -c the log layer is (re)attached, old bits kept; without it the log is dropped, as blktap's RESUME
         // does (XAPI's snapshot flow switches logs this way). Unlike blktap, a log that cannot be used fails the
         // resume with its reason and leaves the VBD paused with its flags (blktap retries without the log and
