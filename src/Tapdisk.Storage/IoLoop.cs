@@ -32,6 +32,9 @@ public sealed class IoLoop : IDisposable
     private Operation[] _operations = new Operation[Entries];
     private readonly Stack<Operation> _free = new();
     private readonly List<Operation> _background = [];
+
+    // Completions taken off the ring while a submission waited for room; they run at the loop's next pass.
+    private readonly Queue<(ulong Token, int Result)> _deferred = new();
     private int _created;
     private int _lastStarted;
     private int _inFlight;
@@ -131,33 +134,44 @@ public sealed class IoLoop : IDisposable
             ArmWake();
         }
 
-        int errno = _ring.Enter(1);
+        // Completions set aside by a submission are ready work: do not sleep before running them.
+        int errno = _ring.Enter(_deferred.Count > 0 ? 0u : 1u);
         if (errno is not (0 or Errno.EINTR or Errno.EBUSY or Errno.EAGAIN))
         {
             ThrowOnFailure(errno, "io_uring_enter");
         }
 
+        while (_deferred.TryDequeue(out (ulong Token, int Result) deferred))
+        {
+            Complete(deferred.Token, deferred.Result);
+        }
+
         while (_ring.TryReap(out ulong token, out int result))
         {
-            if (token == WakeToken)
-            {
-                _wakeArmed = false;
-                continue;
-            }
-
-            Operation operation = _operations[(int)token];
-            if (operation.Background)
-            {
-                operation.Background = false;
-                _background.Remove(operation);
-            }
-            else
-            {
-                _inFlight--;
-            }
-
-            operation.Complete(result);
+            Complete(token, result);
         }
+    }
+
+    private void Complete(ulong token, int result)
+    {
+        if (token == WakeToken)
+        {
+            _wakeArmed = false;
+            return;
+        }
+
+        Operation operation = _operations[(int)token];
+        if (operation.Background)
+        {
+            operation.Background = false;
+            _background.Remove(operation);
+        }
+        else
+        {
+            _inFlight--;
+        }
+
+        operation.Complete(result);
     }
 
     /// <summary>Runs the loop until <paramref name="task"/> completes (on this thread or, after a <see cref="Wake"/>, another), then returns its result.</summary>
@@ -271,7 +285,28 @@ public sealed class IoLoop : IDisposable
         while (!_ring.TryPrepare(op, fd, address, length, offset, opFlags, userData))
         {
             // Submission ring full: hand what is there to the kernel (no wait) and try again.
-            ThrowOnFailure(_ring.Enter(0), "io_uring_enter");
+            int errno = _ring.Enter(0);
+            if (errno is Errno.EBUSY or Errno.EAGAIN or Errno.EINTR)
+            {
+                // The kernel took nothing: its completion ring is full (EBUSY), it is short of memory (EAGAIN) or a
+                // signal came in. Make room by setting completions aside (they run at the next pass, never inside a
+                // submission, whose caller may be mid-way through its own state), then try again.
+                bool took = false;
+                while (_ring.TryReap(out ulong token, out int result))
+                {
+                    _deferred.Enqueue((token, result));
+                    took = true;
+                }
+
+                if (!took)
+                {
+                    Thread.Yield();
+                }
+
+                continue;
+            }
+
+            ThrowOnFailure(errno, "io_uring_enter");
         }
     }
 
