@@ -25,7 +25,7 @@ internal static class SharedStatsPaths
 
     public static string MetricsDirectory => Path.Combine(Root, "metrics");
 
-    /// <summary>The legacy RRD page, metrics/tap-&lt;pid&gt;-&lt;minor&gt;.</summary>
+    /// <summary>The legacy RRD page, metrics/tap-&lt;pid&gt;-&lt;minor&gt;: one page that blktap creates and leaves zero.</summary>
     public static string Tap(int pid, int minor) => Path.Combine(MetricsDirectory, string.Create(CultureInfo.InvariantCulture, $"tap-{pid}-{minor}"));
 
     /// <summary>vbd3-&lt;domid&gt;-&lt;devid&gt;: one ring's directory (statistics, io_ring).</summary>

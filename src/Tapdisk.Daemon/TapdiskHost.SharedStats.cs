@@ -63,6 +63,10 @@ internal sealed partial class TapdiskHost
         VbdSharedStats pages = vbd.SharedStats;
         pages.Vdi ??= TryCreate(SharedStatsPaths.Vdi(Pid, vbd.Minor), static path => new TdStatsPage(path));
         backend.StatsPage = pages.Vdi;
+        // metrics/tap-<pid>-<minor> stays zero, as blktap's does: its tapdisk-vbd.c creates this page at OPEN/RESUME and
+        // nothing writes to it (its td_vbd_rrd keeps last/last_errors that no code reads). xcp-rrdd's plugin discovery
+        // skips tap-* files as not valid RRDs. An RRD writer for it (rrdd plugin protocol v1 every 5 s) appears only in a
+        // development fork, not in xapi-project's or xcp-ng's tree, so filling the page would be a difference, not a match.
         pages.Tap ??= TryCreate(SharedStatsPaths.Tap(Pid, vbd.Minor), path =>
         {
             // blktap makes metrics/ with mode 0600, usable only because it runs as root; 0700 gives root the same

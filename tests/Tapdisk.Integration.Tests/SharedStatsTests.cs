@@ -66,6 +66,9 @@ public sealed class SharedStatsTests : IntegrationTest
                 seenLive = now > first && now < first + (64 * Mib / 512) && !copy.HasExited;
             }
 
+            // With writes under way the legacy RRD page is still all zeros, as blktap's stays: nothing writes it.
+            AssertZeroPage(tap);
+
             Assert.True(copy.WaitForExit(HangGuard), "nbdcopy hung");
             Assert.Equal(0, copy.ExitCode);
         }
@@ -104,6 +107,7 @@ public sealed class SharedStatsTests : IntegrationTest
         Assert.Equal(0ul, Field(vdi, WriteSectors));
         QemuIo(NbdSocket(pid, minor), "write 0 64k");
         Assert.Equal((ulong)(64 * 1024 / 512), Field(vdi, WriteSectors));
+        AssertZeroPage(tap);
 
         // CLOSE removes every page of the VBD; the process's exit removes td3-<pid>.
         TapCtlOk("close", "-p", p, "-m", m);
@@ -116,6 +120,14 @@ public sealed class SharedStatsTests : IntegrationTest
         WaitForExit(pid);
         Assert.False(Directory.Exists(td3));
         TapCtlOk("free", "-m", m);
+    }
+
+    /// <summary>A whole page of zeros, read from the file as another process would.</summary>
+    private static void AssertZeroPage(string page)
+    {
+        byte[] bytes = File.ReadAllBytes(page);
+        Assert.Equal(4096, bytes.Length);
+        Assert.Equal(-1, bytes.AsSpan().IndexOfAnyExcept((byte)0));
     }
 
     /// <summary>One u64 of a page, read from the file as another process would.</summary>
