@@ -11,7 +11,7 @@ internal static class Commands
     {
         string? name = null;
         ulong size = 0;
-        var options = new GetOpt("create", args, "n:s:h", error);
+        var options = new GetOpt(args, "n:s:h", "create", error);
         for (int c; (c = options.Next(out string? arg)) != -1;)
         {
             switch (c)
@@ -43,7 +43,7 @@ internal static class Commands
     {
         string? name = null;
         var fields = new HashSet<char>();
-        var options = new GetOpt("get", args, "n:pcfsbh", error);
+        var options = new GetOpt(args, "n:pcfsbh", "get", error);
         for (int c; (c = options.Next(out string? arg)) != -1;)
         {
             switch (c)
@@ -96,7 +96,7 @@ internal static class Commands
         string? child = null;
         string? flag = null;
         ulong size = 0;
-        var options = new GetOpt("set", args, "n:p:c:f:s:h", error);
+        var options = new GetOpt(args, "n:p:c:f:s:h", "set", error);
         for (int c; (c = options.Next(out string? arg)) != -1;)
         {
             switch (c)
@@ -167,7 +167,7 @@ internal static class Commands
     {
         string? parentName = null;
         string? childName = null;
-        var options = new GetOpt("coalesce", args, "p:c:h", error);
+        var options = new GetOpt(args, "p:c:h", "coalesce", error);
         for (int c; (c = options.Next(out string? arg)) != -1;)
         {
             switch (c)

@@ -1,27 +1,32 @@
-namespace Tapdisk.CbtUtil;
+namespace Tapdisk;
 
 /// <summary>
-/// GNU getopt(3) as cbt-util uses it: options anywhere among the operands, clustered flags, and glibc's two
-/// complaints on stderr prefixed with argv[0] (the command name, as cbt-util passes it).
+/// GNU getopt(3) over an argument list, as blktap's vhd-util and cbt-util use it: "n:s:r" style option strings,
+/// clustered flags, operands anywhere (collected in <see cref="Operands"/>, as GNU getopt permutes them to the end),
+/// "--" ends the options. With a writer, glibc's two complaints go to it prefixed with the given name (what the
+/// tool passes as argv[0]). One source file compiled into each tool that parses options.
 /// </summary>
 internal sealed class GetOpt
 {
-    private readonly string _name;
     private readonly string[] _args;
     private readonly string _spec;
-    private readonly TextWriter _error;
+    private readonly string? _name;
+    private readonly TextWriter? _error;
     private int _index;
     private int _charIndex;
 
-    public GetOpt(string name, string[] args, string spec, TextWriter error)
+    public GetOpt(string[] args, string spec, string? name = null, TextWriter? error = null)
     {
-        _name = name;
         _args = args;
         _spec = spec;
+        _name = name;
         _error = error;
     }
 
-    /// <summary>Next option character; '?' after printing why (unknown option, missing argument); -1 at the end.</summary>
+    /// <summary>Arguments that are not options.</summary>
+    public List<string> Operands { get; } = [];
+
+    /// <summary>Next option character; '?' for an unknown option or a missing argument (said on the writer, if any); -1 at the end.</summary>
     public int Next(out string? argument)
     {
         argument = null;
@@ -32,13 +37,14 @@ internal sealed class GetOpt
             {
                 if (arg == "--")
                 {
+                    Operands.AddRange(_args[(_index + 1)..]);
                     _index = _args.Length;
                     return -1;
                 }
 
                 if (arg.Length < 2 || arg[0] != '-')
                 {
-                    // An operand: cbt-util takes none and ignores them (GNU getopt permutes them to the end).
+                    Operands.Add(arg);
                     _index++;
                     continue;
                 }
@@ -47,6 +53,8 @@ internal sealed class GetOpt
             }
 
             char c = arg[_charIndex++];
+
+            // ':' marks an argument in the spec; it is never an option itself.
             int pos = c == ':' ? -1 : _spec.IndexOf(c, StringComparison.Ordinal);
             bool takesArgument = pos >= 0 && pos + 1 < _spec.Length && _spec[pos + 1] == ':';
             if (takesArgument)
@@ -63,7 +71,7 @@ internal sealed class GetOpt
                 {
                     _index++;
                     _charIndex = 0;
-                    _error.Write($"{_name}: option requires an argument -- '{c}'\n");
+                    _error?.Write($"{_name}: option requires an argument -- '{c}'\n");
                     return '?';
                 }
 
@@ -80,7 +88,7 @@ internal sealed class GetOpt
 
             if (pos < 0)
             {
-                _error.Write($"{_name}: invalid option -- '{c}'\n");
+                _error?.Write($"{_name}: invalid option -- '{c}'\n");
                 return '?';
             }
 
