@@ -234,16 +234,11 @@ public sealed class IoLoopTests
             }
             else
             {
-                loop.Run(AsResult(task));
+                loop.Run(task.AsResult());
             }
         }
     }
 
-    private static async ValueTask<bool> AsResult(ValueTask task)
-    {
-        await task.ConfigureAwait(false);
-        return true;
-    }
 
     /// <summary>Runs <paramref name="body"/> on a new thread that owns a loop (null on the fallback engine), then disposes it there.</summary>
     private static void OnLoopThread(Action<IoLoop?> body)

@@ -53,7 +53,7 @@ public sealed class VhdImageQueuedTests
                     {
                         long offset = (long)block * 2 * MiB;
                         // The synchronous path loads the bitmap (a full block from then on), then the data.
-                        loop.Run(AsResult(image.ReadAsync(offset, buffer.Memory[..4096])));
+                        loop.Run(image.ReadAsync(offset, buffer.Memory[..4096]).AsResult());
                         Assert.Equal((byte)(offset >> 12), buffer.GetSpan()[0]);
                     }
                 }
@@ -90,11 +90,5 @@ public sealed class VhdImageQueuedTests
         return Enumerable.Range(0, Blocks)
             .Select(b => ((long)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(file.AsSpan((int)bat + (4 * b))) + 1) * 512)
             .ToArray();
-    }
-
-    private static async ValueTask<bool> AsResult(ValueTask task)
-    {
-        await task.ConfigureAwait(false);
-        return true;
     }
 }
