@@ -21,7 +21,7 @@ internal static partial class Log
     public static partial void PeerReset(ILogger logger, long connectionId, Exception exception);
 
     [LoggerMessage(6, LogLevel.Trace, "NBD connection {ConnectionId}: command {Command} at {OffsetBytes}+{LengthBytes} failed with NBD error {Error}")]
-    public static partial void RequestFailed(ILogger logger, long connectionId, ushort command, ulong offsetBytes, uint lengthBytes, uint error, Exception? exception);
+    public static partial void RequestFailed(ILogger logger, long connectionId, ushort command, ulong offsetBytes, ulong lengthBytes, uint error, Exception? exception);
 
     [LoggerMessage(7, LogLevel.Warning, "NBD connection {ConnectionId} failed unexpectedly")]
     public static partial void ConnectionFailed(ILogger logger, long connectionId, Exception exception);

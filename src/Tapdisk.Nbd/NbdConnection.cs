@@ -19,11 +19,12 @@ internal sealed partial class NbdConnection : IDisposable
     private readonly IDirectWriter? _directOutput;
     private readonly ILogger _logger;
     private readonly long _id;
-    private readonly byte[] _header = new byte[NbdProtocol.RequestSize];
+    private readonly byte[] _header = new byte[NbdProtocol.ExtendedRequestSize];
 
     private readonly bool _oldstyle;
     private bool _clientNoZeroes;
     private bool _structuredReplies;
+    private bool _extendedHeaders;
     private bool _baseAllocation;
     private bool _dirtyBitmap;
     private bool _allocationDepth;
