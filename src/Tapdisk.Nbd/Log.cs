@@ -26,8 +26,8 @@ internal static partial class Log
     [LoggerMessage(7, LogLevel.Warning, "NBD connection {ConnectionId} failed unexpectedly")]
     public static partial void ConnectionFailed(ILogger logger, long connectionId, Exception exception);
 
-    [LoggerMessage(8, LogLevel.Debug, "NBD connection {ConnectionId}: entering transmission on export '{ExportName}'")]
-    public static partial void TransmissionStarted(ILogger logger, long connectionId, string exportName);
+    [LoggerMessage(8, LogLevel.Debug, "NBD connection {ConnectionId}: entering transmission on export '{ExportName}' with {Headers} headers")]
+    public static partial void TransmissionStarted(ILogger logger, long connectionId, string exportName, string headers);
 
     [LoggerMessage(9, LogLevel.Information, "NBD: {Count} clients dropped for not finishing the handshake within {TimeoutSeconds} s")]
     public static partial void HandshakeTimedOut(ILogger logger, int count, double timeoutSeconds);

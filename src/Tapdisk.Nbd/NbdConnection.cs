@@ -69,7 +69,7 @@ internal sealed partial class NbdConnection : IDisposable
             if (export is not null)
             {
                 _export = export;
-                Log.TransmissionStarted(_logger, _id, export.Name);
+                Log.TransmissionStarted(_logger, _id, export.Name, _extendedHeaders ? "extended" : _structuredReplies ? "compact, structured" : "compact, simple");
                 await TransmitAsync(cancellationToken).ConfigureAwait(false);
             }
         }
