@@ -9,11 +9,16 @@
 # the server process over the job, ramp included, divided by IOPS x (seconds + 1 s ramp); for nbdcopy, per 256 KiB
 # request): on two cores, CPU per request is throughput.
 # THREADS=1 adds this build forced onto its fallback I/O engine (TAPDISK_IO_ENGINE=threads) as server "threads".
-# QEMU10_NBD=<path to a qemu-nbd 10> adds it as server "qemu10" with --aio=io_uring --cache=none (bookworm-backports'
-# qemu-utils unpacked with dpkg -x runs on Debian 12 as it is).
+# qemu-nbd 10 runs as server "qemu10" (--aio=io_uring --cache=none) beside qemu-nbd 7.2 whenever .ci/setup unpacked it
+# (bookworm-backports, under TAPDISK_CLIENTS, default /var/tmp/tapdisk-clients). QEMU10_NBD=<path> picks another
+# qemu-nbd 10; QEMU10_NBD= (empty) leaves it out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${1:-1024}
+if [ -z "${QEMU10_NBD+set}" ]; then
+    QEMU10_NBD=${TAPDISK_CLIENTS:-/var/tmp/tapdisk-clients}/qemu10/usr/bin/qemu-nbd
+    [ -x "$QEMU10_NBD" ] || { echo "compare: no qemu-nbd 10 at $QEMU10_NBD (bash .ci/setup); comparing with qemu-nbd 7.2 only" >&2; QEMU10_NBD=; }
+fi
 secs=${2:-5}
 bin=$PWD/artifacts/bin
 [ -x "$bin/tapdisk" ] || { echo "compare: build first (bash .ci/publish)" >&2; exit 1; }

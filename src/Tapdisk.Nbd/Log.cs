@@ -21,13 +21,13 @@ internal static partial class Log
     public static partial void PeerReset(ILogger logger, long connectionId, Exception exception);
 
     [LoggerMessage(6, LogLevel.Trace, "NBD connection {ConnectionId}: command {Command} at {OffsetBytes}+{LengthBytes} failed with NBD error {Error}")]
-    public static partial void RequestFailed(ILogger logger, long connectionId, ushort command, ulong offsetBytes, uint lengthBytes, uint error, Exception? exception);
+    public static partial void RequestFailed(ILogger logger, long connectionId, ushort command, ulong offsetBytes, ulong lengthBytes, uint error, Exception? exception);
 
     [LoggerMessage(7, LogLevel.Warning, "NBD connection {ConnectionId} failed unexpectedly")]
     public static partial void ConnectionFailed(ILogger logger, long connectionId, Exception exception);
 
-    [LoggerMessage(8, LogLevel.Debug, "NBD connection {ConnectionId}: entering transmission on export '{ExportName}'")]
-    public static partial void TransmissionStarted(ILogger logger, long connectionId, string exportName);
+    [LoggerMessage(8, LogLevel.Debug, "NBD connection {ConnectionId}: entering transmission on export '{ExportName}' with {Headers} headers")]
+    public static partial void TransmissionStarted(ILogger logger, long connectionId, string exportName, string headers);
 
     [LoggerMessage(9, LogLevel.Information, "NBD: {Count} clients dropped for not finishing the handshake within {TimeoutSeconds} s")]
     public static partial void HandshakeTimedOut(ILogger logger, int count, double timeoutSeconds);

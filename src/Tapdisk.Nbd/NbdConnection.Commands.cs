@@ -53,7 +53,7 @@ internal sealed partial class NbdConnection
         {
             if (request.Error == 0)
             {
-                page.Completed(request.Command == NBD_CMD_WRITE, request.LengthBytes / IoLimits.SectorSize, (long)System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMicroseconds);
+                page.Completed(request.Command == NBD_CMD_WRITE, (long)(request.LengthBytes / IoLimits.SectorSize), (long)System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMicroseconds);
             }
             else
             {
@@ -73,7 +73,13 @@ internal sealed partial class NbdConnection
     private async ValueTask<uint> ExecuteAsync(NbdRequest request, BlockBackend backend)
     {
         long offset = request.OffsetBytes > long.MaxValue ? -1 : (long)request.OffsetBytes;
-        long length = request.LengthBytes;
+        if (request.LengthBytes > long.MaxValue)
+        {
+            // Only an extended header can say this; no export is that big.
+            return NBD_EINVAL;
+        }
+
+        long length = (long)request.LengthBytes;
         bool fua = (request.Flags & NBD_CMD_FLAG_FUA) != 0;
         int error;
         switch (request.Command)

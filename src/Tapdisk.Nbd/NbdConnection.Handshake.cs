@@ -141,6 +141,12 @@ internal sealed partial class NbdConnection
         switch (option)
         {
             case NBD_OPT_EXPORT_NAME:
+                if (_extendedHeaders)
+                {
+                    // EXPORT_NAME's reply cannot say the transmission is extended, and it has no error reply: close.
+                    return OptionOutcome.Close;
+                }
+
                 selected = _server.Resolve(DecodeName(payload));
                 if (selected is null)
                 {
@@ -185,6 +191,32 @@ internal sealed partial class NbdConnection
                     return OptionOutcome.Continue;
                 }
 
+                if (_extendedHeaders)
+                {
+                    // Extended headers already imply structured replies; asking again would not downgrade them.
+                    WriteOptionError(option, NBD_REP_ERR_INVALID, "extended headers already negotiated");
+                    return OptionOutcome.Continue;
+                }
+
+                _structuredReplies = true;
+                WriteOptionReply(option, NBD_REP_ACK, []);
+                return OptionOutcome.Continue;
+
+            case NBD_OPT_EXTENDED_HEADERS:
+                if (payload.Length != 0)
+                {
+                    WriteOptionError(option, NBD_REP_ERR_INVALID, "EXTENDED_HEADERS takes no data");
+                    return OptionOutcome.Continue;
+                }
+
+                if (_extendedHeaders)
+                {
+                    WriteOptionError(option, NBD_REP_ERR_INVALID, "extended headers already negotiated");
+                    return OptionOutcome.Continue;
+                }
+
+                // 32-byte requests and replies from now on, structured replies implied (proto.md).
+                _extendedHeaders = true;
                 _structuredReplies = true;
                 WriteOptionReply(option, NBD_REP_ACK, []);
                 return OptionOutcome.Continue;

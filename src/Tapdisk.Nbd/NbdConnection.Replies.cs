@@ -20,9 +20,9 @@ internal sealed partial class NbdConnection
     private const int DirectSendMinBytes = 64 * 1024;
     private readonly ConcurrentQueue<NbdRequest> _pendingReplies = new();
 
-    // The header of the data reply being written (a structured chunk header plus its offset at most); only the
-    // writer's owner touches it.
-    private readonly byte[] _replyHeader = new byte[StructuredReplySize + 8];
+    // The header of the data reply being written (a chunk header plus its offset at most); only the writer's owner
+    // touches it.
+    private readonly byte[] _replyHeader = new byte[ExtendedReplySize + 8];
     private int _replyWriter;
     private long _unflushedBytes;
     private bool _sendFailed;
@@ -138,7 +138,7 @@ internal sealed partial class NbdConnection
                 }
                 else if (request.LengthBytes == 0)
                 {
-                    WriteChunkHeader(request.Handle, NBD_REPLY_TYPE_NONE, 0);
+                    WriteChunkHeader(request, NBD_REPLY_TYPE_NONE, 0);
                 }
                 else if (request.Sparse)
                 {
@@ -146,7 +146,7 @@ internal sealed partial class NbdConnection
                 }
                 else
                 {
-                    await WriteDataChunkAsync(request.Handle, request.OffsetBytes, request.Data, NBD_REPLY_FLAG_DONE).ConfigureAwait(false);
+                    await WriteDataChunkAsync(request, request.OffsetBytes, request.Data, NBD_REPLY_FLAG_DONE).ConfigureAwait(false);
                 }
 
                 break;
@@ -171,7 +171,20 @@ internal sealed partial class NbdConnection
                 break;
 
             case NBD_CMD_READ or NBD_CMD_BLOCK_STATUS when _structuredReplies:
-                WriteErrorChunk(request.Handle, request.Error);
+                WriteErrorChunk(request, request.Error);
+                break;
+
+            case not NBD_CMD_READ when _extendedHeaders:
+                // Extended headers have no simple reply: success is an empty chunk, failure an ERROR chunk.
+                if (request.Error == 0)
+                {
+                    WriteChunkHeader(request, NBD_REPLY_TYPE_NONE, 0);
+                }
+                else
+                {
+                    WriteErrorChunk(request, request.Error);
+                }
+
                 break;
 
             default:
@@ -186,11 +199,11 @@ internal sealed partial class NbdConnection
     }
 
     /// <summary>An OFFSET_DATA chunk: its header and offset, then <paramref name="data"/>.</summary>
-    private ValueTask WriteDataChunkAsync(ulong handle, ulong offset, ReadOnlyMemory<byte> data, ushort flags)
+    private ValueTask WriteDataChunkAsync(NbdRequest request, ulong offset, ReadOnlyMemory<byte> data, ushort flags)
     {
-        FormatChunkHeader(_replyHeader, handle, NBD_REPLY_TYPE_OFFSET_DATA, (uint)(8 + data.Length), flags);
-        BinaryPrimitives.WriteUInt64BigEndian(_replyHeader.AsSpan(StructuredReplySize), offset);
-        return WriteDataReplyAsync(StructuredReplySize + 8, data);
+        int headerSize = FormatChunkHeader(_replyHeader, request, NBD_REPLY_TYPE_OFFSET_DATA, (ulong)(8 + data.Length), flags);
+        BinaryPrimitives.WriteUInt64BigEndian(_replyHeader.AsSpan(headerSize), offset);
+        return WriteDataReplyAsync(headerSize + 8, data);
     }
 
     /// <summary>Writes the first <paramref name="headerLength"/> bytes of <see cref="_replyHeader"/>, then the data.</summary>
@@ -248,7 +261,7 @@ internal sealed partial class NbdConnection
     private async ValueTask WriteSparseReadAsync(NbdRequest request)
     {
         long start = (long)request.OffsetBytes;
-        long end = start + request.LengthBytes;
+        long end = start + (long)request.LengthBytes;
         ReadOnlyMemory<byte> data = request.Data;
         long runStart = start;
         bool runZero = false;
@@ -276,7 +289,7 @@ internal sealed partial class NbdConnection
 
             if (position > runStart && zero != runZero)
             {
-                await WriteReadChunkAsync(request.Handle, runStart, position, runZero, data[(int)(runStart - start)..(int)(position - start)], done: false).ConfigureAwait(false);
+                await WriteReadChunkAsync(request, runStart, position, runZero, data[(int)(runStart - start)..(int)(position - start)], done: false).ConfigureAwait(false);
                 runStart = position;
             }
 
@@ -284,19 +297,19 @@ internal sealed partial class NbdConnection
             position = pieceEnd;
         }
 
-        await WriteReadChunkAsync(request.Handle, runStart, end, runZero, data[(int)(runStart - start)..], done: true).ConfigureAwait(false);
+        await WriteReadChunkAsync(request, runStart, end, runZero, data[(int)(runStart - start)..], done: true).ConfigureAwait(false);
     }
 
-    private ValueTask WriteReadChunkAsync(ulong handle, long from, long to, bool zero, ReadOnlyMemory<byte> data, bool done)
+    private ValueTask WriteReadChunkAsync(NbdRequest request, long from, long to, bool zero, ReadOnlyMemory<byte> data, bool done)
     {
         ushort flags = done ? NBD_REPLY_FLAG_DONE : (ushort)0;
         if (!zero)
         {
-            return WriteDataChunkAsync(handle, (ulong)from, data, flags);
+            return WriteDataChunkAsync(request, (ulong)from, data, flags);
         }
 
-        // OFFSET_HOLE payload: u64 offset, u32 length.
-        WriteChunkHeader(handle, NBD_REPLY_TYPE_OFFSET_HOLE, 12, flags);
+        // OFFSET_HOLE payload: u64 offset, u32 length (reads are capped far below 4 GiB, so never the _EXT form).
+        WriteChunkHeader(request, NBD_REPLY_TYPE_OFFSET_HOLE, 12, flags);
         Span<byte> span = _output.GetSpan(12);
         BinaryPrimitives.WriteUInt64BigEndian(span, (ulong)from);
         BinaryPrimitives.WriteUInt32BigEndian(span[8..], (uint)(to - from));
@@ -304,26 +317,36 @@ internal sealed partial class NbdConnection
         return ValueTask.CompletedTask;
     }
 
-    private void WriteChunkHeader(ulong handle, ushort type, uint length, ushort flags = NBD_REPLY_FLAG_DONE)
+    private void WriteChunkHeader(NbdRequest request, ushort type, ulong length, ushort flags = NBD_REPLY_FLAG_DONE)
     {
-        FormatChunkHeader(_output.GetSpan(StructuredReplySize), handle, type, length, flags);
-        _output.Advance(StructuredReplySize);
-        _unflushedBytes += StructuredReplySize + (long)length;
+        int size = FormatChunkHeader(_output.GetSpan(ExtendedReplySize), request, type, length, flags);
+        _output.Advance(size);
+        _unflushedBytes += size + (long)length;
     }
 
-    private static void FormatChunkHeader(Span<byte> span, ulong handle, ushort type, uint length, ushort flags)
+    /// <summary>A structured chunk header, or with extended headers the 32-byte one; returns its size.</summary>
+    private int FormatChunkHeader(Span<byte> span, NbdRequest request, ushort type, ulong length, ushort flags)
     {
-        BinaryPrimitives.WriteUInt32BigEndian(span, NBD_STRUCTURED_REPLY_MAGIC);
         BinaryPrimitives.WriteUInt16BigEndian(span[4..], flags);
         BinaryPrimitives.WriteUInt16BigEndian(span[6..], type);
-        BinaryPrimitives.WriteUInt64BigEndian(span[8..], handle);
-        BinaryPrimitives.WriteUInt32BigEndian(span[16..], length);
+        BinaryPrimitives.WriteUInt64BigEndian(span[8..], request.Handle);
+        if (_extendedHeaders)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(span, NBD_EXTENDED_REPLY_MAGIC);
+            BinaryPrimitives.WriteUInt64BigEndian(span[16..], request.OffsetBytes);
+            BinaryPrimitives.WriteUInt64BigEndian(span[24..], length);
+            return ExtendedReplySize;
+        }
+
+        BinaryPrimitives.WriteUInt32BigEndian(span, NBD_STRUCTURED_REPLY_MAGIC);
+        BinaryPrimitives.WriteUInt32BigEndian(span[16..], (uint)length);
+        return StructuredReplySize;
     }
 
-    private void WriteErrorChunk(ulong handle, uint error)
+    private void WriteErrorChunk(NbdRequest request, uint error)
     {
         // ERROR payload: u32 error, u16 message length (0: no message).
-        WriteChunkHeader(handle, NBD_REPLY_TYPE_ERROR, 6);
+        WriteChunkHeader(request, NBD_REPLY_TYPE_ERROR, 6);
         Span<byte> span = _output.GetSpan(6);
         BinaryPrimitives.WriteUInt32BigEndian(span, error);
         BinaryPrimitives.WriteUInt16BigEndian(span[4..], 0);
@@ -334,7 +357,7 @@ internal sealed partial class NbdConnection
     {
         // Clip the (possibly widened) extents to the request; at least one extent is guaranteed by the executor.
         long start = (long)request.OffsetBytes;
-        long end = start + request.LengthBytes;
+        long end = start + (long)request.LengthBytes;
         int limit = (request.Flags & NBD_CMD_FLAG_REQ_ONE) != 0 ? 1 : _options.MaxExtentsPerReply;
         ReadOnlySpan<ImageExtent> extents = list.AsSpan();
         int count = 0;
@@ -351,10 +374,19 @@ internal sealed partial class NbdConnection
             }
         }
 
-        WriteChunkHeader(request.Handle, NBD_REPLY_TYPE_BLOCK_STATUS, (uint)(4 + (8 * count)), flags);
-        Span<byte> span = _output.GetSpan(4);
+        // BLOCK_STATUS_EXT (extended headers): context id, descriptor count, then u64 length and u64 flags each.
+        bool wide = _extendedHeaders;
+        int prefix = wide ? 8 : 4;
+        int descriptor = wide ? 16 : 8;
+        WriteChunkHeader(request, wide ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT : NBD_REPLY_TYPE_BLOCK_STATUS, (ulong)(prefix + (descriptor * count)), flags);
+        Span<byte> span = _output.GetSpan(prefix);
         BinaryPrimitives.WriteUInt32BigEndian(span, contextId);
-        _output.Advance(4);
+        if (wide)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(span[4..], (uint)count);
+        }
+
+        _output.Advance(prefix);
         int written = 0;
         foreach (ImageExtent extent in extents)
         {
@@ -370,10 +402,20 @@ internal sealed partial class NbdConnection
                 continue;
             }
 
-            span = _output.GetSpan(8);
-            BinaryPrimitives.WriteUInt32BigEndian(span, (uint)(to - from));
-            BinaryPrimitives.WriteUInt32BigEndian(span[4..], (uint)extent.Flags);
-            _output.Advance(8);
+            span = _output.GetSpan(descriptor);
+            if (wide)
+            {
+                BinaryPrimitives.WriteUInt64BigEndian(span, (ulong)(to - from));
+                BinaryPrimitives.WriteUInt64BigEndian(span[8..], (uint)extent.Flags);
+            }
+            else
+            {
+                // A compact request is under 4 GiB, so its clipped extents are too.
+                BinaryPrimitives.WriteUInt32BigEndian(span, (uint)(to - from));
+                BinaryPrimitives.WriteUInt32BigEndian(span[4..], (uint)extent.Flags);
+            }
+
+            _output.Advance(descriptor);
             written++;
         }
     }

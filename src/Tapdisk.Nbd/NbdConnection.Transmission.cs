@@ -49,16 +49,21 @@ internal sealed partial class NbdConnection
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
         BlockBackend backend = _export!.Backend;
+
+        // The header size is fixed for the connection by negotiation (shared/spec/data-plane.md Appendix A).
+        Memory<byte> header = _header.AsMemory(0, _extendedHeaders ? ExtendedRequestSize : RequestSize);
+        uint expectedMagic = _extendedHeaders ? NBD_EXTENDED_REQUEST_MAGIC : NBD_REQUEST_MAGIC;
         while (true)
         {
-            if (!await ReadExactAsync(_header, cancellationToken).ConfigureAwait(false))
+            if (!await ReadExactAsync(header, cancellationToken).ConfigureAwait(false))
             {
                 return;
             }
 
             uint magic = BinaryPrimitives.ReadUInt32BigEndian(_header);
-            if (magic != NBD_REQUEST_MAGIC)
+            if (magic != expectedMagic)
             {
+                // Nothing after a bad magic can be framed: the only safe answer is to close.
                 Log.ProtocolViolation(_logger, _id, $"bad request magic 0x{magic:x8}");
                 return;
             }
@@ -70,22 +75,37 @@ internal sealed partial class NbdConnection
                 return;
             }
 
+            ulong length = _extendedHeaders
+                ? BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(24))
+                : BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(24));
+
+            // Bytes that follow the header: a WRITE's data, or (extended headers, PAYLOAD_LEN) a payload for a command
+            // that takes none here (BLOCK_STAT_PAYLOAD is not offered). More than a compact header could announce
+            // cannot be skipped in reasonable time: a client claiming that much is lying, so close.
+            bool strayPayload = _extendedHeaders && command != NBD_CMD_WRITE && (flags & NBD_CMD_FLAG_PAYLOAD_LEN) != 0;
+            if ((command == NBD_CMD_WRITE || strayPayload) && length > uint.MaxValue)
+            {
+                Log.ProtocolViolation(_logger, _id, $"command {command} announces a {length}-byte payload");
+                return;
+            }
+
             await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
             NbdRequest request = RentRequest();
             request.Flags = flags;
             request.Command = command;
             request.Handle = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(8));
             request.OffsetBytes = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(16));
-            request.LengthBytes = BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(24));
+            request.LengthBytes = length;
             Interlocked.Increment(ref _outstanding);
             bool handedOff = false;
             try
             {
                 int maxBytes = MaxRequestBytes(backend.Image);
-                if (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes > (uint)maxBytes)
+                if (strayPayload || (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes > (ulong)maxBytes))
                 {
-                    // Too big to serve: a write's payload is still consumed (never buffered) so the stream stays in sync.
-                    if (command == NBD_CMD_WRITE && !await SkipAsync(request.LengthBytes, cancellationToken).ConfigureAwait(false))
+                    // Too big to serve (or a payload nothing here takes): the payload is still consumed (never
+                    // buffered) so the stream stays in sync.
+                    if ((command == NBD_CMD_WRITE || strayPayload) && !await SkipAsync((long)request.LengthBytes, cancellationToken).ConfigureAwait(false))
                     {
                         return;
                     }
@@ -98,8 +118,8 @@ internal sealed partial class NbdConnection
 
                 if (command is NBD_CMD_READ or NBD_CMD_WRITE && request.LengthBytes != 0)
                 {
-                    await ReserveBytesAsync(request.LengthBytes, cancellationToken).ConfigureAwait(false);
-                    request.ReservedBytes = request.LengthBytes;
+                    await ReserveBytesAsync((long)request.LengthBytes, cancellationToken).ConfigureAwait(false);
+                    request.ReservedBytes = (long)request.LengthBytes;
                     request.Buffer = AlignedBufferPool.Shared.Rent((int)request.LengthBytes);
                 }
 
@@ -111,7 +131,7 @@ internal sealed partial class NbdConnection
                 // The gate: while the VBD is paused this waits, and no more requests are read from this client.
                 await backend.EnterAsync(cancellationToken).ConfigureAwait(false);
                 handedOff = true;
-                if (backend.MayRunInline(OperationOf(command), (long)Math.Min(request.OffsetBytes, long.MaxValue), request.LengthBytes, alone: false))
+                if (backend.MayRunInline(OperationOf(command), (long)Math.Min(request.OffsetBytes, long.MaxValue), (long)Math.Min(request.LengthBytes, long.MaxValue), alone: false))
                 {
                     // No layer blocks this thread (its I/O goes through this thread's io_uring loop): start it here.
                     Execute(request);

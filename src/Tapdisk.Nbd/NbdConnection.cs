@@ -19,11 +19,12 @@ internal sealed partial class NbdConnection : IDisposable
     private readonly IDirectWriter? _directOutput;
     private readonly ILogger _logger;
     private readonly long _id;
-    private readonly byte[] _header = new byte[NbdProtocol.RequestSize];
+    private readonly byte[] _header = new byte[NbdProtocol.ExtendedRequestSize];
 
     private readonly bool _oldstyle;
     private bool _clientNoZeroes;
     private bool _structuredReplies;
+    private bool _extendedHeaders;
     private bool _baseAllocation;
     private bool _dirtyBitmap;
     private bool _allocationDepth;
@@ -68,7 +69,7 @@ internal sealed partial class NbdConnection : IDisposable
             if (export is not null)
             {
                 _export = export;
-                Log.TransmissionStarted(_logger, _id, export.Name);
+                Log.TransmissionStarted(_logger, _id, export.Name, _extendedHeaders ? "extended" : _structuredReplies ? "compact, structured" : "compact, simple");
                 await TransmitAsync(cancellationToken).ConfigureAwait(false);
             }
         }

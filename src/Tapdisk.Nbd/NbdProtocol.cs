@@ -13,6 +13,8 @@ internal static class NbdProtocol
     public const uint NBD_REQUEST_MAGIC = 0x25609513;
     public const uint NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
     public const uint NBD_STRUCTURED_REPLY_MAGIC = 0x668E33EF;
+    public const uint NBD_EXTENDED_REQUEST_MAGIC = 0x21E41C71;
+    public const uint NBD_EXTENDED_REPLY_MAGIC = 0x6E8A278C;
 
     // Handshake flags.
     public const ushort NBD_FLAG_FIXED_NEWSTYLE = 1 << 0;
@@ -42,6 +44,7 @@ internal static class NbdProtocol
     public const uint NBD_OPT_STRUCTURED_REPLY = 8;
     public const uint NBD_OPT_LIST_META_CONTEXT = 9;
     public const uint NBD_OPT_SET_META_CONTEXT = 10;
+    public const uint NBD_OPT_EXTENDED_HEADERS = 11;
 
     // Option reply types.
     public const uint NBD_REP_ACK = 1;
@@ -77,6 +80,7 @@ internal static class NbdProtocol
     public const ushort NBD_CMD_FLAG_DF = 1 << 2;
     public const ushort NBD_CMD_FLAG_REQ_ONE = 1 << 3;
     public const ushort NBD_CMD_FLAG_FAST_ZERO = 1 << 4;
+    public const ushort NBD_CMD_FLAG_PAYLOAD_LEN = 1 << 5;
 
     // Structured reply chunks.
     public const ushort NBD_REPLY_FLAG_DONE = 1 << 0;
@@ -84,6 +88,7 @@ internal static class NbdProtocol
     public const ushort NBD_REPLY_TYPE_OFFSET_DATA = 1;
     public const ushort NBD_REPLY_TYPE_OFFSET_HOLE = 2;
     public const ushort NBD_REPLY_TYPE_BLOCK_STATUS = 5;
+    public const ushort NBD_REPLY_TYPE_BLOCK_STATUS_EXT = 6;
     public const ushort NBD_REPLY_TYPE_ERROR = 0x8001;
 
     // Error codes on the wire.
@@ -116,9 +121,15 @@ internal static class NbdProtocol
     /// <summary>Compact request header size in bytes.</summary>
     public const int RequestSize = 28;
 
+    /// <summary>Extended request header size in bytes (64-bit length).</summary>
+    public const int ExtendedRequestSize = 32;
+
     /// <summary>Option request header size in bytes (magic, option, length).</summary>
     public const int OptionHeaderSize = 16;
 
     public const int SimpleReplySize = 16;
     public const int StructuredReplySize = 20;
+
+    /// <summary>Extended reply chunk header: magic, flags, type, cookie, the request's offset, u64 payload length.</summary>
+    public const int ExtendedReplySize = 32;
 }

@@ -21,7 +21,8 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
 
     public ulong OffsetBytes { get; set; }
 
-    public uint LengthBytes { get; set; }
+    /// <summary>The request's length: 32 bits on the wire, 64 with extended headers (READ/WRITE are capped far below).</summary>
+    public ulong LengthBytes { get; set; }
 
     /// <summary>READ result or WRITE payload, exactly <see cref="LengthBytes"/> long at index 0.</summary>
     public AlignedMemory? Buffer { get; set; }

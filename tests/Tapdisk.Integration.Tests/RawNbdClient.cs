@@ -5,14 +5,16 @@ namespace Tapdisk.Integration.Tests;
 
 /// <summary>
 /// A minimal NBD client written from the protocol document (fixed newstyle, NBD_OPT_GO, simple replies), so a test
-/// can hold one connection open across PAUSE/RESUME and see what a long-lived client (qemu) would see.
+/// can hold one connection open across PAUSE/RESUME and see what a long-lived client (qemu) would see, or (extended
+/// headers) send requests no well-behaved client would.
 /// </summary>
 public sealed class RawNbdClient : IDisposable
 {
     private const ulong IHaveOpt = 0x49484156454F5054;
     private const ulong OptReplyMagic = 0x0003e889045565a9;
     private const uint RequestMagic = 0x25609513, SimpleReplyMagic = 0x67446698;
-    private const uint OptGo = 7, RepAck = 1, RepInfo = 3;
+    private const uint ExtendedRequestMagic = 0x21E41C71, ExtendedReplyMagic = 0x6E8A278C;
+    private const uint OptGo = 7, OptExtendedHeaders = 11, RepAck = 1, RepInfo = 3;
     private readonly Socket _socket;
     private ulong _handle;
     private bool _disposed;
@@ -24,14 +26,22 @@ public sealed class RawNbdClient : IDisposable
 
     public long Size { get; private set; }
 
-    public static RawNbdClient Connect(string path)
+    /// <summary>NBD_OPT_EXTENDED_HEADERS was negotiated: 32-byte requests and reply chunks only.</summary>
+    public bool Extended { get; private set; }
+
+    public static RawNbdClient Connect(string path) => Connect(path, extended: false);
+
+    /// <summary>Connects negotiating extended headers first (the server must accept them).</summary>
+    public static RawNbdClient ConnectExtended(string path) => Connect(path, extended: true);
+
+    private static RawNbdClient Connect(string path, bool extended)
     {
         var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 120_000, SendTimeout = 120_000 };
         s.Connect(new UnixDomainSocketEndPoint(path));
         var c = new RawNbdClient(s);
         try
         {
-            c.Handshake();
+            c.Handshake(extended);
         }
         catch
         {
@@ -42,7 +52,7 @@ public sealed class RawNbdClient : IDisposable
         return c;
     }
 
-    private void Handshake()
+    private void Handshake(bool extended)
     {
         byte[] greeting = ReadExactly(18);
         if (BinaryPrimitives.ReadUInt64BigEndian(greeting) != 0x4e42444d41474943 || BinaryPrimitives.ReadUInt64BigEndian(greeting.AsSpan(8)) != IHaveOpt)
@@ -54,6 +64,22 @@ public sealed class RawNbdClient : IDisposable
         byte[] clientFlags = new byte[4];
         BinaryPrimitives.WriteUInt32BigEndian(clientFlags, serverFlags & 3u); // FIXED_NEWSTYLE | NO_ZEROES as offered
         _socket.Send(clientFlags);
+        if (extended)
+        {
+            byte[] option = new byte[16];
+            BinaryPrimitives.WriteUInt64BigEndian(option, IHaveOpt);
+            BinaryPrimitives.WriteUInt32BigEndian(option.AsSpan(8), OptExtendedHeaders);
+            _socket.Send(option);
+            byte[] reply = ReadExactly(20);
+            ReadExactly((int)BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(16)));
+            uint replyType = BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(12));
+            if (replyType != RepAck)
+            {
+                throw new IOException($"NBD_OPT_EXTENDED_HEADERS refused: reply type 0x{replyType:x}");
+            }
+
+            Extended = true;
+        }
 
         // NBD_OPT_GO, export name "", no information requests.
         byte[] go = new byte[16 + 6];
@@ -165,6 +191,56 @@ public sealed class RawNbdClient : IDisposable
         }
     }
 
+    /// <summary>Sends a 32-byte extended request header (any magic) and its payload; returns the cookie.</summary>
+    public ulong SendExtended(ushort flags, ushort type, ulong offset, ulong length, ReadOnlySpan<byte> payload = default, uint magic = ExtendedRequestMagic)
+    {
+        byte[] request = new byte[32 + payload.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(request, magic);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(4), flags);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6), type);
+        ulong handle = ++_handle;
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(8), handle);
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(16), offset);
+        BinaryPrimitives.WriteUInt64BigEndian(request.AsSpan(24), length);
+        payload.CopyTo(request.AsSpan(32));
+        _socket.Send(request);
+        return handle;
+    }
+
+    /// <summary>Reads one extended reply chunk: flags, type, cookie, the echoed offset and the payload.</summary>
+    public (ushort Flags, ushort Type, ulong Handle, ulong Offset, byte[] Payload) ReceiveExtendedChunk()
+    {
+        byte[] header = ReadExactly(32);
+        if (BinaryPrimitives.ReadUInt32BigEndian(header) != ExtendedReplyMagic)
+        {
+            throw new IOException($"expected an extended reply, got magic 0x{BinaryPrimitives.ReadUInt32BigEndian(header):x8}");
+        }
+
+        ulong length = BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(24));
+        if (length > 64 * 1024 * 1024)
+        {
+            throw new IOException($"reply chunk of {length} bytes");
+        }
+
+        return (BinaryPrimitives.ReadUInt16BigEndian(header.AsSpan(4)), BinaryPrimitives.ReadUInt16BigEndian(header.AsSpan(6)),
+            BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(8)), BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(16)), ReadExactly((int)length));
+    }
+
+    /// <summary>True once the server has closed the connection with nothing more sent (the receive timeout guards a hang).</summary>
+    public bool IsClosedByServer()
+    {
+        byte[] one = new byte[1];
+        try
+        {
+            return _socket.Receive(one) == 0;
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            // Closed with our unread request bytes still queued: the kernel turns that into a reset.
+            return true;
+        }
+    }
+
     private byte[] ReadExactly(int count)
     {
         byte[] buffer = new byte[count];
@@ -194,8 +270,8 @@ public sealed class RawNbdClient : IDisposable
         try
         {
             // NBD_CMD_DISC, politely.
-            byte[] request = new byte[28];
-            BinaryPrimitives.WriteUInt32BigEndian(request, RequestMagic);
+            byte[] request = new byte[Extended ? 32 : 28];
+            BinaryPrimitives.WriteUInt32BigEndian(request, Extended ? ExtendedRequestMagic : RequestMagic);
             BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6), 2);
             _socket.Send(request);
         }

@@ -19,8 +19,10 @@ public sealed class NbdServerAllocationTests(ITestOutputHelper output)
     private const int RequestBytes = 4096;
     private const int Batch = 32;
 
-    [Fact]
-    public async Task ReadWrite_SteadyState_AllocatesAlmostNothingPerRequest()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ReadWrite_SteadyState_AllocatesAlmostNothingPerRequest(bool extendedHeaders)
     {
         var image = new MemoryImage(16L * 1024 * 1024);
         await image.WriteAsync(0, new byte[Batch * RequestBytes]);
@@ -32,13 +34,23 @@ public sealed class NbdServerAllocationTests(ITestOutputHelper output)
         // Negotiate with the regular client code over the same pipes, then switch to a lean loop.
         ReadResult greet = await toClient.Reader.ReadAtLeastAsync(18);
         toClient.Reader.AdvanceTo(greet.Buffer.GetPosition(18));
-        byte[] go = [0, 0, 0, 3, .. OptionBytes(OptGo, InfoPayload(""))];
+        if (extendedHeaders)
+        {
+            await toServer.Writer.WriteAsync((byte[])[0, 0, 0, 3, .. OptionBytes(OptExtendedHeaders, [])]);
+            await DrainOptionRepliesAsync(toClient.Reader);
+        }
+
+        byte[] go = [.. extendedHeaders ? [] : (byte[])[0, 0, 0, 3], .. OptionBytes(OptGo, InfoPayload(""))];
         await toServer.Writer.WriteAsync(go);
         await DrainOptionRepliesAsync(toClient.Reader);
 
-        byte[] writes = [.. Enumerable.Range(0, Batch).SelectMany(i => (byte[])[.. Request(0, CmdWrite, (ulong)i, (ulong)i * RequestBytes, RequestBytes), .. new byte[RequestBytes]])];
-        byte[] reads = [.. Enumerable.Range(0, Batch).SelectMany(i => Request(0, CmdRead, (ulong)i, (ulong)i * RequestBytes, RequestBytes))];
-        int writeReplyBytes = Batch * 16, readReplyBytes = Batch * (16 + RequestBytes);
+        // Extended: 32-byte headers both ways, an empty chunk per write, an OFFSET_DATA chunk (offset + data) per read.
+        byte[] Header(ushort command, int i) => extendedHeaders
+            ? ExtendedRequest(0, command, (ulong)i, (ulong)i * RequestBytes, RequestBytes)
+            : Request(0, command, (ulong)i, (ulong)i * RequestBytes, RequestBytes);
+        byte[] writes = [.. Enumerable.Range(0, Batch).SelectMany(i => (byte[])[.. Header(CmdWrite, i), .. new byte[RequestBytes]])];
+        byte[] reads = [.. Enumerable.Range(0, Batch).SelectMany(i => Header(CmdRead, i))];
+        int writeReplyBytes = Batch * (extendedHeaders ? 32 : 16), readReplyBytes = Batch * ((extendedHeaders ? 40 : 16) + RequestBytes);
 
         async Task RoundAsync()
         {

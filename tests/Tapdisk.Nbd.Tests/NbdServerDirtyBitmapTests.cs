@@ -108,6 +108,51 @@ public sealed class NbdServerDirtyBitmapTests
         Assert.Equal([((uint)Unit, 2u), ((uint)Unit, 1u), ((uint)Unit, 0u), ((uint)Unit, 2u), ((uint)Unit, 0u)], Descriptors(depth));
     }
 
+    [Fact]
+    public async Task BlockStatus_ExtendedHeaders_EveryContextAnswersWithBlockStatusExt()
+    {
+        // All three contexts over a chain with a tracker: each chunk is BLOCK_STATUS_EXT (type 6) with 64-bit
+        // descriptors and a descriptor count; only the last carries DONE.
+        var parent = new LayerImage(new MemoryImage(5 * Unit), parent: null, [0, 1, 3]);
+        await using NbdTestClient client = Connect(new TrackingFilter(new LayerImage(new MemoryImage(5 * Unit), parent, [1])));
+        await client.GreetAsync();
+        await client.SendOptionAsync(OptExtendedHeaders, []);
+        Assert.Equal(RepAck, (await client.ReadOptionReplyAsync()).Type);
+        await client.SendOptionAsync(OptSetMetaContext, MetaContextPayload("", "base:allocation", "qemu:dirty-bitmap:test", "qemu:allocation-depth"));
+        List<(uint Type, byte[] Data)> set = await client.ReadOptionRepliesAsync(OptSetMetaContext);
+        Assert.Equal([RepMetaContext, RepMetaContext, RepMetaContext, RepAck], set.Select(r => r.Type));
+        await client.SendOptionAsync(OptGo, InfoPayload(""));
+        Assert.Equal(RepAck, (await client.ReadOptionRepliesAsync(OptGo))[^1].Type);
+
+        await client.SendExtendedRequestAsync(CmdWrite, 1, Unit, 512, payload: new byte[512]);
+        Assert.Equal(0, (await client.ReadExtendedChunkAsync()).Type);
+        await client.SendExtendedRequestAsync(CmdBlockStatus, 2, 0, 5 * Unit);
+        var chunks = new List<(ushort Flags, ushort Type, ulong Handle, ulong Offset, byte[] Payload)>();
+        for (int i = 0; i < 3; i++)
+        {
+            chunks.Add(await client.ReadExtendedChunkAsync());
+        }
+
+        Assert.Equal([(0, 6, 2UL, 0UL), (0, 6, 2UL, 0UL), (1, 6, 2UL, 0UL)], chunks.Select(c => (c.Flags & 1, (int)c.Type, c.Handle, c.Offset)));
+        Assert.Equal(set.Take(3).Select(r => BinaryPrimitives.ReadUInt32BigEndian(r.Data)), chunks.Select(c => BinaryPrimitives.ReadUInt32BigEndian(c.Payload)));
+        Assert.Equal([(Unit, 3UL), (Unit, 0UL), (3UL * Unit, 3UL)], DescriptorsExt(chunks[0].Payload)); // holes read as zeros around unit 1
+        Assert.Equal([(Unit, 0UL), (Unit, 1UL), (3UL * Unit, 0UL)], DescriptorsExt(chunks[1].Payload)); // dirty: unit 1
+        Assert.Equal([(Unit, 2UL), (Unit, 1UL), (Unit, 0UL), (Unit, 2UL), (Unit, 0UL)], DescriptorsExt(chunks[2].Payload));
+    }
+
+    private static List<(ulong Length, ulong Flags)> DescriptorsExt(byte[] payload)
+    {
+        int count = (int)BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(4));
+        Assert.Equal(8 + (16 * count), payload.Length);
+        var list = new List<(ulong, ulong)>();
+        for (int i = 8; i < payload.Length; i += 16)
+        {
+            list.Add((BinaryPrimitives.ReadUInt64BigEndian(payload.AsSpan(i)), BinaryPrimitives.ReadUInt64BigEndian(payload.AsSpan(i + 8))));
+        }
+
+        return list;
+    }
+
     private static List<(uint Length, uint Flags)> Descriptors(byte[] payload)
     {
         var list = new List<(uint, uint)>();

@@ -15,6 +15,8 @@ internal sealed class NbdTestClient : IAsyncDisposable
     public const uint RequestMagic = 0x25609513;
     public const uint SimpleReplyMagic = 0x67446698;
     public const uint StructuredReplyMagic = 0x668E33EF;
+    public const uint ExtendedRequestMagic = 0x21E41C71;
+    public const uint ExtendedReplyMagic = 0x6E8A278C;
 
     public const uint OptExportName = 1, OptAbort = 2, OptList = 3, OptStartTls = 5, OptInfo = 6, OptGo = 7,
         OptStructuredReply = 8, OptListMetaContext = 9, OptSetMetaContext = 10, OptExtendedHeaders = 11;
@@ -26,7 +28,7 @@ internal sealed class NbdTestClient : IAsyncDisposable
     public const ushort CmdRead = 0, CmdWrite = 1, CmdDisc = 2, CmdFlush = 3, CmdTrim = 4, CmdCache = 5,
         CmdWriteZeroes = 6, CmdBlockStatus = 7;
 
-    public const ushort FlagFua = 1, FlagNoHole = 2, FlagDf = 4, FlagReqOne = 8, FlagFastZero = 16;
+    public const ushort FlagFua = 1, FlagNoHole = 2, FlagDf = 4, FlagReqOne = 8, FlagFastZero = 16, FlagPayloadLen = 32;
 
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
@@ -250,7 +252,58 @@ internal sealed class NbdTestClient : IAsyncDisposable
         TransmissionFlags = BinaryPrimitives.ReadUInt16BigEndian(export.AsSpan(10));
     }
 
+    /// <summary>Greets, negotiates extended headers (structured replies implied), optionally base:allocation, then GO.</summary>
+    public async Task NegotiateExtendedAsync(bool baseAllocation = true, string name = "")
+    {
+        await GreetAsync();
+        await SendOptionAsync(OptExtendedHeaders, []);
+        Assert.Equal(RepAck, (await ReadOptionReplyAsync()).Type);
+        if (baseAllocation)
+        {
+            await SendOptionAsync(OptSetMetaContext, MetaContextPayload(name, "base:allocation"));
+            Assert.Equal(RepAck, (await ReadOptionRepliesAsync(OptSetMetaContext))[^1].Type);
+        }
+
+        await SendOptionAsync(OptGo, InfoPayload(name));
+        List<(uint Type, byte[] Data)> go = await ReadOptionRepliesAsync(OptGo);
+        Assert.Equal(RepAck, go[^1].Type);
+        byte[] export = go.First(r => r.Type == RepInfo && BinaryPrimitives.ReadUInt16BigEndian(r.Data) == 0).Data;
+        ExportSize = (long)BinaryPrimitives.ReadUInt64BigEndian(export.AsSpan(2));
+        TransmissionFlags = BinaryPrimitives.ReadUInt16BigEndian(export.AsSpan(10));
+    }
+
     // ---- transmission ----
+
+    /// <summary>A 32-byte extended request header (64-bit length).</summary>
+    public static byte[] ExtendedRequest(ushort flags, ushort type, ulong handle, ulong offset, ulong length, uint magic = ExtendedRequestMagic)
+    {
+        byte[] r = new byte[32];
+        BinaryPrimitives.WriteUInt32BigEndian(r, magic);
+        BinaryPrimitives.WriteUInt16BigEndian(r.AsSpan(4), flags);
+        BinaryPrimitives.WriteUInt16BigEndian(r.AsSpan(6), type);
+        BinaryPrimitives.WriteUInt64BigEndian(r.AsSpan(8), handle);
+        BinaryPrimitives.WriteUInt64BigEndian(r.AsSpan(16), offset);
+        BinaryPrimitives.WriteUInt64BigEndian(r.AsSpan(24), length);
+        return r;
+    }
+
+    public async Task SendExtendedRequestAsync(ushort type, ulong handle, ulong offset, ulong length, ushort flags = 0, byte[]? payload = null)
+    {
+        byte[] header = ExtendedRequest(flags, type, handle, offset, length);
+        await SendAsync(payload is null ? header : [.. header, .. payload]);
+    }
+
+    /// <summary>One extended reply chunk: its header fields (offset echoes the request's) and payload.</summary>
+    public async Task<(ushort Flags, ushort Type, ulong Handle, ulong Offset, byte[] Payload)> ReadExtendedChunkAsync()
+    {
+        byte[] r = await ReadExactAsync(32);
+        Assert.Equal(ExtendedReplyMagic, BinaryPrimitives.ReadUInt32BigEndian(r));
+        ulong length = BinaryPrimitives.ReadUInt64BigEndian(r.AsSpan(24));
+        Assert.True(length < 64 * 1024 * 1024, "chunk payload too long");
+        byte[] payload = await ReadExactAsync((int)length);
+        return (BinaryPrimitives.ReadUInt16BigEndian(r.AsSpan(4)), BinaryPrimitives.ReadUInt16BigEndian(r.AsSpan(6)),
+            BinaryPrimitives.ReadUInt64BigEndian(r.AsSpan(8)), BinaryPrimitives.ReadUInt64BigEndian(r.AsSpan(16)), payload);
+    }
 
     public static byte[] Request(ushort flags, ushort type, ulong handle, ulong offset, uint length, uint magic = RequestMagic)
     {
