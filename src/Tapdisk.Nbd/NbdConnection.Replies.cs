@@ -24,14 +24,41 @@ internal sealed partial class NbdConnection
     // touches it.
     private readonly byte[] _replyHeader = new byte[ExtendedReplySize + 8];
     private int _replyWriter;
+    private int _writeAtPassEnd;
     private long _unflushedBytes;
     private bool _sendFailed;
 
-    /// <summary>Queues a finished request's reply, and writes it (with any others queued) unless another thread is.</summary>
+    /// <summary>
+    /// Queues a finished request's reply, and writes it (with any others queued) unless another thread is. A reply
+    /// finished by a completion on an I/O loop waits for the end of that loop's pass, so the replies of requests that
+    /// completed together leave in one send (at queue depth 32 a pass often completes several).
+    /// </summary>
     private void QueueReply(NbdRequest request)
     {
         _pendingReplies.Enqueue(request);
+        IoLoop? loop = IoLoop.Current;
+        if (loop is { InPass: true })
+        {
+            if (Interlocked.Exchange(ref _writeAtPassEnd, 1) == 0)
+            {
+                loop.AtPassEnd(this);
+            }
 
+            return;
+        }
+
+        WritePendingReplies();
+    }
+
+    /// <summary>The end of the pass that finished replies: they go out now, together.</summary>
+    void IPassEndListener.OnPassEnd()
+    {
+        Interlocked.Exchange(ref _writeAtPassEnd, 0);
+        WritePendingReplies();
+    }
+
+    private void WritePendingReplies()
+    {
         // Pairs with the release in WriteRepliesAsync: either that owner sees our item after letting go, or we see
         // the writer free and take it.
         if (Interlocked.CompareExchange(ref _replyWriter, 1, 0) != 0)

@@ -10,7 +10,7 @@ namespace Tapdisk.Nbd;
 /// One client: the handshake, then a receive loop that dispatches requests to the I/O workers, whose replies are
 /// written in completion order by whichever thread finishes a request. Split by concern into partial files.
 /// </summary>
-internal sealed partial class NbdConnection : IDisposable
+internal sealed partial class NbdConnection : IDisposable, IPassEndListener
 {
     private readonly NbdServer _server;
     private readonly NbdServerOptions _options;

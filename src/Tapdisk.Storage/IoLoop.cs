@@ -35,6 +35,10 @@ public sealed class IoLoop : IDisposable
 
     // Completions taken off the ring while a submission waited for room; they run at the loop's next pass.
     private readonly Queue<(ulong Token, int Result)> _deferred = new();
+
+    // Work that waits for the end of the pass running completions (replies gathered into one send).
+    private readonly List<IPassEndListener> _passEnd = [];
+    private bool _inPass;
     private int _created;
     private int _lastStarted;
     private int _inFlight;
@@ -53,6 +57,12 @@ public sealed class IoLoop : IDisposable
     /// through the ring and complete later on this thread.
     /// </summary>
     public static IoLoop? Current => s_synchronous == 0 ? s_current : null;
+
+    /// <summary>
+    /// True while this loop runs the completions of one pass (on its own thread): what they produce together can be
+    /// finished once, after the last, through <see cref="AtPassEnd"/>.
+    /// </summary>
+    public bool InPass => _inPass;
 
     /// <summary>I/O of this loop still in the kernel (the wake-up read excluded).</summary>
     public int InFlight => _inFlight;
@@ -141,15 +151,46 @@ public sealed class IoLoop : IDisposable
             ThrowOnFailure(errno, "io_uring_enter");
         }
 
-        while (_deferred.TryDequeue(out (ulong Token, int Result) deferred))
+        _inPass = true;
+        try
         {
-            Complete(deferred.Token, deferred.Result);
+            while (_deferred.TryDequeue(out (ulong Token, int Result) deferred))
+            {
+                Complete(deferred.Token, deferred.Result);
+            }
+
+            while (_ring.TryReap(out ulong token, out int result))
+            {
+                Complete(token, result);
+            }
+        }
+        finally
+        {
+            _inPass = false;
+
+            // Outside the pass (what a listener does is not deferred again), and even after a completion threw: a
+            // listener holds work (replies) that must not wait for a pass that may never come.
+            for (int i = 0; i < _passEnd.Count; i++)
+            {
+                _passEnd[i].OnPassEnd();
+            }
+
+            _passEnd.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Calls <paramref name="listener"/> once the current pass has run all its completions. Only on this loop's thread
+    /// while <see cref="InPass"/>; the caller registers once per pass.
+    /// </summary>
+    public void AtPassEnd(IPassEndListener listener)
+    {
+        if (!_inPass || Thread.CurrentThread != _owner)
+        {
+            throw new InvalidOperationException("AtPassEnd is for a completion running on its loop's pass");
         }
 
-        while (_ring.TryReap(out ulong token, out int result))
-        {
-            Complete(token, result);
-        }
+        _passEnd.Add(listener);
     }
 
     private void Complete(ulong token, int result)

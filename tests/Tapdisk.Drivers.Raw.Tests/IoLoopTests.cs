@@ -223,6 +223,89 @@ public sealed class IoLoopTests
         });
     }
 
+    /// <summary>
+    /// Completions of one pass can leave work for the pass's end (NBD gathers their replies into one send): the loop
+    /// calls the listener after the last of them, outside the pass, once per registration, and refuses a registration
+    /// from outside a pass (nothing would ever call it).
+    /// </summary>
+    [Fact]
+    public void PassEndListener_RunsAfterThePassesCompletions_OncePerRegistration()
+    {
+        const int Reads = 8;
+        using var dir = new TempDirectory();
+        string path = dir.File("pass.raw");
+        File.WriteAllBytes(path, new byte[Reads * 512]);
+        OnLoopThread(loop =>
+        {
+            if (loop is null)
+            {
+                Assert.True(ForcedThreads, IoEngine.Describe());
+                return;
+            }
+
+            Assert.False(loop!.InPass);
+            Assert.Throws<InvalidOperationException>(() => loop.AtPassEnd(new PassCounter(loop)));
+            var listener = new PassCounter(loop);
+            using SafeFdHandle file = PosixFile.Open(path, OpenFlags.ReadOnly);
+            var reads = new Task[Reads];
+            for (int i = 0; i < Reads; i++)
+            {
+                reads[i] = listener.ReadAndRegister(file, i);
+            }
+
+            while (listener.Completed < Reads)
+            {
+                loop.RunOnce();
+            }
+
+            Assert.All(reads, r => Assert.True(r.IsCompletedSuccessfully));
+
+            // Every completion was followed by an end of its pass, each registration answered exactly once.
+            Assert.Equal(Reads, listener.SeenAtLastEnd);
+            Assert.Equal(listener.Registrations, listener.Ends);
+            Assert.InRange(listener.Ends, 1, Reads);
+            Assert.False(listener.EndRanInPass);
+        });
+    }
+
+    private sealed class PassCounter(IoLoop loop) : IPassEndListener
+    {
+        private bool _registered;
+
+        public int Completed { get; private set; }
+
+        public int Registrations { get; private set; }
+
+        public int Ends { get; private set; }
+
+        public int SeenAtLastEnd { get; private set; }
+
+        public bool EndRanInPass { get; private set; }
+
+        public void OnPassEnd()
+        {
+            EndRanInPass |= loop.InPass;
+            _registered = false;
+            Ends++;
+            SeenAtLastEnd = Completed;
+        }
+
+        public async Task ReadAndRegister(SafeFdHandle file, int index)
+        {
+            byte[] buffer = new byte[512];
+            int n = await loop.StartAsync(IoUringOp.Read, file, buffer, (ulong)index * 512);
+            Assert.Equal(512, n);
+            Assert.True(loop.InPass);
+            Completed++;
+            if (!_registered)
+            {
+                _registered = true;
+                Registrations++;
+                loop.AtPassEnd(this);
+            }
+        }
+    }
+
     private static void Complete(IoLoop? loop, ValueTask[] tasks)
     {
         foreach (ValueTask task in tasks)
