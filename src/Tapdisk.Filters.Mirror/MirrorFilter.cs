@@ -369,7 +369,11 @@ public sealed class MirrorFilter : BlockFilter
             {
             }
 
-            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite);
+            if (!OperatingSystem.IsWindows())
+            {
+                // 0666 whatever the umask, as blktap's file: the toolstack (not root in every setup) removes it.
+                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite);
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
