@@ -327,9 +327,10 @@ internal sealed partial class TapdiskHost
                 return Fail(cookie, Errno.EBUSY);
             }
 
-            if (requested is not null && requested != vbd.SecondaryParams)
+            if (requested is not null && (requested != vbd.SecondaryParams || secondaryState.MirrorFailed != 0))
             {
-                // A new mirror starts with nbd_mirror_failed 0; removing one keeps its verdict for the toolstack to read.
+                // A new mirror (or the failed one given again) starts with nbd_mirror_failed 0; removing one keeps its
+                // verdict for the toolstack to read.
                 secondaryState = new SecondaryState(EnospcSignalPaths.For(vbd.Minor));
             }
 
