@@ -17,8 +17,9 @@ namespace Tapdisk.Filters.Mirror;
 /// In both modes, a change the primary refuses with ENOSPC is made on the secondary instead and answered as a success
 /// (blktap's ENOSPC masking, which the toolstack relies on), blktap's signal file is created, and from then on every
 /// change goes to the secondary only (counted in FIXME_enospc_redirect_count).
-/// Deliberate difference from blktap: after that switch blktap reads from the secondary alone (standby) or keeps
-/// reading the primary that lacks the write (mirror), both of which return stale data. Here reads take each sector
+/// Deliberate difference from blktap (a data-loss defect, not copied): after that switch blktap's chain fails over to
+/// the secondary (standby), which lacks everything written before, or disables mirroring and keeps reading the primary
+/// that lacks the masked write (mirror); both return stale data (data-plane.md 2.7). Here reads take each sector
 /// from the image that holds its newest data (a per-sector map of what went to the secondary), and a secondary holding
 /// such data is never dropped: its errors reach the guest instead.
 /// </summary>
