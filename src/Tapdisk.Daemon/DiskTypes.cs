@@ -2,6 +2,7 @@ using Tapdisk.Drivers.Raw;
 using Tapdisk.Abi;
 using Tapdisk.Drivers.VhdCrypto;
 using Tapdisk.Filters.Cbt;
+using Tapdisk.Filters.Mirror;
 using Tapdisk.Storage;
 
 namespace Tapdisk.Daemon;
@@ -40,18 +41,61 @@ internal static class DiskTypes
     /// <summary>
     /// Opens "type:/path" with blktap's errors (no colon EINVAL, type over 31 chars ENAMETOOLONG, unknown ENOENT, not
     /// built ENOSYS), with per-open crypto settings if any (a key from OPEN's trailer, or raw ciphertext access): a
-    /// one-off opener whose "vhd" carries them to every VHD layer of the chain. With <paramref name="logPath"/>, the
-    /// CBT "log" filter over that file wraps the leaf (ADD_LOG, data-plane.md 7.1).
+    /// one-off opener whose "vhd" carries them to every VHD layer of the chain. With <paramref name="secondary"/>, the
+    /// secondary image (-2) beside the format chain; with <paramref name="logPath"/>, the CBT "log" filter over that
+    /// file above them (ADD_LOG, data-plane.md 7.1). Whatever opened is closed again if a later step fails.
     /// </summary>
-    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null)
+    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null, SecondarySpec? secondary = null)
     {
         ImageOpener? opener = crypto is null ? null : Table.With(new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(crypto))).Opener;
-        if (logPath is null)
+        DiskTypeTable table = Table;
+        List<string> filters = [];
+        if (secondary is not null)
         {
-            return Table.OpenStack(parameters, options, filters: null, opener);
+            // Not a blktap disk type (blktap does this in the VBD), so a per-open row with no id: "mirror:" in params
+            // stays unknown (ENOENT), and stats list the secondary image instead of this layer.
+            table = table.With(new DiskType(-1, MirrorFilter.Name, "secondary image", LayerKind.Filter, Filter: next => OpenSecondary(next, secondary, options)));
+            filters.Add(MirrorFilter.Name);
         }
 
-        DiskTypeTable withLog = Table.With(new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => CbtLogFilter.Open(next, logPath)));
-        return withLog.OpenStack(parameters, options, [CbtLogFilter.Name], opener);
+        if (logPath is not null)
+        {
+            table = table.With(new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => CbtLogFilter.Open(next, logPath)));
+            filters.Add(CbtLogFilter.Name);
+        }
+
+        return table.OpenStack(parameters, options, filters, opener);
+    }
+
+    /// <summary>
+    /// Opens the secondary through the same table as any image (so an "nbd:" secondary needs nothing of its own), with
+    /// the leaf's flags, and puts it beside <paramref name="primary"/>. As blktap (control-xen.md 3.3), an nbd
+    /// secondary that cannot be reached leaves the VBD serving without it and stats say nbd_mirror_failed 1; any other
+    /// secondary that cannot be opened, or one of another size (EINVAL), fails the open.
+    /// </summary>
+    private static IBlockImage OpenSecondary(IBlockImage primary, SecondarySpec spec, ImageOpenOptions options)
+    {
+        IBlockImage image;
+        try
+        {
+            image = Table.OpenStack(spec.Parameters, options);
+        }
+        catch (Exception e) when (spec.Parameters.StartsWith("nbd:", StringComparison.Ordinal)
+            && e is IOException or ImageOpenException or ImageFormatException && StorageErrors.ToErrno(e) != Errno.ENOSYS)
+        {
+            spec.State.MarkMirrorFailed();
+            spec.OnUnreachable(e);
+            return primary;
+        }
+
+        try
+        {
+            return MirrorFilter.Open(primary, image, spec.Mode, spec.State, spec.Logger, spec.VbdName);
+        }
+        catch
+        {
+            image.Dispose();
+            throw;
+        }
     }
 }

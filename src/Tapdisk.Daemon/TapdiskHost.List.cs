@@ -1,6 +1,7 @@
 using System.Text;
 using Tapdisk.Abi;
 using Tapdisk.Control;
+using Tapdisk.Filters.Mirror;
 using Tapdisk.Storage;
 
 namespace Tapdisk.Daemon;
@@ -89,39 +90,58 @@ internal sealed partial class TapdiskHost
 
         // Filters above the leaf are listed first (blktap's log, type 9) with their counters at zero: blktap counts
         // the requests they forward on the leaf. An image's read hits are what it served itself (a read passed to the
-        // parent counts on the parent, as blktap counts them); writes and failures all land on the leaf.
+        // parent counts on the parent, as blktap counts them); writes and failures all land on the leaf. The secondary
+        // logic is no layer of blktap's: its image follows the leaf, as blktap inserts it (data-plane.md 2.7), with the
+        // writes it took and failed.
         bool belowLeaf = false;
+        MirrorFilter? mirror = null;
         for (IBlockImage? layer = vbd.ChainOpen ? backend?.Image : null; layer is not null; layer = layer.Parent)
         {
-            bool counts = !belowLeaf && layer.Kind == LayerKind.Image;
-            belowLeaf |= layer.Kind == LayerKind.Image;
-            long readHits = layer.Counters is { } own ? own.ReadSectors : (counts ? readSectors : 0);
-            json.BeginObject();
-            json.String("name", layer.Path);
-            json.Pair("hits", readHits, counts ? writeSectors : 0);
-            json.Pair("fail", counts ? backend!.ReadFailedSectors : 0, counts ? backend!.WriteFailedSectors : 0);
-            json.BeginObject("driver");
-            json.Number("type", DiskTypes.Id(layer.DriverName));
-            json.String("name", layer.DriverName);
-            if (layer.DriverName == "aio")
+            if (layer is MirrorFilter m)
             {
-                json.BeginObject("status").BeginObject("reqs").Number("max", 352).Number("pending", counts ? inFlight : 0).EndObject().EndObject();
-            }
-            else
-            {
-                json.Null("status");
+                mirror = m;
+                continue;
             }
 
-            json.EndObject();
-            json.EndObject();
+            bool counts = !belowLeaf && layer.Kind == LayerKind.Image;
+            long readHits = layer.Counters is { } own ? own.ReadSectors : (counts ? readSectors : 0);
+            WriteImage(json, layer, readHits, counts ? writeSectors : 0, counts ? backend!.ReadFailedSectors : 0, counts ? backend!.WriteFailedSectors : 0, counts ? inFlight : 0);
+            if (!belowLeaf && layer.Kind == LayerKind.Image && mirror?.ListedSecondary is { } secondary)
+            {
+                WriteImage(json, secondary, 0, mirror.SecondaryWriteSectors, 0, mirror.SecondaryFailedSectors, 0);
+            }
+
+            belowLeaf |= layer.Kind == LayerKind.Image;
         }
 
         json.EndArray();
         WriteRingStats(json, vbd);
-        json.Number("FIXME_enospc_redirect_count", 0);
-        json.Number("nbd_mirror_failed", 0);
+        json.Number("FIXME_enospc_redirect_count", vbd.SecondaryState?.RedirectedSectors ?? 0);
+        json.Number("nbd_mirror_failed", vbd.SecondaryState?.MirrorFailed ?? 0);
         json.Number("reqs_outstanding", inFlight);
         json.String("read_caching", (vbd.Flags & TapdiskOpenFlags.NoODirect) != 0 ? "true" : "false");
+        json.EndObject();
+    }
+
+    private static void WriteImage(StatsJson json, IBlockImage layer, long readHits, long writeHits, long readFailed, long writeFailed, int pending)
+    {
+        json.BeginObject();
+        json.String("name", layer.Path);
+        json.Pair("hits", readHits, writeHits);
+        json.Pair("fail", readFailed, writeFailed);
+        json.BeginObject("driver");
+        json.Number("type", DiskTypes.Id(layer.DriverName));
+        json.String("name", layer.DriverName);
+        if (layer.DriverName == "aio")
+        {
+            json.BeginObject("status").BeginObject("reqs").Number("max", 352).Number("pending", pending).EndObject().EndObject();
+        }
+        else
+        {
+            json.Null("status");
+        }
+
+        json.EndObject();
         json.EndObject();
     }
 

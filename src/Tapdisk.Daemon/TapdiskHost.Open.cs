@@ -1,6 +1,7 @@
 using Tapdisk.Abi;
 using Tapdisk.Control;
 using Tapdisk.Drivers.VhdCrypto;
+using Tapdisk.Filters.Mirror;
 using Tapdisk.Nbd;
 using Tapdisk.Storage;
 
@@ -37,7 +38,7 @@ internal sealed partial class TapdiskHost
         VhdKey? vhdKey;
         try
         {
-            int unsupported = CheckSupported(vbd.Minor, flags, request.ParamsSecondary);
+            int unsupported = CheckSupported(vbd.Minor, flags);
             if (unsupported != 0)
             {
                 return Fail(cookie, unsupported);
@@ -56,16 +57,21 @@ internal sealed partial class TapdiskHost
         string parameters = request.ParamsPath ?? string.Empty;
         vbd.Flags = flags;
         vbd.Key = vhdKey;
+        vbd.SecondaryParams = (flags & TapdiskOpenFlags.Secondary) != 0 ? SecondaryOrNull(request.ParamsSecondary) : null;
+        vbd.SecondaryMode = (flags & TapdiskOpenFlags.Standby) != 0 ? SecondaryMode.Standby : SecondaryMode.Mirror;
+        vbd.SecondaryState = new SecondaryState(EnospcSignalPaths.For(vbd.Minor));
         IBlockImage image;
         try
         {
-            image = OpenChain(vbd, parameters, logPath);
+            image = OpenChain(vbd, parameters, logPath, Secondary(vbd, vbd.SecondaryParams, vbd.SecondaryMode, vbd.SecondaryState));
         }
         catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
         {
             // The message names files and rules only; keys never reach errors or logs.
-            _log.Error($"minor {vbd.Minor}: open {parameters}{(logPath is null ? string.Empty : $" with CBT log {logPath}")} failed: {e.Message}");
+            _log.Error($"minor {vbd.Minor}: open {parameters}{(logPath is null ? string.Empty : $" with CBT log {logPath}")}{(vbd.SecondaryParams is null ? string.Empty : $" with secondary {vbd.SecondaryParams}")} failed: {e.Message}");
             DropKey(vbd);
+            vbd.SecondaryParams = null;
+            vbd.SecondaryState = null;
             return Fail(cookie, StorageErrors.ToErrno(e));
         }
 
@@ -91,13 +97,15 @@ internal sealed partial class TapdiskHost
             vbd.Backend = null;
             vbd.ChainOpen = false;
             DropKey(vbd);
+            vbd.SecondaryParams = null;
+            vbd.SecondaryState = null;
             return Fail(cookie, StorageErrors.ToErrno(e));
         }
 
         vbd.Params = parameters;
         vbd.State = VbdState.None;
         PublishVdiStats(vbd);
-        _log.Info($"minor {vbd.Minor}: opened {parameters} ({image.SizeBytes} bytes{(image.IsReadOnly ? ", read-only" : string.Empty)})");
+        _log.Info($"minor {vbd.Minor}: opened {parameters} ({image.SizeBytes} bytes{(image.IsReadOnly ? ", read-only" : string.Empty)}){DescribeSecondary(vbd)}");
         return new TapdiskMessage(TapdiskMessageType.OpenResponse, cookie) { ImageSectors = vbd.Sectors, ImageSectorSize = vbd.SectorSize, ImageInfo = vbd.Info };
     }
 
@@ -150,14 +158,8 @@ internal sealed partial class TapdiskHost
     }
 
     /// <summary>Features this build does not have are refused with a clear reason, never silently dropped.</summary>
-    private int CheckSupported(int minor, TapdiskOpenFlags flags, string? secondary)
+    private int CheckSupported(int minor, TapdiskOpenFlags flags)
     {
-        if ((flags & TapdiskOpenFlags.Secondary) != 0 && secondary is not (null or "" or "null"))
-        {
-            _log.Error($"minor {minor}: mirroring to a secondary image (-2) is not supported by this tapdisk");
-            return Errno.ENOSYS;
-        }
-
         if ((flags & TapdiskOpenFlags.ReuseParent) != 0)
         {
             _log.Error($"minor {minor}: stacking on another tapdisk (-e) is not supported by this tapdisk");
@@ -173,15 +175,25 @@ internal sealed partial class TapdiskHost
         return 0;
     }
 
-    private static IBlockImage OpenChain(Vbd vbd, string parameters, string? logPath)
+    private static IBlockImage OpenChain(Vbd vbd, string parameters, string? logPath, SecondarySpec? secondary)
     {
         var options = new ImageOpenOptions
         {
             ReadOnly = (vbd.Flags & TapdiskOpenFlags.ReadOnly) != 0,
             DirectIo = (vbd.Flags & TapdiskOpenFlags.NoODirect) == 0,
         };
-        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath);
+        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath, secondary);
     }
+
+    /// <summary>params.secondary as a "type:path", or null for none (empty, or blktap's literal "null").</summary>
+    private static string? SecondaryOrNull(string? secondary) => secondary is null or "" or "null" ? null : secondary;
+
+    private SecondarySpec? Secondary(Vbd vbd, string? parameters, SecondaryMode mode, SecondaryState state) =>
+        parameters is null ? null : new SecondarySpec(parameters, mode, state, LibraryLogger, $"minor {vbd.Minor}",
+            e => _log.Error($"minor {vbd.Minor}: secondary {parameters} cannot be opened ({e.Message}); serving without it (nbd_mirror_failed 1)"));
+
+    private static string DescribeSecondary(Vbd vbd) =>
+        vbd.SecondaryParams is null ? string.Empty : $", secondary {vbd.SecondaryParams} ({(vbd.SecondaryMode == SecondaryMode.Standby ? "standby" : "mirror")})";
 
     private void StartNbd(Vbd vbd, BlockBackend backend)
     {
@@ -292,11 +304,38 @@ internal sealed partial class TapdiskHost
             return Fail(cookie, Errno.EINVAL);
         }
 
-        // RESUME carries SECONDARY in storage migration (unpause -2): refused like OPEN's, never silently dropped.
-        int unsupported = CheckSupported(vbd.Minor, request.ParamsFlags, request.ParamsSecondary);
+        int unsupported = CheckSupported(vbd.Minor, request.ParamsFlags);
         if (unsupported != 0)
         {
             return Fail(cookie, unsupported);
+        }
+
+        // The secondary (storage migration: unpause -2 <dest> starts the mirror, unpause -2 null ends it). As blktap,
+        // a RESUME without -2 keeps the VBD's secondary and reopens it with the chain. Unlike blktap, the change is
+        // made only if the resume succeeds (control-xen.md 9, item 14), a secondary that failed is not reopened
+        // silently (the writes it missed would make a mirror that looks whole), and one that holds writes the full
+        // primary could not take is never removed or replaced (EBUSY): its data would be lost.
+        SecondaryState secondaryState = vbd.SecondaryState ?? new SecondaryState(EnospcSignalPaths.For(vbd.Minor));
+        string? secondary = secondaryState.MirrorFailed != 0 ? null : vbd.SecondaryParams;
+        SecondaryMode secondaryMode = vbd.SecondaryMode;
+        if ((request.ParamsFlags & TapdiskOpenFlags.Secondary) != 0)
+        {
+            string? requested = SecondaryOrNull(request.ParamsSecondary);
+            if (secondaryState.HoldsRedirectedData && requested != vbd.SecondaryParams)
+            {
+                _log.Error($"minor {vbd.Minor}: secondary {vbd.SecondaryParams} holds writes the full primary could not take; it cannot be {(requested is null ? "removed" : $"replaced by {requested}")}");
+                return Fail(cookie, Errno.EBUSY);
+            }
+
+            if (requested is not null && (requested != vbd.SecondaryParams || secondaryState.MirrorFailed != 0))
+            {
+                // A new mirror (or the failed one given again) starts with nbd_mirror_failed 0; removing one keeps its
+                // verdict for the toolstack to read.
+                secondaryState = new SecondaryState(EnospcSignalPaths.For(vbd.Minor));
+            }
+
+            secondary = requested;
+            secondaryMode = (request.ParamsFlags & TapdiskOpenFlags.Standby) != 0 ? SecondaryMode.Standby : SecondaryMode.Mirror;
         }
 
         // With -c the log layer is (re)attached, old bits kept; without it the log is dropped, as blktap's RESUME
@@ -307,12 +346,12 @@ internal sealed partial class TapdiskHost
         IBlockImage image;
         try
         {
-            image = OpenChain(vbd, parameters, logPath);
+            image = OpenChain(vbd, parameters, logPath, Secondary(vbd, secondary, secondaryMode, secondaryState));
         }
         catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
         {
             vbd.State |= VbdState.ResumeFailed;
-            _log.Error($"minor {vbd.Minor}: resume with {parameters}{(logPath is null ? string.Empty : $" and CBT log {logPath}")} failed: {e.Message}");
+            _log.Error($"minor {vbd.Minor}: resume with {parameters}{(logPath is null ? string.Empty : $" and CBT log {logPath}")}{(secondary is null ? string.Empty : $" and secondary {secondary}")} failed: {e.Message}");
             return Fail(cookie, StorageErrors.ToErrno(e));
         }
 
@@ -327,11 +366,14 @@ internal sealed partial class TapdiskHost
 
         vbd.Params = parameters;
         vbd.LogPath = logPath;
+        vbd.SecondaryParams = secondary;
+        vbd.SecondaryMode = secondaryMode;
+        vbd.SecondaryState = secondaryState;
         vbd.State = VbdState.None;
         vbd.ChainOpen = true;
         PublishVdiStats(vbd);
         vbd.Backend!.Resume(image);
-        _log.Info($"minor {vbd.Minor}: resumed with {parameters}");
+        _log.Info($"minor {vbd.Minor}: resumed with {parameters}{DescribeSecondary(vbd)}");
         return Ok(TapdiskMessageType.ResumeResponse, cookie);
     }
 
@@ -392,6 +434,8 @@ internal sealed partial class TapdiskHost
 
         vbd.Params = null;
         vbd.LogPath = null;
+        vbd.SecondaryParams = null;
+        vbd.SecondaryState = null;
         vbd.State = VbdState.Closed;
         DropKey(vbd);
     }

@@ -2,6 +2,7 @@ using Tapdisk.Abi;
 using Tapdisk.Blkif;
 using Tapdisk.Control;
 using Tapdisk.Drivers.VhdCrypto;
+using Tapdisk.Filters.Mirror;
 using Tapdisk.Storage;
 
 namespace Tapdisk.Daemon;
@@ -29,6 +30,18 @@ internal sealed class Vbd
 
     /// <summary>The CBT log from OPEN -C or RESUME -c, exactly as given; null without one (a RESUME without -c drops it).</summary>
     public string? LogPath { get; set; }
+
+    /// <summary>
+    /// The secondary image ("type:path", -2) every stack of this VBD is opened with; null without one. It persists
+    /// across pause and resume (blktap keeps the VBD's secondary name and reopens it with the chain) until a RESUME
+    /// with -2 replaces it or removes it (-2 null).
+    /// </summary>
+    public string? SecondaryParams { get; set; }
+
+    public SecondaryMode SecondaryMode { get; set; } = SecondaryMode.Mirror;
+
+    /// <summary>nbd_mirror_failed, the ENOSPC redirect count and map: from OPEN to CLOSE, across the stacks.</summary>
+    public SecondaryState? SecondaryState { get; set; }
 
     /// <summary>The VBD's block stack, gate and counters for both frontends: from OPEN to CLOSE, across pause and resume.</summary>
     public BlockBackend? Backend { get; set; }

@@ -135,31 +135,6 @@ public sealed class TapdiskLifecycleTests : IntegrationTest
     }
 
     /// <summary>
-    /// Storage migration's step (unpause -2 nbd:socket) must not be accepted and dropped while this build has no
-    /// mirroring: the toolstack would copy the disk believing every later write reaches the destination.
-    /// </summary>
-    [Fact]
-    public void Unpause_WithSecondary_RefusedWhileMirroringIsNotBuilt_VbdStaysPaused()
-    {
-        string file = CreateVhd("a.vhd", 16);
-        TapCtlOk("create", "-a", "vhd:" + file);
-        Dictionary<string, string> row = Assert.Single(List());
-        int pid = int.Parse(row["pid"], CultureInfo.InvariantCulture);
-        TrackTapdisk(pid);
-        string p = row["pid"], m = row["minor"];
-
-        TapCtlOk("pause", "-p", p, "-m", m);
-        ProcessResult mirrored = TapCtl("unpause", "-p", p, "-m", m, "-2", "nbd:" + Path.Combine(Scratch.Path, "dest.sock"));
-        Assert.Equal(38, mirrored.ExitCode); // ENOSYS
-        Assert.NotEqual("0", Assert.Single(List())["state"]);
-
-        TapCtlOk("unpause", "-p", p, "-m", m);
-        Assert.Equal("0", Assert.Single(List())["state"]);
-        TapCtlOk("destroy", "-p", p, "-m", m);
-        WaitForExit(pid);
-    }
-
-    /// <summary>
     /// A toolstack that destroys and then lists must not see the tapdisk it just destroyed: by the time tap-ctl has the
     /// DETACH reply, ctl&lt;pid&gt; is gone (control-xen.md 4.4). Repeated because the failure this guards against was
     /// a race (the exiting tapdisk still answered LIST for a few milliseconds).
