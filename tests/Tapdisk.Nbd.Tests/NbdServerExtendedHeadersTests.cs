@@ -212,6 +212,77 @@ public sealed class NbdServerExtendedHeadersTests
         Assert.Equal(0, await client.DrainUntilClosedAsync());
     }
 
+    /// <summary>
+    /// Seeded streams of valid and hostile extended requests (any command, flags including PAYLOAD_LEN, lengths
+    /// from 0 to 2^63, offsets in and out of range, wrong magics, payloads cut short), then a hang-up: the server
+    /// always finishes, and what it sent parses as whole extended reply chunks, each for a request that was sent.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    public async Task HostileRequestStreams_NeverHangOrDesync(int seed)
+    {
+        var random = new Random(seed);
+        ulong[] lengths = [0, 1, 511, 512, 4096, 65536, (32 * 1024 * 1024) + 1, 1UL << 32, (1UL << 32) + 512, 1UL << 40, ulong.MaxValue >> 1, ulong.MaxValue];
+        for (int round = 0; round < 25; round++)
+        {
+            await using NbdTestClient client = await ConnectedAsync(new MemoryImage(Size * 4));
+            var stream = new List<byte>();
+            var cookies = new HashSet<ulong>();
+            int requests = random.Next(1, 10);
+            for (int i = 0; i < requests; i++)
+            {
+                ushort command = (ushort)random.Next(0, 10);
+                if (command == CmdDisc)
+                {
+                    command = CmdRead;
+                }
+
+                ushort flags = (ushort)(random.Next(0, 4) == 0 ? random.Next(0, 64) : 0);
+                ulong length = random.Next(0, 3) == 0 ? (ulong)random.NextInt64() : lengths[random.Next(lengths.Length)];
+                ulong offset = random.Next(0, 4) == 0 ? (ulong)random.NextInt64() : (ulong)random.Next(0, (int)(Size * 4));
+                ulong cookie = (ulong)round << 32 | (uint)i;
+                bool badMagic = random.Next(0, 20) == 0;
+                stream.AddRange(ExtendedRequest(flags, command, cookie, offset, length, badMagic ? RequestMagic : ExtendedRequestMagic));
+                cookies.Add(cookie);
+                if (badMagic)
+                {
+                    break;
+                }
+
+                bool payload = command == CmdWrite || (flags & FlagPayloadLen) != 0;
+                if (payload && length != 0)
+                {
+                    // A payload sent whole if small, else cut short: the stream then ends inside it.
+                    int sent = length <= 65536 ? (int)length : random.Next(0, 4096);
+                    stream.AddRange(new byte[sent]);
+                    if ((ulong)sent < length)
+                    {
+                        break;
+                    }
+                }
+            }
+
+            await client.SendAsync(stream.ToArray());
+            await client.CloseSendAsync();
+            byte[] replies = await client.ReadToEndAsync();
+            await client.WaitServerAsync();
+
+            int at = 0;
+            while (at < replies.Length)
+            {
+                Assert.True(replies.Length - at >= 32, $"seed {seed} round {round}: {replies.Length - at} bytes left, not a whole header");
+                Assert.Equal(ExtendedReplyMagic, BinaryPrimitives.ReadUInt32BigEndian(replies.AsSpan(at)));
+                Assert.Contains(BinaryPrimitives.ReadUInt64BigEndian(replies.AsSpan(at + 8)), cookies);
+                ulong payloadLength = BinaryPrimitives.ReadUInt64BigEndian(replies.AsSpan(at + 24));
+                Assert.True(payloadLength <= (ulong)(replies.Length - at - 32), $"seed {seed} round {round}: chunk payload runs past the end");
+                at += 32 + (int)payloadLength;
+            }
+        }
+    }
+
     [Fact]
     public async Task BlockStatus_WithoutContexts_FailsWithEinval()
     {

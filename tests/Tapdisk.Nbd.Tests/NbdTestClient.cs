@@ -135,6 +135,23 @@ internal sealed class NbdTestClient : IAsyncDisposable
         }
     }
 
+    /// <summary>Everything the server sends until it closes its side.</summary>
+    public async Task<byte[]> ReadToEndAsync()
+    {
+        using var timeout = new CancellationTokenSource(Timeout);
+        var all = new List<byte>();
+        while (true)
+        {
+            ReadResult r = await _receive.ReadAsync(timeout.Token);
+            all.AddRange(r.Buffer.ToArray());
+            _receive.AdvanceTo(r.Buffer.End);
+            if (r.IsCompleted)
+            {
+                return [.. all];
+            }
+        }
+    }
+
     public async Task WaitServerAsync() => await ServerTask.WaitAsync(Timeout);
 
     // ---- handshake ----
