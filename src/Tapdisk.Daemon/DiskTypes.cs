@@ -1,6 +1,8 @@
 using Tapdisk.Drivers.Raw;
 using Tapdisk.Abi;
 using Tapdisk.Drivers.VhdCrypto;
+using Microsoft.Extensions.Logging;
+using Tapdisk.Filters.Cache;
 using Tapdisk.Filters.Cbt;
 using Tapdisk.Storage;
 
@@ -26,7 +28,7 @@ internal static class DiskTypes
         new DiskType(7, "bc", "block cache", LayerKind.Image),
         new DiskType(8, "vhdi", "vhd index", LayerKind.Image),
         new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => throw new ImageOpenException(next.Path, Errno.EINVAL, "the log filter needs a log path (tap-ctl -C)")),
-        new DiskType(11, "lc", "local parent cache", LayerKind.Filter),
+        new DiskType(11, LocalCacheFilter.Name, LocalCacheDescription, LayerKind.Filter, Filter: next => LocalCacheFilter.Wrap(next, logger: null, out _)),
         new DiskType(12, "lle", "local leaf cache, ephemeral", LayerKind.Image),
         new DiskType(13, "llp", "local leaf cache, persistent", LayerKind.Image),
         new DiskType(14, "valve", "group rate limiting", LayerKind.Filter),
@@ -34,24 +36,36 @@ internal static class DiskTypes
 
     private const string LogDescription = "write logger";
 
+    private const string LocalCacheDescription = "local parent cache";
+
     /// <summary>The numeric id stats print as driver.type.</summary>
     public static int Id(string driverName) => Table.Id(driverName);
 
     /// <summary>
     /// Opens "type:/path" with blktap's errors (no colon EINVAL, type over 31 chars ENAMETOOLONG, unknown ENOENT, not
     /// built ENOSYS), with per-open crypto settings if any (a key from OPEN's trailer, or raw ciphertext access): a
-    /// one-off opener whose "vhd" carries them to every VHD layer of the chain. With <paramref name="logPath"/>, the
-    /// CBT "log" filter over that file wraps the leaf (ADD_LOG, data-plane.md 7.1).
+    /// one-off opener whose "vhd" carries them to every VHD layer of the chain. With <paramref name="localCache"/>, the
+    /// "lc" write-back cache wraps the leaf (ADD_LCACHE, data-plane.md 7.2; only over a writable leaf with a parent,
+    /// as blktap inserts it only in a chain of more than one image). With <paramref name="logPath"/>, the CBT "log"
+    /// filter over that file wraps that (ADD_LOG, data-plane.md 7.1), so lc's write-backs set no CBT bits.
     /// </summary>
-    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null)
+    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null, bool localCache = false, ILogger? logger = null)
     {
+        DiskTypeTable table = Table;
         ImageOpener? opener = crypto is null ? null : Table.With(new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(crypto))).Opener;
-        if (logPath is null)
+        var filters = new List<string>(2);
+        if (localCache)
         {
-            return Table.OpenStack(parameters, options, filters: null, opener);
+            table = table.With(new DiskType(11, LocalCacheFilter.Name, LocalCacheDescription, LayerKind.Filter, Filter: next => LocalCacheFilter.Wrap(next, logger, out _)));
+            filters.Add(LocalCacheFilter.Name);
         }
 
-        DiskTypeTable withLog = Table.With(new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => CbtLogFilter.Open(next, logPath)));
-        return withLog.OpenStack(parameters, options, [CbtLogFilter.Name], opener);
+        if (logPath is not null)
+        {
+            table = table.With(new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => CbtLogFilter.Open(next, logPath)));
+            filters.Add(CbtLogFilter.Name);
+        }
+
+        return table.OpenStack(parameters, options, filters, opener);
     }
 }

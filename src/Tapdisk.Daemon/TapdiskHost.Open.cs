@@ -164,23 +164,24 @@ internal sealed partial class TapdiskHost
             return Errno.ENOSYS;
         }
 
-        if ((flags & (TapdiskOpenFlags.AddCache | TapdiskOpenFlags.AddLcache)) != 0)
+        if ((flags & TapdiskOpenFlags.AddCache) != 0)
         {
-            // Caches change speed, not content: serving without them is correct, and we say so.
-            _log.Warning($"minor {minor}: read caches (-r, block cache) are not available; serving without them");
+            // blktap's "bc" (ADD_CACHE) is not built: refused, never accepted and ignored. -r (lc) is built.
+            _log.Error($"minor {minor}: the shared parent block cache (ADD_CACHE) is not supported by this tapdisk");
+            return Errno.ENOSYS;
         }
 
         return 0;
     }
 
-    private static IBlockImage OpenChain(Vbd vbd, string parameters, string? logPath)
+    private IBlockImage OpenChain(Vbd vbd, string parameters, string? logPath)
     {
         var options = new ImageOpenOptions
         {
             ReadOnly = (vbd.Flags & TapdiskOpenFlags.ReadOnly) != 0,
             DirectIo = (vbd.Flags & TapdiskOpenFlags.NoODirect) == 0,
         };
-        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath);
+        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath, (vbd.Flags & TapdiskOpenFlags.AddLcache) != 0, LibraryLogger);
     }
 
     private void StartNbd(Vbd vbd, BlockBackend backend)

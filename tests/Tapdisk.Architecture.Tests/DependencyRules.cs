@@ -19,6 +19,7 @@ public static class DependencyRules
     public const string Logging = "Tapdisk.Logging";
     public const string FiltersCbt = "Tapdisk.Filters.Cbt";
     public const string CbtUtil = "Tapdisk.CbtUtil";
+    public const string FiltersCache = "Tapdisk.Filters.Cache";
 
     /// <summary>The executables: only they compose layers, and nothing references them.</summary>
     public static IReadOnlySet<string> Executables { get; } = new HashSet<string>(StringComparer.Ordinal) { Daemon, TapCtl, VhdUtil, Tapback, CbtUtil };
@@ -38,6 +39,7 @@ public static class DependencyRules
         [DriversVhdCrypto] = Set(Storage, Abi, DriversVhd),
         // Filters wrap the next layer through the Storage contract: never a concrete driver.
         [FiltersCbt] = Set(Storage, Abi),
+        [FiltersCache] = Set(Storage, Abi),
         // Protocol front ends: never a concrete driver, each other, Control or Daemon.
         [Blkif] = Set(Storage, Abi),
         [Nbd] = Set(Storage),
@@ -48,7 +50,7 @@ public static class DependencyRules
         // The daemons' stderr + syslog log with rate limiting: BCL only.
         [Logging] = Set(),
         // Executables.
-        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, FiltersCbt, Blkif, Nbd, Control, Logging),
+        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, FiltersCbt, FiltersCache, Blkif, Nbd, Control, Logging),
         [TapCtl] = Set(Control, Abi),
         [VhdUtil] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto),
         [Tapback] = Set(XenStore, Control, Abi, Logging),
