@@ -25,7 +25,7 @@ internal static class DiskTypes
         new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(VhdCryptoOptions.FromEnvironment())),
         new DiskType(5, "ram", "RAM disk", LayerKind.Image),
         new DiskType(6, "qcow", "qcow", LayerKind.Image),
-        new DiskType(7, "bc", "block cache", LayerKind.Image),
+        new DiskType(7, BlockCacheFilter.Name, "block cache", LayerKind.Image),
         new DiskType(8, "vhdi", "vhd index", LayerKind.Image),
         new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => throw new ImageOpenException(next.Path, Errno.EINVAL, "the log filter needs a log path (tap-ctl -C)")),
         new DiskType(11, LocalCacheFilter.Name, LocalCacheDescription, LayerKind.Filter, Filter: next => LocalCacheFilter.Wrap(next, logger: null, out _)),
@@ -47,10 +47,17 @@ internal static class DiskTypes
     /// one-off opener whose "vhd" carries them to every VHD layer of the chain. With <paramref name="localCache"/>, the
     /// "lc" write-back cache wraps the leaf (ADD_LCACHE, data-plane.md 7.2; only over a writable leaf with a parent,
     /// as blktap inserts it only in a chain of more than one image). With <paramref name="logPath"/>, the CBT "log"
-    /// filter over that file wraps that (ADD_LOG, data-plane.md 7.1), so lc's write-backs set no CBT bits.
+    /// filter over that file wraps that (ADD_LOG, data-plane.md 7.1), so lc's write-backs set no CBT bits. With
+    /// <paramref name="parentCache"/>, the "bc" layer of that shared cache sits between the leaf and its parent.
     /// </summary>
-    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null, bool localCache = false, ILogger? logger = null)
+    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null, bool localCache = false, ILogger? logger = null, ParentCache? parentCache = null)
     {
+        if (parentCache is not null)
+        {
+            // "bc" between the leaf and its parent (blktap inserts it above the first read-only shareable image).
+            options = options with { ParentFilter = parent => BlockCacheFilter.Open(parent, parentCache) };
+        }
+
         DiskTypeTable table = Table;
         ImageOpener? opener = crypto is null ? null : Table.With(new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(crypto))).Opener;
         var filters = new List<string>(2);

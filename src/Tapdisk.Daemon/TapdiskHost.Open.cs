@@ -1,6 +1,7 @@
 using Tapdisk.Abi;
 using Tapdisk.Control;
 using Tapdisk.Drivers.VhdCrypto;
+using Tapdisk.Filters.Cache;
 using Tapdisk.Nbd;
 using Tapdisk.Storage;
 
@@ -164,10 +165,17 @@ internal sealed partial class TapdiskHost
             return Errno.ENOSYS;
         }
 
-        if ((flags & TapdiskOpenFlags.AddCache) != 0)
+        if ((flags & TapdiskOpenFlags.AddCache) != 0 && _parentCache is null)
         {
-            // blktap's "bc" (ADD_CACHE) is not built: refused, never accepted and ignored. -r (lc) is built.
-            _log.Error($"minor {minor}: the shared parent block cache (ADD_CACHE) is not supported by this tapdisk");
+            // Asked for, but switched off for this process: refused, never accepted and ignored.
+            _log.Error($"minor {minor}: the shared parent cache (ADD_CACHE) is off in this tapdisk ({ParentCache.BudgetVariable}=0)");
+            return Errno.ENOSYS;
+        }
+
+        if ((flags & TapdiskOpenFlags.AddCache) != 0 && (flags & TapdiskOpenFlags.OpenEncrypted) != 0)
+        {
+            // A per-open key is a per-VBD view of the parent's bytes: one shared cache cannot serve it.
+            _log.Error($"minor {minor}: the shared parent cache (ADD_CACHE) is not supported with a per-open key");
             return Errno.ENOSYS;
         }
 
@@ -181,7 +189,10 @@ internal sealed partial class TapdiskHost
             ReadOnly = (vbd.Flags & TapdiskOpenFlags.ReadOnly) != 0,
             DirectIo = (vbd.Flags & TapdiskOpenFlags.NoODirect) == 0,
         };
-        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath, (vbd.Flags & TapdiskOpenFlags.AddLcache) != 0, LibraryLogger);
+        // The shared parent cache: for ADD_CACHE VBDs, or every VBD when TAPDISK_PARENT_CACHE_MB sets a budget; never
+        // under a per-open key (its plaintext is that VBD's view alone).
+        ParentCache? parentCache = _parentCache is { } cache && vbd.Key is null && ((vbd.Flags & TapdiskOpenFlags.AddCache) != 0 || cache.ForEveryVbd) ? cache : null;
+        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath, (vbd.Flags & TapdiskOpenFlags.AddLcache) != 0, LibraryLogger, parentCache);
     }
 
     private void StartNbd(Vbd vbd, BlockBackend backend)
