@@ -123,20 +123,32 @@ internal sealed partial class TapdiskHost
         json.Number("nbd_mirror_failed", 0);
         json.Number("reqs_outstanding", inFlight);
         json.String("read_caching", (vbd.Flags & TapdiskOpenFlags.NoODirect) != 0 ? "true" : "false");
-        WriteParentCacheStats(json, vbd.ChainOpen ? backend?.Image : null);
+        WriteCacheStats(json, vbd.ChainOpen ? backend?.Image : null);
         json.EndObject();
     }
 
     /// <summary>
-    /// Our extra key, after blktap's (which keep their order): the shared parent cache as this VBD uses it. "hits" and
+    /// Our extra keys, after blktap's (which keep their order): lc's state, then the shared parent cache as this VBD uses it. "hits" and
     /// "misses" are this VBD's granule lookups, "bytes_saved" the bytes it read from memory instead of the parent's
     /// files; the set's entries and bytes are shared by every VBD over the same parent ("users"); "compression_ratio"
     /// is stored bytes (overhead included) over raw bytes, in thousandths, for the whole process's cache.
     /// </summary>
-    private static void WriteParentCacheStats(StatsJson json, IBlockImage? top)
+    private static void WriteCacheStats(StatsJson json, IBlockImage? top)
     {
         for (IBlockImage? layer = top; layer is not null; layer = layer.Parent)
         {
+            if (layer is LocalCacheFilter lc)
+            {
+                // Our extra key for lc (blktap's lc has no status): whether write-back runs, and what it did.
+                json.BeginObject("local_cache");
+                json.String("write_back", lc.StoppedOnEnospc ? "stopped (ENOSPC)" : lc.SpaceLow ? "paused (low space)" : "on");
+                json.Number("written_back_bytes", lc.WrittenBackBytes);
+                json.Number("write_backs", lc.WriteBacks);
+                json.Number("abandoned", lc.Abandoned);
+                json.EndObject();
+                continue;
+            }
+
             if (layer is not BlockCacheFilter bc)
             {
                 continue;

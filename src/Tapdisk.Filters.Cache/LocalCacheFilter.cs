@@ -35,6 +35,9 @@ public sealed class LocalCacheFilter : BlockFilter
     private const int StripeCount = 4096;
     private const long SpaceCheckIntervalMs = 1000;
 
+    /// <summary>What one write-back may cost the file system at worst: a new 2 MiB VHD block and its bitmap sector.</summary>
+    private const long WorstCaseAllocationBytes = (2 * 1024 * 1024) + 4096;
+
     [ThreadStatic]
     private static ExtentList? t_extents;
 
@@ -45,6 +48,7 @@ public sealed class LocalCacheFilter : BlockFilter
     private readonly Func<long> _freeBytes;
     private readonly ILogger _logger;
     private long _nextSpaceCheck;
+    private long _spaceBudget;
     private int _spaceLow;
     private int _enospc;
     private int _closing;
@@ -71,6 +75,12 @@ public sealed class LocalCacheFilter : BlockFilter
 
     /// <summary>Write-backs given up because a guest write raced them, or another write-back held their stripes.</summary>
     public long Abandoned => Interlocked.Read(ref _abandoned);
+
+    /// <summary>Write-back stopped for this open after an ENOSPC.</summary>
+    public bool StoppedOnEnospc => Volatile.Read(ref _enospc) != 0;
+
+    /// <summary>Write-back paused: at the last look, one more write-back could have taken the file system under 2 MiB free.</summary>
+    public bool SpaceLow => Volatile.Read(ref _spaceLow) != 0;
 
     /// <summary>Whether write-back is on now (off while space is low, and for good after ENOSPC).</summary>
     public bool WriteBackEnabled => Volatile.Read(ref _enospc) == 0 && Volatile.Read(ref _spaceLow) == 0;
@@ -351,7 +361,7 @@ public sealed class LocalCacheFilter : BlockFilter
             missed |= (extent.Flags & ExtentFlags.Hole) != 0;
         }
 
-        if (!missed || Volatile.Read(ref _closing) != 0 || !SpaceAllows())
+        if (!missed || Volatile.Read(ref _closing) != 0 || !SpaceAllows(destination.Length))
         {
             return;
         }
@@ -368,12 +378,22 @@ public sealed class LocalCacheFilter : BlockFilter
         _ = Task.Run(() => RunWriteBackAsync(writeBack));
     }
 
-    /// <summary>Whether the leaf's file system has room (checked at most once a second, as blktap's timer does).</summary>
-    private bool SpaceAllows()
+    /// <summary>
+    /// Whether the leaf's file system has room: statvfs at most once a second, as blktap's timer does, and also as soon
+    /// as the write-backs queued since the last look could have used the room it showed above the 2 MiB floor (each is
+    /// charged its length plus a whole new VHD block, the worst case), so a burst of misses cannot run the file system
+    /// dry within blktap's one-second window and leave the guest's own writes to fail with ENOSPC.
+    /// </summary>
+    private bool SpaceAllows(int lengthBytes)
     {
         long now = Environment.TickCount64;
         long next = Volatile.Read(ref _nextSpaceCheck);
-        if (now >= next && Interlocked.CompareExchange(ref _nextSpaceCheck, now + SpaceCheckIntervalMs, next) == next)
+        long cost = lengthBytes + WorstCaseAllocationBytes;
+        long left = Interlocked.Add(ref _spaceBudget, -cost);
+
+        // Crossing zero forces a look; below it, only the clock does (no statvfs per miss while space is short).
+        bool due = now >= next || (left < 0 && left + cost >= 0);
+        if (due && Interlocked.CompareExchange(ref _nextSpaceCheck, now + SpaceCheckIntervalMs, next) == next)
         {
             long free;
             try
@@ -385,11 +405,19 @@ public sealed class LocalCacheFilter : BlockFilter
                 free = 0;
             }
 
-            bool low = free < MinFreeBytes;
+            // Low: this write-back could take the file system under the floor.
+            long budget = free - MinFreeBytes - cost;
+            bool low = budget < 0;
+            Volatile.Write(ref _spaceBudget, budget);
             if (Interlocked.Exchange(ref _spaceLow, low ? 1 : 0) != (low ? 1 : 0))
             {
                 Log.SpaceLow(_logger, Next.Path, low, free);
             }
+        }
+        else if (due)
+        {
+            // Another thread is looking right now; go without this write-back rather than overshoot.
+            return false;
         }
 
         return WriteBackEnabled;
@@ -479,7 +507,15 @@ public sealed class LocalCacheFilter : BlockFilter
                 }
 
                 int at = (int)(extent.OffsetBytes - writeBack.OffsetBytes);
-                await Next.WriteAsync(extent.OffsetBytes, writeBack.Data.AsMemory(at, (int)extent.LengthBytes), WriteFlags.None).ConfigureAwait(false);
+                ReadOnlyMemory<byte> data = writeBack.Data.AsMemory(at, (int)extent.LengthBytes);
+                if (!data.Span.ContainsAnyExcept((byte)0))
+                {
+                    // Zeros (the parent's unallocated space, mostly) read the same from the parent at no data I/O:
+                    // not worth the leaf's space. blktap writes them back too.
+                    continue;
+                }
+
+                await Next.WriteAsync(extent.OffsetBytes, data, WriteFlags.None).ConfigureAwait(false);
                 Interlocked.Add(ref _writtenBackBytes, extent.LengthBytes);
             }
 

@@ -5,7 +5,7 @@ namespace Tapdisk.Filters.Cache;
 /// <summary>Read-cache events (ids 4200-4299; retired ids stay reserved).</summary>
 internal static partial class Log
 {
-    [LoggerMessage(EventId = 4201, Level = LogLevel.Warning, Message = "lc {Leaf}: write-back {State} ({FreeBytes} bytes free on the leaf's file system; the floor is 2 MiB)")]
+    [LoggerMessage(EventId = 4201, Level = LogLevel.Warning, Message = "lc {Leaf}: write-back {State} ({FreeBytes} bytes free on the leaf's file system; the floor is 2 MiB plus one VHD block)")]
     private static partial void SpaceChanged(ILogger logger, string leaf, string state, long freeBytes);
 
     public static void SpaceLow(ILogger logger, string leaf, bool low, long freeBytes) => SpaceChanged(logger, leaf, low ? "paused" : "resumed", freeBytes);

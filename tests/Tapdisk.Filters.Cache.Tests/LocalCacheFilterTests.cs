@@ -137,6 +137,31 @@ public sealed class LocalCacheFilterTests
     }
 
     [Fact]
+    public async Task SpaceUsedWithinTheSecond_ForcesALook_BeforeTheFloorIsReached()
+    {
+        // 5 MiB free before the first write-back, then 2 MiB less per write-back (a new VHD block each, at worst).
+        const long mib = 1024 * 1024;
+        var leaf = new OverlayImage(Parent());
+        int looks = 0;
+        await using var lc = new LocalCacheFilter(leaf, () =>
+        {
+            looks++;
+            return (5 * mib) - (leaf.Writes * 2 * mib);
+        });
+
+        Read(lc, 0, 4096);
+        await lc.DrainAsync();
+        Assert.Equal(1, leaf.Writes);
+
+        // Within the same second: the first write-back may have used the room above the floor, so tapdisk looks
+        // again (3 MiB free: one more worst-case write-back would cross the 2 MiB floor) and writes nothing back.
+        Read(lc, 65536, 4096);
+        await lc.DrainAsync();
+        Assert.Equal(2, looks);
+        Assert.Equal(1, leaf.Writes);
+    }
+
+    [Fact]
     public async Task Enospc_StopsWriteBackForGood_AndLosesNothing()
     {
         byte[] expected = DiskContent.Pattern(Size, 1);
