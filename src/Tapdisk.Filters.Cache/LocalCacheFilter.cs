@@ -49,6 +49,7 @@ public sealed class LocalCacheFilter : BlockFilter
     private readonly ILogger _logger;
     private long _nextSpaceCheck;
     private long _spaceBudget;
+    private long _pendingCharge;
     private int _spaceLow;
     private int _enospc;
     private int _closing;
@@ -374,6 +375,7 @@ public sealed class LocalCacheFilter : BlockFilter
 
         byte[] copy = ArrayPool<byte>.Shared.Rent(destination.Length);
         destination.Span.CopyTo(copy);
+        Interlocked.Add(ref _pendingCharge, destination.Length + WorstCaseAllocationBytes);
         var writeBack = new WriteBack(offsetBytes, destination.Length, copy, first, count, generation);
         _ = Task.Run(() => RunWriteBackAsync(writeBack));
     }
@@ -405,22 +407,22 @@ public sealed class LocalCacheFilter : BlockFilter
                 free = 0;
             }
 
-            // Low: this write-back could take the file system under the floor.
-            long budget = free - MinFreeBytes - cost;
+            // Low: this write-back, with those queued but not yet on disk (statvfs cannot see them), could take the
+            // file system under the floor.
+            long budget = free - MinFreeBytes - Interlocked.Read(ref _pendingCharge) - cost;
             bool low = budget < 0;
             Volatile.Write(ref _spaceBudget, budget);
             if (Interlocked.Exchange(ref _spaceLow, low ? 1 : 0) != (low ? 1 : 0))
             {
                 Log.SpaceLow(_logger, Next.Path, low, free);
             }
-        }
-        else if (due)
-        {
-            // Another thread is looking right now; go without this write-back rather than overshoot.
-            return false;
+
+            return WriteBackEnabled;
         }
 
-        return WriteBackEnabled;
+        // Without a look of its own, a write-back goes only within the room the last look left (another thread may be
+        // looking right now: going without this one is better than overshooting).
+        return !due && left >= 0 && WriteBackEnabled;
     }
 
     private async Task RunWriteBackAsync(WriteBack writeBack)
@@ -445,6 +447,7 @@ public sealed class LocalCacheFilter : BlockFilter
         finally
         {
             ArrayPool<byte>.Shared.Return(writeBack.Data);
+            Interlocked.Add(ref _pendingCharge, -(writeBack.LengthBytes + WorstCaseAllocationBytes));
             _slots.Release();
         }
     }
