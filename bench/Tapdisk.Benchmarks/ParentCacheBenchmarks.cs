@@ -7,7 +7,7 @@ using Tapdisk.Storage;
 namespace Tapdisk.Benchmarks;
 
 /// <summary>
-/// The shared parent cache's hit path on one core: LZ4 decoding of a 64 KiB granule of real files (the machine's
+/// The shared parent cache's hit path on one core: LZ4 decoding of a granule of real files (the machine's
 /// /usr/bin, as a golden image's file system holds), and whole- and part-granule hits through the "bc" layer.
 /// </summary>
 [MemoryDiagnoser]
@@ -59,7 +59,7 @@ public class ParentCacheBenchmarks
 
     [Benchmark]
     [BytesPerOperation(Granule)]
-    public void ParentCache_Hit64K() => Sync.Complete(_cache!.ReadAsync(Granule * 3, _target));
+    public void ParentCache_HitGranule() => Sync.Complete(_cache!.ReadAsync(Granule * 3, _target));
 
     [Benchmark]
     [BytesPerOperation(4096)]

@@ -12,7 +12,7 @@ namespace Tapdisk.Filters.Cache;
 /// blktap's "bc" layer (ADD_CACHE, control-xen.md 7.1 type 7): between a leaf and its read-only parent, it answers the
 /// parent's reads from the process-wide <see cref="ParentCache"/>, so VBDs over one golden image read each granule from
 /// its file once. A hit decodes straight into the request's buffer (a thread's scratch granule when the request covers
-/// part of one) and allocates nothing; a miss reads the whole 64 KiB granule from the parent and stores it.
+/// part of one) and allocates nothing; a miss reads the whole 16 KiB granule from the parent and stores it.
 /// </summary>
 public sealed class BlockCacheFilter : BlockFilter, IBlockImage
 {

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace Tapdisk.Filters.Cache;
 
 /// <summary>
-/// The process-wide shared parent cache (blktap's "bc" role): 64 KiB granules of read-only parent chains, held
+/// The process-wide shared parent cache (blktap's "bc" role): 16 KiB granules of read-only parent chains, held
 /// LZ4-compressed (raw when a granule does not compress by an eighth) in one memory budget for the whole tapdisk.
 /// VBDs whose parent chain is the same files in the same state share one <see cref="ParentCacheSet"/>.
 /// Eviction is 2Q with CLOCK for its main queue: new granules enter a FIFO probation queue (a quarter of the budget);
@@ -20,7 +20,11 @@ public sealed class ParentCache
 
     public const int DefaultBudgetMiB = 256;
 
-    public const int GranuleShift = 16;
+    /// <summary>
+    /// 16 KiB granules: an LZ4 block decodes from its start, so a 4 KiB hit decodes its whole granule; at 64 KiB that
+    /// decode was most of a hit's CPU (bench/RESULTS.md), while 16 KiB blocks compress file-system data nearly as well.
+    /// </summary>
+    public const int GranuleShift = 14;
 
     public const int GranuleBytes = 1 << GranuleShift;
 
