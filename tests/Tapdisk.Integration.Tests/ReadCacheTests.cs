@@ -169,6 +169,44 @@ public sealed class ReadCacheTests : IntegrationTest
         WaitForExit(pid);
     }
 
+    [Fact]
+    public void SharedParentCache_ParentCoalescedIntoWhilePaused_ResumeReadsTheNewParent()
+    {
+        Environment["TAPDISK_PARENT_CACHE_MB"] = "64";
+        string a = Chain(Scratch.File("a.vhd"));
+        string b = Scratch.File("b.vhd");
+        VhdUtilOk("snapshot", "-n", b, "-p", Scratch.File("base.vhd"));
+        (string pid, string minor) = CreateVbd("vhd:" + b);
+        string before = Scratch.File("before.raw");
+        NbdCopy(Nbd(pid, minor), before);
+        NbdCopy(Nbd(pid, minor), before);
+        using (JsonDocument stats = Stats(pid, minor))
+        {
+            Assert.True(stats.RootElement.GetProperty("parent_cache").GetProperty("hits").GetInt64() > 0);
+        }
+
+        // Paused, the parent changes under b (a's data coalesced into it), then b resumes.
+        TapCtlOk("pause", "-p", pid, "-m", minor);
+        VhdUtilOk("coalesce", "-n", a);
+        TapCtlOk("unpause", "-p", pid, "-m", minor);
+
+        string after = Scratch.File("after.raw");
+        NbdCopy(Nbd(pid, minor), after);
+        using (JsonDocument stats = Stats(pid, minor))
+        {
+            // A new set: the old entries were dropped, and the first pass over the new parent missed.
+            JsonElement cache = stats.RootElement.GetProperty("parent_cache");
+            Assert.True(cache.GetProperty("set_misses").GetInt64() > 0);
+            Assert.Equal(1, cache.GetProperty("users").GetInt64());
+        }
+
+        TapCtlOk("destroy", "-p", pid, "-m", minor);
+        Environment.Remove("TAPDISK_PARENT_CACHE_MB");
+        string fresh = CopyOut("vhd:" + b, [], "fresh.raw");
+        Assert.NotEqual(DiskContent.Sha256(before), DiskContent.Sha256(fresh));
+        Assert.Equal(DiskContent.Sha256(fresh), DiskContent.Sha256(after));
+    }
+
     /// <summary>A 64 MiB base.vhd in the scratch directory with data in several blocks, and a snapshot of it at <paramref name="leaf"/>.</summary>
     private string Chain(string leaf, bool leafData = true)
     {
