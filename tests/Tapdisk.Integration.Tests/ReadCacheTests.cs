@@ -207,6 +207,47 @@ public sealed class ReadCacheTests : IntegrationTest
         Assert.Equal(DiskContent.Sha256(fresh), DiskContent.Sha256(after));
     }
 
+    [Fact]
+    public void AddCacheFlag_InsertsTheBlockCache_AndIsRefusedWhenTheCacheIsOff()
+    {
+        const uint AddCache = 0x4;
+        const int ENOSYS = 38;
+        string leaf = Chain(Scratch.File("leaf.vhd"), leafData: false);
+        foreach (bool off in new[] { false, true })
+        {
+            if (off)
+            {
+                Environment["TAPDISK_PARENT_CACHE_MB"] = "0";
+            }
+
+            int minor = Allocate();
+            int pid = Spawn();
+            string p = pid.ToString(CultureInfo.InvariantCulture), m = minor.ToString(CultureInfo.InvariantCulture);
+            TapCtlOk("attach", "-p", p, "-m", m);
+            byte[] reply = RawControl.Exchange(ControlSocket(pid), RawControl.OpenMessage((ushort)minor, "vhd:" + leaf, AddCache));
+            if (off)
+            {
+                Assert.Equal(RawControl.Error, RawControl.Type(reply));
+                Assert.Equal(ENOSYS, RawControl.Int0(reply));
+            }
+            else
+            {
+                Assert.Equal(RawControl.OpenRsp, RawControl.Type(reply));
+                using (JsonDocument stats = Stats(p, m))
+                {
+                    JsonElement images = stats.RootElement.GetProperty("images");
+                    Assert.Equal(["vhd", "bc", "vhd"], images.EnumerateArray().Select(i => i.GetProperty("driver").GetProperty("name").GetString()));
+                }
+
+                NbdCopy(NbdSocket(pid, minor), Scratch.File("copy.raw"));
+                TapCtlOk("close", "-p", p, "-m", m);
+            }
+
+            TapCtlOk("detach", "-p", p, "-m", m);
+            WaitForExit(pid);
+        }
+    }
+
     /// <summary>A 64 MiB base.vhd in the scratch directory with data in several blocks, and a snapshot of it at <paramref name="leaf"/>.</summary>
     private string Chain(string leaf, bool leafData = true)
     {
