@@ -19,7 +19,7 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
     public const string Name = "bc";
 
     [ThreadStatic]
-    private static byte[]? t_scratch;
+    private static byte[]? s_scratch;
 
     private readonly ParentCacheSet _set;
     private readonly LayerCounters _counters = new();
@@ -132,7 +132,7 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
         }
 
         // Part of a granule: LZ4 blocks decode from their start, so into the thread's scratch granule, then copy.
-        byte[] scratch = t_scratch ??= GC.AllocateUninitializedArray<byte>(ParentCache.GranuleBytes);
+        byte[] scratch = s_scratch ??= GC.AllocateUninitializedArray<byte>(ParentCache.GranuleBytes);
         int decoded = LZ4Codec.Decode(entry.Data, scratch.AsSpan(0, entry.RawLength));
         if (decoded != entry.RawLength)
         {

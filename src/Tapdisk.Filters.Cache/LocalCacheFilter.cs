@@ -39,7 +39,7 @@ public sealed class LocalCacheFilter : BlockFilter
     private const long WorstCaseAllocationBytes = (2 * 1024 * 1024) + 4096;
 
     [ThreadStatic]
-    private static ExtentList? t_extents;
+    private static ExtentList? s_extents;
 
     private readonly long[] _generation = new long[StripeCount];
     private readonly int[] _writers = new int[StripeCount];
@@ -338,7 +338,7 @@ public sealed class LocalCacheFilter : BlockFilter
     /// <summary>After a read: if the leaf lacked any of it, queue a write-back of a copy (the buffer goes back to the guest).</summary>
     private void AfterRead(long offsetBytes, Memory<byte> destination, long first, int count, long generation)
     {
-        ExtentList own = t_extents ??= new ExtentList();
+        ExtentList own = s_extents ??= new ExtentList();
         own.Clear();
         try
         {
