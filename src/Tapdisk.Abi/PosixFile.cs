@@ -177,7 +177,11 @@ public static unsafe class PosixFile
         }
 
         uint type = st.Mode & Interop.Libc.S_IFMT;
-        return new FileStatus(st.Size, type == Interop.Libc.S_IFBLK, type == Interop.Libc.S_IFREG, st.Blocks * 512, st.Dev, st.Ino);
+        return new FileStatus(st.Size, type == Interop.Libc.S_IFBLK, type == Interop.Libc.S_IFREG, st.Blocks * 512, st.Dev, st.Ino)
+        {
+            ModifiedNs = (st.MtimeSec * 1_000_000_000) + st.MtimeNsec,
+            ChangedNs = (st.CtimeSec * 1_000_000_000) + st.CtimeNsec,
+        };
     }
 
     /// <summary>ioctl(BLKGETSIZE64): the size of a block device in bytes.</summary>

@@ -1,6 +1,8 @@
 using Tapdisk.Drivers.Raw;
 using Tapdisk.Abi;
 using Tapdisk.Drivers.VhdCrypto;
+using Microsoft.Extensions.Logging;
+using Tapdisk.Filters.Cache;
 using Tapdisk.Filters.Cbt;
 using Tapdisk.Filters.Mirror;
 using Tapdisk.Storage;
@@ -24,10 +26,10 @@ internal static class DiskTypes
         new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(VhdCryptoOptions.FromEnvironment())),
         new DiskType(5, "ram", "RAM disk", LayerKind.Image),
         new DiskType(6, "qcow", "qcow", LayerKind.Image),
-        new DiskType(7, "bc", "block cache", LayerKind.Image),
+        new DiskType(7, BlockCacheFilter.Name, "block cache", LayerKind.Image),
         new DiskType(8, "vhdi", "vhd index", LayerKind.Image),
         new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => throw new ImageOpenException(next.Path, Errno.EINVAL, "the log filter needs a log path (tap-ctl -C)")),
-        new DiskType(11, "lc", "local parent cache", LayerKind.Filter),
+        new DiskType(11, LocalCacheFilter.Name, LocalCacheDescription, LayerKind.Filter, Filter: next => LocalCacheFilter.Wrap(next, logger: null, out _)),
         new DiskType(12, "lle", "local leaf cache, ephemeral", LayerKind.Image),
         new DiskType(13, "llp", "local leaf cache, persistent", LayerKind.Image),
         new DiskType(14, "valve", "group rate limiting", LayerKind.Filter),
@@ -35,26 +37,46 @@ internal static class DiskTypes
 
     private const string LogDescription = "write logger";
 
+    private const string LocalCacheDescription = "local parent cache";
+
     /// <summary>The numeric id stats print as driver.type.</summary>
     public static int Id(string driverName) => Table.Id(driverName);
 
     /// <summary>
     /// Opens "type:/path" with blktap's errors (no colon EINVAL, type over 31 chars ENAMETOOLONG, unknown ENOENT, not
     /// built ENOSYS), with per-open crypto settings if any (a key from OPEN's trailer, or raw ciphertext access): a
-    /// one-off opener whose "vhd" carries them to every VHD layer of the chain. With <paramref name="secondary"/>, the
-    /// secondary image (-2) beside the format chain; with <paramref name="logPath"/>, the CBT "log" filter over that
-    /// file above them (ADD_LOG, data-plane.md 7.1). Whatever opened is closed again if a later step fails.
+    /// one-off opener whose "vhd" carries them to every VHD layer of the chain. The layers over the format chain,
+    /// innermost first: with <paramref name="localCache"/>, the "lc" write-back cache over the leaf (ADD_LCACHE,
+    /// data-plane.md 7.2; only over a writable leaf with a parent, as blktap inserts it only in a chain of more than one
+    /// image; its write-backs reach neither a secondary nor a CBT log, as they change no content); with
+    /// <paramref name="secondary"/>, the secondary image (-2) beside that; with <paramref name="logPath"/>, the CBT
+    /// "log" filter over that file above them all (ADD_LOG, data-plane.md 7.1). With <paramref name="parentCache"/>, the
+    /// "bc" layer of that shared cache sits between the leaf and its parent. Whatever opened is closed again if a later
+    /// step fails.
     /// </summary>
-    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null, SecondarySpec? secondary = null)
+    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null, SecondarySpec? secondary = null, bool localCache = false, ILogger? logger = null, ParentCache? parentCache = null)
     {
-        ImageOpener? opener = crypto is null ? null : Table.With(new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(crypto))).Opener;
+        if (parentCache is not null)
+        {
+            // "bc" between the leaf and its parent (blktap inserts it above the first read-only shareable image).
+            options = options with { ParentFilter = parent => BlockCacheFilter.Open(parent, parentCache) };
+        }
+
         DiskTypeTable table = Table;
-        List<string> filters = [];
+        ImageOpener? opener = crypto is null ? null : Table.With(new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(crypto))).Opener;
+        var filters = new List<string>(3);
+        if (localCache)
+        {
+            table = table.With(new DiskType(11, LocalCacheFilter.Name, LocalCacheDescription, LayerKind.Filter, Filter: next => LocalCacheFilter.Wrap(next, logger, out _)));
+            filters.Add(LocalCacheFilter.Name);
+        }
+
         if (secondary is not null)
         {
             // Not a blktap disk type (blktap does this in the VBD), so a per-open row with no id: "mirror:" in params
             // stays unknown (ENOENT), and stats list the secondary image instead of this layer.
-            table = table.With(new DiskType(-1, MirrorFilter.Name, "secondary image", LayerKind.Filter, Filter: next => OpenSecondary(next, secondary, options)));
+            ImageOpenOptions secondaryOptions = options with { ParentFilter = null };
+            table = table.With(new DiskType(-1, MirrorFilter.Name, "secondary image", LayerKind.Filter, Filter: next => OpenSecondary(next, secondary, secondaryOptions)));
             filters.Add(MirrorFilter.Name);
         }
 

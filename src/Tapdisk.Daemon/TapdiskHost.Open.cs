@@ -1,6 +1,7 @@
 using Tapdisk.Abi;
 using Tapdisk.Control;
 using Tapdisk.Drivers.VhdCrypto;
+using Tapdisk.Filters.Cache;
 using Tapdisk.Filters.Mirror;
 using Tapdisk.Nbd;
 using Tapdisk.Storage;
@@ -166,23 +167,35 @@ internal sealed partial class TapdiskHost
             return Errno.ENOSYS;
         }
 
-        if ((flags & (TapdiskOpenFlags.AddCache | TapdiskOpenFlags.AddLcache)) != 0)
+        if ((flags & TapdiskOpenFlags.AddCache) != 0 && _parentCache is null)
         {
-            // Caches change speed, not content: serving without them is correct, and we say so.
-            _log.Warning($"minor {minor}: read caches (-r, block cache) are not available; serving without them");
+            // Asked for, but switched off for this process: refused, never accepted and ignored.
+            _log.Error($"minor {minor}: the shared parent cache (ADD_CACHE) is off in this tapdisk ({ParentCache.BudgetVariable}=0)");
+            return Errno.ENOSYS;
+        }
+
+        if ((flags & TapdiskOpenFlags.AddCache) != 0 && (flags & TapdiskOpenFlags.OpenEncrypted) != 0)
+        {
+            // A per-open key is a per-VBD view of the parent's bytes: one shared cache cannot serve it.
+            _log.Error($"minor {minor}: the shared parent cache (ADD_CACHE) is not supported with a per-open key");
+            return Errno.ENOSYS;
         }
 
         return 0;
     }
 
-    private static IBlockImage OpenChain(Vbd vbd, string parameters, string? logPath, SecondarySpec? secondary)
+    private IBlockImage OpenChain(Vbd vbd, string parameters, string? logPath, SecondarySpec? secondary)
     {
         var options = new ImageOpenOptions
         {
             ReadOnly = (vbd.Flags & TapdiskOpenFlags.ReadOnly) != 0,
             DirectIo = (vbd.Flags & TapdiskOpenFlags.NoODirect) == 0,
         };
-        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath, secondary);
+        // The shared parent cache: for ADD_CACHE VBDs, or every VBD when TAPDISK_PARENT_CACHE_MB sets a budget; never
+        // under a per-open key (its plaintext is that VBD's view alone).
+        ParentCache? parentCache = _parentCache is { } cache && vbd.Key is null && ((vbd.Flags & TapdiskOpenFlags.AddCache) != 0 || cache.ForEveryVbd) ? cache : null;
+        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath, secondary,
+            (vbd.Flags & TapdiskOpenFlags.AddLcache) != 0, LibraryLogger, parentCache);
     }
 
     /// <summary>params.secondary as a "type:path", or null for none (empty, or blktap's literal "null").</summary>

@@ -1,5 +1,6 @@
 using Tapdisk.Abi;
 using Tapdisk.Control;
+using Tapdisk.Filters.Cache;
 using Tapdisk.Logging;
 using Tapdisk.Nbd;
 
@@ -21,9 +22,17 @@ internal sealed partial class TapdiskHost : IControlHandler, IAsyncDisposable
     private readonly ProcessLog _log;
     private readonly NbdServerOptions _nbdOptions = new();
 
+    /// <summary>The process-wide shared parent cache (ADD_CACHE, TAPDISK_PARENT_CACHE_MB); null when set to 0.</summary>
+    private readonly ParentCache? _parentCache;
+
     public TapdiskHost(ProcessLog log)
     {
         _log = log;
+        _parentCache = ParentCache.FromEnvironment(Environment.GetEnvironmentVariable(ParentCache.BudgetVariable), out string? cacheError);
+        if (cacheError is not null)
+        {
+            _log.Warning(cacheError);
+        }
     }
 
     /// <summary>Completes when the VBD list becomes empty after a removal: the process then exits (control-xen.md 4.4).</summary>

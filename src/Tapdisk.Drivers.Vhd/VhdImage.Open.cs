@@ -187,6 +187,19 @@ public sealed partial class VhdImage
             }
         }
 
-        return parent;
+        if (options.ParentFilter is not { } wrap)
+        {
+            return parent;
+        }
+
+        try
+        {
+            return wrap(parent);
+        }
+        catch
+        {
+            parent.Dispose();
+            throw;
+        }
     }
 }

@@ -18,6 +18,12 @@ public sealed record ImageOpenOptions
     /// <summary>Canonical paths of the images above this one in the chain, leaf first (loop detection).</summary>
     public IReadOnlyList<string> ChildPaths { get; init; } = [];
 
+    /// <summary>
+    /// Wraps the leaf's parent once its driver has opened and checked it (a layer between the leaf and its parent,
+    /// blktap's "bc"); drivers that open parents apply it to the first one only (it is not passed further down).
+    /// </summary>
+    public Func<IBlockImage, IBlockImage>? ParentFilter { get; init; }
+
     /// <summary>Options for opening the parent of <paramref name="childPath"/>: read-only, everything else inherited.</summary>
-    public ImageOpenOptions ForParentOf(string childPath) => this with { ReadOnly = true, ChildPaths = [.. ChildPaths, childPath] };
+    public ImageOpenOptions ForParentOf(string childPath) => this with { ReadOnly = true, ChildPaths = [.. ChildPaths, childPath], ParentFilter = null };
 }

@@ -20,6 +20,7 @@ public static class DependencyRules
     public const string FiltersCbt = "Tapdisk.Filters.Cbt";
     public const string FiltersMirror = "Tapdisk.Filters.Mirror";
     public const string CbtUtil = "Tapdisk.CbtUtil";
+    public const string FiltersCache = "Tapdisk.Filters.Cache";
 
     /// <summary>The executables: only they compose layers, and nothing references them.</summary>
     public static IReadOnlySet<string> Executables { get; } = new HashSet<string>(StringComparer.Ordinal) { Daemon, TapCtl, VhdUtil, Tapback, CbtUtil };
@@ -40,6 +41,7 @@ public static class DependencyRules
         // Filters wrap the next layer through the Storage contract: never a concrete driver.
         [FiltersCbt] = Set(Storage, Abi),
         [FiltersMirror] = Set(Storage, Abi),
+        [FiltersCache] = Set(Storage, Abi),
         // Protocol front ends: never a concrete driver, each other, Control or Daemon.
         [Blkif] = Set(Storage, Abi),
         [Nbd] = Set(Storage),
@@ -50,7 +52,7 @@ public static class DependencyRules
         // The daemons' stderr + syslog log with rate limiting: BCL only.
         [Logging] = Set(),
         // Executables.
-        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, FiltersCbt, FiltersMirror, Blkif, Nbd, Control, Logging),
+        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, FiltersCbt, FiltersMirror, FiltersCache, Blkif, Nbd, Control, Logging),
         [TapCtl] = Set(Control, Abi),
         [VhdUtil] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto),
         [Tapback] = Set(XenStore, Control, Abi, Logging),

@@ -20,6 +20,10 @@ internal static unsafe partial class Interop
             [FieldOffset(48)] public long Size;
             [FieldOffset(56)] public long BlkSize;
             [FieldOffset(64)] public long Blocks;
+            [FieldOffset(88)] public long MtimeSec;
+            [FieldOffset(96)] public long MtimeNsec;
+            [FieldOffset(104)] public long CtimeSec;
+            [FieldOffset(112)] public long CtimeNsec;
         }
 
         /// <summary>Wraps fstat(2).</summary>

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The shared parent cache on many VMs over one golden image (issue 16): a golden VHD holding a real ext4 file system
+# (the machine's /usr/bin, made with mke2fs -d, no root needed), 8 differencing leaves (vhd-util snapshot), all 8 VBDs
+# in one tapdisk. Phase "boot": one VBD reads alone; phase "all": 8 fio readers in parallel, one per VBD, zipf random
+# 4 KiB reads through the nbd engine. tapdisk opens the files O_DIRECT (its default), so the host page cache does not
+# serve the parent. Run once with the cache off (TAPDISK_PARENT_CACHE_MB=0) and once on, and print per phase:
+# aggregate MB/s, bytes the parent layer served (its read hits in tap-ctl stats), the cache's hit rate, and the cache's
+# stored bytes against the raw bytes it holds.
+# Usage: bench/parent-cache.sh [SECONDS_PER_PHASE (default 20)] [CACHE_MB (default 512)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-20}
+cache_mb=${2:-512}
+bin=$PWD/artifacts/bin
+[ -x "$bin/tapdisk" ] || { echo "parent-cache: build first (bash .ci/publish)" >&2; exit 1; }
+for t in mke2fs qemu-img fio python3; do command -v "$t" >/dev/null || { echo "parent-cache: $t missing" >&2; exit 1; }; done
+
+work=${TAPDISK_BENCH_DIR:-/var/tmp/tapdisk-parent-cache}
+mkdir -p "$work"
+export BLKTAP_CONTROL_DIR=$work/ctl TAPDISK_SHM_DIR=$work/shm TAPDISK_LOG_DIR=$work/log TAPDISK_EXEC=$bin/tapdisk
+mkdir -p "$BLKTAP_CONTROL_DIR" "$TAPDISK_SHM_DIR" "$TAPDISK_LOG_DIR"
+n=8
+
+if [ ! -f "$work/golden.vhd" ]; then
+    rm -f "$work/golden.raw"
+    mke2fs -q -t ext4 -d /usr/bin -F "$work/golden.raw" 512M
+    qemu-img convert -f raw -O vpc -o subformat=dynamic "$work/golden.raw" "$work/golden.vhd"
+    rm -f "$work/golden.raw"
+fi
+
+tapctl() { "$bin/tap-ctl" "$@"; }
+stats() { tapctl stats -p "$pid" -m "$1"; }
+
+run() { # label cache_mb
+    local label=$1
+    for i in $(seq 0 $((n - 1))); do rm -f "$work/leaf$i.vhd"; "$bin/vhd-util" snapshot -n "$work/leaf$i.vhd" -p "$work/golden.vhd"; done
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    pid=$(TAPDISK_PARENT_CACHE_MB=$2 tapctl spawn)
+    minors=()
+    for i in $(seq 0 $((n - 1))); do
+        m=$(tapctl allocate); m=${m##*tapdisk-}
+        tapctl attach -p "$pid" -m "$m"
+        tapctl open -p "$pid" -m "$m" -a "vhd:$work/leaf$i.vhd"
+        minors+=("$m")
+    done
+
+    phase() { # name count
+        local jobs=$work/job.fio before after
+        before=$(for m in "${minors[@]}"; do stats "$m"; echo; done)
+        { echo "[global]"; echo "ioengine=nbd"; echo "rw=randread"; echo "bs=4k"; echo "iodepth=8";
+          echo "random_distribution=zipf:1.1"; echo "time_based=1"; echo "runtime=$secs"; echo "size=512M"; echo "group_reporting=1"
+          for i in $(seq 0 $(($2 - 1))); do echo "[vbd$i]"; echo "uri=nbd+unix:///?socket=$BLKTAP_CONTROL_DIR/nbd$pid.${minors[$i]}"; done
+        } > "$jobs"
+        fio --output-format=json "$jobs" > "$work/$label-$1.json"
+        after=$(for m in "${minors[@]}"; do stats "$m"; echo; done)
+        python3 - "$label" "$1" "$work/$label-$1.json" "$secs" <<PY
+import json, sys
+label, name, out, secs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def docs(text): return [json.loads(l) for l in text.splitlines() if l.strip()]
+before, after = docs('''$before'''), docs('''$after''')
+def parent_bytes(ds): return sum(d["images"][-1]["hits"][0] for d in ds) * 512
+t = open(out).read(); r = json.loads(t[t.index("{"):])["jobs"][0]["read"]
+line = f"{label:5} {name:4}: {r['bw_bytes']/1e6:8.1f} MB/s  {r['iops']:9.0f} IOPS  parent served {(parent_bytes(after)-parent_bytes(before))/1e6:9.1f} MB"
+c0, c1 = before[0].get("parent_cache"), after[0].get("parent_cache")
+if c1:
+    h = c1["set_hits"] - c0["set_hits"]; m = c1["set_misses"] - c0["set_misses"]
+    line += f"  hit rate {100*h/max(h+m,1):5.1f}%  cache {c1['stored_bytes']/1e6:.1f} MB stored for {c1['raw_bytes']/1e6:.1f} MB raw ({100*c1['stored_bytes']/max(c1['raw_bytes'],1):.0f}%), {c1['entries']} entries"
+print(line)
+PY
+    }
+    phase boot 1
+    phase all "$n"
+    for m in "${minors[@]}"; do tapctl close -p "$pid" -m "$m"; tapctl detach -p "$pid" -m "$m"; done
+}
+
+run off 0
+run on "$cache_mb"

@@ -1,0 +1,256 @@
+using System.Buffers;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text;
+using K4os.Compression.LZ4;
+using Tapdisk.Abi;
+using Tapdisk.Storage;
+
+namespace Tapdisk.Filters.Cache;
+
+/// <summary>
+/// blktap's "bc" layer (ADD_CACHE, control-xen.md 7.1 type 7): between a leaf and its read-only parent, it answers the
+/// parent's reads from the process-wide <see cref="ParentCache"/>, so VBDs over one golden image read each granule from
+/// its file once. A hit decodes straight into the request's buffer (a thread's scratch granule when the request covers
+/// part of one) and allocates nothing; a miss reads the whole 16 KiB granule from the parent and stores it.
+/// </summary>
+public sealed class BlockCacheFilter : BlockFilter, IBlockImage
+{
+    public const string Name = "bc";
+
+    [ThreadStatic]
+    private static byte[]? s_scratch;
+
+    private readonly ParentCacheSet _set;
+    private readonly LayerCounters _counters = new();
+    private long _hits;
+    private long _misses;
+    private long _hitBytes;
+    private int _released;
+
+    private BlockCacheFilter(IBlockImage parent, ParentCacheSet set)
+        : base(parent)
+    {
+        _set = set;
+    }
+
+    public override string DriverName => Name;
+
+    /// <summary>The set this layer shares with the other VBDs over the same parent chain.</summary>
+    public ParentCacheSet Set => _set;
+
+    /// <summary>This VBD's granule lookups answered from memory.</summary>
+    public long Hits => Interlocked.Read(ref _hits);
+
+    public long Misses => Interlocked.Read(ref _misses);
+
+    /// <summary>Bytes this VBD read from memory instead of the parent's files.</summary>
+    public long HitBytes => Interlocked.Read(ref _hitBytes);
+
+    /// <summary>Sectors served from the cache count on this layer, as blktap counts reads on the image that served them.</summary>
+    LayerCounters? IBlockImage.Counters => _counters;
+
+    /// <summary>
+    /// Wraps a read-only parent chain in the cache, sharing the set of any VBD over the same files in the same state
+    /// (device, inode, size, mtime and ctime of every layer; ctime because the kernel sets it on every change and no
+    /// tool can set it back, so a coalesce or modify between pause and resume always yields a new identity).
+    /// </summary>
+    public static BlockCacheFilter Open(IBlockImage parent, ParentCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(parent);
+        ArgumentNullException.ThrowIfNull(cache);
+        string fileKey = string.Empty;
+        var identity = new StringBuilder();
+        for (IBlockImage? layer = parent; layer is not null; layer = layer.Parent)
+        {
+            if (layer.Kind != LayerKind.Image)
+            {
+                continue;
+            }
+
+            FileStatus status = StatPath(layer.Path);
+            string id = string.Create(CultureInfo.InvariantCulture, $"{status.Device}:{status.Inode}");
+            fileKey = fileKey.Length == 0 ? id : fileKey;
+            identity.Append(CultureInfo.InvariantCulture, $"{layer.DriverName}:{id}:{status.Size}:{status.ModifiedNs}:{status.ChangedNs}|");
+        }
+
+        return new BlockCacheFilter(parent, cache.Acquire(fileKey, identity.ToString()));
+    }
+
+    private static FileStatus StatPath(string path)
+    {
+        int errno = PosixFile.TryOpen(path, OpenFlags.ReadOnly, 0, out SafeFdHandle fd);
+        using (fd)
+        {
+            if (errno != 0)
+            {
+                throw new ImageOpenException(path, errno, $"cannot stat the parent for the block cache: {Errno.Describe(errno)}");
+            }
+
+            return PosixFile.Stat(fd, path);
+        }
+    }
+
+    public override ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        while (!destination.IsEmpty)
+        {
+            long granule = offsetBytes >> ParentCache.GranuleShift;
+            int within = (int)(offsetBytes & (ParentCache.GranuleBytes - 1));
+            int pieceBytes = Math.Min(destination.Length, ParentCache.GranuleBytes - within);
+            if (!_set.Entries.TryGetValue(granule, out CacheEntry? entry) || !TryCopy(entry, within, destination.Span[..pieceBytes]))
+            {
+                return ReadMissesAsync(offsetBytes, destination, cancellationToken);
+            }
+
+            entry.Touch();
+            CountHit(pieceBytes);
+            offsetBytes += pieceBytes;
+            destination = destination[pieceBytes..];
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Decodes <paramref name="entry"/>'s bytes [within, within + length) into <paramref name="target"/>.</summary>
+    private static bool TryCopy(CacheEntry entry, int within, Span<byte> target)
+    {
+        if (within + target.Length > entry.RawLength)
+        {
+            return false;
+        }
+
+        if (!entry.Compressed)
+        {
+            entry.Data.AsSpan(within, target.Length).CopyTo(target);
+            return true;
+        }
+
+        if (within == 0 && target.Length == entry.RawLength)
+        {
+            return LZ4Codec.Decode(entry.Data, target) == entry.RawLength;
+        }
+
+        // Part of a granule: LZ4 blocks decode from their start, so into the thread's scratch granule, then copy.
+        byte[] scratch = s_scratch ??= GC.AllocateUninitializedArray<byte>(ParentCache.GranuleBytes);
+        int decoded = LZ4Codec.Decode(entry.Data, scratch.AsSpan(0, entry.RawLength));
+        if (decoded != entry.RawLength)
+        {
+            return false;
+        }
+
+        scratch.AsSpan(within, target.Length).CopyTo(target);
+        return true;
+    }
+
+    private void CountHit(int bytes)
+    {
+        Interlocked.Increment(ref _hits);
+        Interlocked.Add(ref _hitBytes, bytes);
+        _set.CountHit();
+        _counters.CountRead(bytes);
+    }
+
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
+    private async ValueTask ReadMissesAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        while (!destination.IsEmpty)
+        {
+            long granule = offsetBytes >> ParentCache.GranuleShift;
+            int within = (int)(offsetBytes & (ParentCache.GranuleBytes - 1));
+            int pieceBytes = Math.Min(destination.Length, ParentCache.GranuleBytes - within);
+            if (_set.Entries.TryGetValue(granule, out CacheEntry? entry) && TryCopy(entry, within, destination.Span[..pieceBytes]))
+            {
+                entry.Touch();
+                CountHit(pieceBytes);
+            }
+            else
+            {
+                await FillAsync(granule, within, destination[..pieceBytes], cancellationToken).ConfigureAwait(false);
+            }
+
+            offsetBytes += pieceBytes;
+            destination = destination[pieceBytes..];
+        }
+    }
+
+    /// <summary>Reads the whole granule from the parent, answers the request from it, and stores it.</summary>
+    private async ValueTask FillAsync(long granule, int within, Memory<byte> piece, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _misses);
+        _set.CountMiss();
+        long start = granule << ParentCache.GranuleShift;
+        int rawLength = (int)Math.Min(ParentCache.GranuleBytes, Next.SizeBytes - start);
+        if (within == 0 && piece.Length == rawLength)
+        {
+            // The request is the granule: read into it, store from it.
+            await Next.ReadAsync(start, piece, cancellationToken).ConfigureAwait(false);
+            Store(granule, piece.Span);
+            return;
+        }
+
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(rawLength);
+        try
+        {
+            await Next.ReadAsync(start, buffer.AsMemory(0, rawLength), cancellationToken).ConfigureAwait(false);
+            buffer.AsSpan(within, piece.Length).CopyTo(piece.Span);
+            Store(granule, buffer.AsSpan(0, rawLength));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private void Store(long granule, ReadOnlySpan<byte> raw)
+    {
+        if (_set.Entries.ContainsKey(granule))
+        {
+            return;
+        }
+
+        CacheEntry entry = Compress(raw);
+        _set.Cache.Insert(_set, granule, entry);
+    }
+
+    /// <summary>LZ4 (fast mode) if it saves at least an eighth; else the raw bytes (incompressible data costs no decode).</summary>
+    internal static CacheEntry Compress(ReadOnlySpan<byte> raw)
+    {
+        byte[] target = ArrayPool<byte>.Shared.Rent(LZ4Codec.MaximumOutputSize(raw.Length));
+        try
+        {
+            int encoded = LZ4Codec.Encode(raw, target, LZ4Level.L00_FAST);
+            return encoded > 0 && encoded <= raw.Length - (raw.Length / 8)
+                ? new CacheEntry(target.AsSpan(0, encoded).ToArray(), raw.Length, compressed: true)
+                : new CacheEntry(raw.ToArray(), raw.Length, compressed: false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(target);
+        }
+    }
+
+    private void ReleaseSet()
+    {
+        if (Interlocked.Exchange(ref _released, 1) == 0)
+        {
+            _set.Release();
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            ReleaseSet();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    protected override ValueTask DisposeCoreAsync()
+    {
+        ReleaseSet();
+        return base.DisposeCoreAsync();
+    }
+}

@@ -1,0 +1,239 @@
+using System.Text;
+using Tapdisk.Testing;
+using Xunit;
+
+namespace Tapdisk.Filters.Cache.Tests;
+
+public sealed class BlockCacheFilterTests : IDisposable
+{
+    private const int Granule = ParentCache.GranuleBytes;
+    private readonly TempDirectory _scratch = new();
+
+    public void Dispose() => _scratch.Dispose();
+
+    /// <summary>Text-like bytes (compress well, as a file system's do) or random ones (do not compress).</summary>
+    private string ParentFile(string name, int bytes, bool compressible = true, int seed = 1)
+    {
+        byte[] data = new byte[bytes];
+        if (compressible)
+        {
+            byte[] words = Encoding.ASCII.GetBytes("usr lib share bin include locale doc man python3 perl ");
+            var random = new Random(seed);
+            for (int i = 0; i < bytes; i++)
+            {
+                data[i] = random.Next(8) == 0 ? (byte)random.Next(256) : words[(i + seed) % words.Length];
+            }
+        }
+        else
+        {
+            new Random(seed).NextBytes(data);
+        }
+
+        string path = _scratch.File(name);
+        File.WriteAllBytes(path, data);
+        return path;
+    }
+
+    private static byte[] Read(BlockCacheFilter bc, long offsetBytes, int length)
+    {
+        byte[] buffer = new byte[length];
+        bc.ReadAsync(offsetBytes, buffer).AsTask().GetAwaiter().GetResult();
+        return buffer;
+    }
+
+    /// <summary>A hit: answered before ReadAsync returns, as ValueTask.CompletedTask (nothing to consume).</summary>
+    private static void HitInline(BlockCacheFilter bc, long offsetBytes, byte[] buffer)
+    {
+        // Only the completion is read: a hit returns ValueTask.CompletedTask, which has no source to consume.
+#pragma warning disable CA2012
+        bool inline = bc.ReadAsync(offsetBytes, buffer).IsCompletedSuccessfully;
+#pragma warning restore CA2012
+        if (!inline)
+        {
+            throw new InvalidOperationException("a hit completes inline");
+        }
+    }
+
+    [Fact]
+    public void SecondRead_IsAHit_SameBytes_NoParentRead()
+    {
+        string path = ParentFile("p", (Granule * 3) + 4096);
+        byte[] file = File.ReadAllBytes(path);
+        var cache = new ParentCache(64 << 20);
+        var parent = new FileImage(path);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(parent, cache);
+
+        // Inside a granule, across two, the whole of one, and the short last one.
+        (long Offset, int Length)[] reads = [(4096, 4096), (Granule - 512, 1024), (Granule, Granule), ((Granule * 3) + 512, 3584)];
+        foreach ((long offset, int length) in reads)
+        {
+            DiskContent.AssertSame(file.AsSpan((int)offset, length).ToArray(), Read(bc, offset, length), $"miss at {offset}");
+        }
+
+        long parentBytes = parent.BytesRead;
+        foreach ((long offset, int length) in reads)
+        {
+            DiskContent.AssertSame(file.AsSpan((int)offset, length).ToArray(), Read(bc, offset, length), $"hit at {offset}");
+        }
+
+        Assert.Equal(parentBytes, parent.BytesRead);
+        Assert.Equal(3, bc.Set.EntryCount);
+        Assert.Equal(2 + 5, bc.Hits);
+        Assert.True(cache.StoredBytes < cache.RawBytes * 6 / 10, $"stored {cache.StoredBytes} of {cache.RawBytes} raw");
+    }
+
+    [Fact]
+    public void TwoVbdsOverOneParent_ShareOneSet_SecondOnlyHits()
+    {
+        string path = ParentFile("p", Granule * 8);
+        var cache = new ParentCache(64 << 20);
+        var first = new FileImage(path);
+        var second = new FileImage(path);
+        using BlockCacheFilter a = BlockCacheFilter.Open(first, cache);
+        using BlockCacheFilter b = BlockCacheFilter.Open(second, cache);
+
+        Assert.Same(a.Set, b.Set);
+        Assert.Equal(2, a.Set.References);
+        Read(a, 0, Granule * 8);
+        Read(b, 0, Granule * 8);
+
+        Assert.Equal(0, second.BytesRead);
+        Assert.Equal(8, b.Hits);
+        Assert.Equal(0, b.Misses);
+        Assert.Equal(8, a.Set.EntryCount);
+        Assert.Equal(1, cache.Sets);
+    }
+
+    [Fact]
+    public void IncompressibleGranules_AreStoredRaw_AndReadBack()
+    {
+        string path = ParentFile("random", Granule * 2, compressible: false);
+        var cache = new ParentCache(64 << 20);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
+
+        Read(bc, 0, Granule * 2);
+
+        Assert.All(bc.Set.Entries.Values, e => Assert.False(e.Compressed));
+        Assert.Equal((2 * Granule) + (2 * ParentCache.EntryOverheadBytes), cache.StoredBytes);
+        DiskContent.AssertSame(File.ReadAllBytes(path).AsSpan(100, Granule + 1000).ToArray(), Read(bc, 100, Granule + 1000), "raw hit");
+    }
+
+    [Fact]
+    public void Budget_IsNeverExceeded_AndAReReadWorkingSetOutlivesAScan()
+    {
+        // Incompressible, so each entry costs a granule: the budget holds 8.
+        string path = ParentFile("big", Granule * 64, compressible: false);
+        long budget = 8L * (Granule + ParentCache.EntryOverheadBytes);
+        var cache = new ParentCache(budget);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
+
+        // The boot set: four granules read three times each.
+        for (int round = 0; round < 3; round++)
+        {
+            for (int g = 0; g < 4; g++)
+            {
+                Read(bc, (long)g * Granule, 4096);
+            }
+        }
+
+        // A one-pass scan of 40 other granules.
+        for (int g = 10; g < 50; g++)
+        {
+            Read(bc, (long)g * Granule, 4096);
+            Assert.True(cache.StoredBytes <= budget, $"stored {cache.StoredBytes} over the budget {budget}");
+        }
+
+        long hits = bc.Hits;
+        Assert.Equal("0,1,2,3", string.Join(',', bc.Set.Entries.Keys.Where(k => k < 4).Order()));
+        for (int g = 0; g < 4; g++)
+        {
+            Read(bc, (long)g * Granule, 4096);
+        }
+
+        Assert.Equal(hits + 4, bc.Hits);
+        Assert.True(cache.Evictions >= 36, $"{cache.Evictions} evictions");
+    }
+
+    [Fact]
+    public void ParentChangedWhilePaused_IsDroppedOnResume_UnchangedStaysWarm()
+    {
+        string path = ParentFile("p", Granule * 2);
+        var cache = new ParentCache(64 << 20);
+        ParentCacheSet before;
+        using (BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache))
+        {
+            Read(bc, 0, Granule * 2);
+            before = bc.Set;
+        }
+
+        // Paused and resumed with nothing changed: the same set, already warm.
+        using (BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache))
+        {
+            Assert.Same(before, bc.Set);
+            Read(bc, 0, Granule);
+            Assert.Equal(1, bc.Hits);
+        }
+
+        // Changed while paused (as vhd-util coalesce writes into a parent): same size, same inode.
+        byte[] changed = File.ReadAllBytes(ParentFile("q", Granule * 2, seed: 7));
+        using (FileStream f = new(path, FileMode.Open, FileAccess.Write))
+        {
+            f.Write(changed);
+        }
+
+        using (BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache))
+        {
+            Assert.NotSame(before, bc.Set);
+            Assert.Equal(1, cache.Sets);
+            DiskContent.AssertSame(changed, Read(bc, 0, Granule * 2), "after the change");
+            Assert.Equal(0, bc.Hits);
+        }
+    }
+
+    [Fact]
+    public void Hit_AllocatesNothing()
+    {
+        string path = ParentFile("p", Granule * 2);
+        var cache = new ParentCache(64 << 20);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
+        byte[] whole = new byte[Granule];
+        byte[] part = new byte[4096];
+        Read(bc, 0, Granule * 2);
+        HitInline(bc, 0, whole);
+        HitInline(bc, Granule + 512, part);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            HitInline(bc, 0, whole);
+            HitInline(bc, Granule + 512, part);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public async Task ParallelReaders_UnderEvictionChurn_AlwaysReadTheFile()
+    {
+        string path = ParentFile("p", Granule * 32);
+        byte[] file = File.ReadAllBytes(path);
+        var cache = new ParentCache(6L * (Granule + ParentCache.EntryOverheadBytes));
+        var parent = new FileImage(path);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(parent, cache);
+
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(async () =>
+        {
+            var random = new Random(t);
+            byte[] buffer = new byte[8192];
+            for (int i = 0; i < 500; i++)
+            {
+                int offset = random.Next((file.Length - buffer.Length) / 512) * 512;
+                await bc.ReadAsync(offset, buffer);
+                Assert.True(buffer.AsSpan().SequenceEqual(file.AsSpan(offset, buffer.Length)), $"thread {t} read {i} at {offset}");
+            }
+        })));
+
+        Assert.True(cache.StoredBytes <= cache.BudgetBytes);
+        Assert.Equal(cache.Entries, bc.Set.EntryCount);
+    }
+}
