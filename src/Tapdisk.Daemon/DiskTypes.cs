@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+using Tapdisk.Drivers.Nbd;
 using Tapdisk.Drivers.Raw;
 using Tapdisk.Abi;
 using Tapdisk.Drivers.VhdCrypto;
@@ -30,9 +32,11 @@ internal static class DiskTypes
         new DiskType(12, "lle", "local leaf cache, ephemeral", LayerKind.Image),
         new DiskType(13, "llp", "local leaf cache, persistent", LayerKind.Image),
         new DiskType(14, "valve", "group rate limiting", LayerKind.Filter),
-        new DiskType(15, "nbd", "export to a NBD server", LayerKind.Image));
+        NbdRow(NbdClientOptions.Default));
 
     private const string LogDescription = "write logger";
+
+    private static DiskType NbdRow(NbdClientOptions options) => new(15, NbdImageDriver.DriverName, "export to a NBD server", LayerKind.Image, new NbdImageDriver(options));
 
     /// <summary>The numeric id stats print as driver.type.</summary>
     public static int Id(string driverName) => Table.Id(driverName);
@@ -41,17 +45,18 @@ internal static class DiskTypes
     /// Opens "type:/path" with blktap's errors (no colon EINVAL, type over 31 chars ENAMETOOLONG, unknown ENOENT, not
     /// built ENOSYS), with per-open crypto settings if any (a key from OPEN's trailer, or raw ciphertext access): a
     /// one-off opener whose "vhd" carries them to every VHD layer of the chain. With <paramref name="logPath"/>, the
-    /// CBT "log" filter over that file wraps the leaf (ADD_LOG, data-plane.md 7.1).
+    /// CBT "log" filter over that file wraps the leaf (ADD_LOG, data-plane.md 7.1). NBD clients log to <paramref name="logger"/>.
     /// </summary>
-    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null)
+    public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null, ILogger? logger = null)
     {
-        ImageOpener? opener = crypto is null ? null : Table.With(new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(crypto))).Opener;
+        DiskTypeTable table = logger is null ? Table : Table.With(NbdRow(NbdClientOptions.Default with { Logger = logger }));
+        ImageOpener? opener = crypto is null ? null : table.With(new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(crypto))).Opener;
         if (logPath is null)
         {
-            return Table.OpenStack(parameters, options, filters: null, opener);
+            return table.OpenStack(parameters, options, filters: null, opener);
         }
 
-        DiskTypeTable withLog = Table.With(new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => CbtLogFilter.Open(next, logPath)));
+        DiskTypeTable withLog = table.With(new DiskType(9, CbtLogFilter.Name, LogDescription, LayerKind.Filter, Filter: next => CbtLogFilter.Open(next, logPath)));
         return withLog.OpenStack(parameters, options, [CbtLogFilter.Name], opener);
     }
 }

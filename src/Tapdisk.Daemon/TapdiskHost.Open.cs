@@ -173,14 +173,14 @@ internal sealed partial class TapdiskHost
         return 0;
     }
 
-    private static IBlockImage OpenChain(Vbd vbd, string parameters, string? logPath)
+    private IBlockImage OpenChain(Vbd vbd, string parameters, string? logPath)
     {
         var options = new ImageOpenOptions
         {
             ReadOnly = (vbd.Flags & TapdiskOpenFlags.ReadOnly) != 0,
             DirectIo = (vbd.Flags & TapdiskOpenFlags.NoODirect) == 0,
         };
-        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath);
+        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath, LibraryLogger);
     }
 
     private void StartNbd(Vbd vbd, BlockBackend backend)
