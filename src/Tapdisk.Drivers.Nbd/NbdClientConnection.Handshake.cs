@@ -19,16 +19,35 @@ internal sealed partial class NbdClientConnection
 
     private const int MaxOptionReplies = 64;
 
+    /// <summary>
+    /// A non-blocking connect polled against the deadline, then back to a blocking socket. No async socket operation
+    /// ever runs on this socket: that would make .NET emulate every later blocking send and receive.
+    /// </summary>
     private void ConnectSocket(Stopwatch deadline)
     {
         try
         {
-            using var timeout = new CancellationTokenSource(Remaining(deadline, "connect"));
-            _socket.ConnectAsync(Address.ResolveEndPoint(), timeout.Token).AsTask().GetAwaiter().GetResult();
-        }
-        catch (OperationCanceledException)
-        {
-            throw Refuse(Errno.ETIMEDOUT, $"connect did not complete within {_options.ConnectTimeout.TotalSeconds} s");
+            _socket.Blocking = false;
+            try
+            {
+                _socket.Connect(Address.ResolveEndPoint());
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress)
+            {
+                int waitMicroseconds = (int)Math.Min(int.MaxValue, Remaining(deadline, "connect").TotalMicroseconds);
+                if (!_socket.Poll(waitMicroseconds, SelectMode.SelectWrite))
+                {
+                    throw Refuse(Errno.ETIMEDOUT, $"connect did not complete within {_options.ConnectTimeout.TotalSeconds} s");
+                }
+
+                var error = (SocketError)(int)_socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
+                if (error != SocketError.Success)
+                {
+                    throw new SocketException((int)error);
+                }
+            }
+
+            _socket.Blocking = true;
         }
         catch (SocketException e)
         {

@@ -11,46 +11,60 @@ internal sealed partial class NbdClientConnection
 {
     /// <summary>
     /// Sends one request and returns what completes with its reply. The send blocks the caller while the socket is
-    /// full (bounded by the request timeout), so the image reports every operation as one that may block.
+    /// full (bounded by the request timeout), so the image reports every operation as one that may block. With every
+    /// slot in flight the request waits for one asynchronously: a blocked thread-pool thread could be the one a
+    /// completion (which frees a slot) needs.
     /// </summary>
-    public ValueTask Submit(ushort command, ushort flags, long offsetBytes, int lengthBytes, ReadOnlySpan<byte> payload, Memory<byte> destination)
+    public ValueTask Submit(ushort command, ushort flags, long offsetBytes, int lengthBytes, ReadOnlyMemory<byte> payload, Memory<byte> destination)
+    {
+        if (Failure is { } failure)
+        {
+            return ValueTask.FromException(Dead(failure));
+        }
+
+        return _slotsAvailable.Wait(0)
+            ? SubmitWithSlot(command, flags, offsetBytes, lengthBytes, payload, destination)
+            : SubmitWhenSlotFreeAsync(command, flags, offsetBytes, lengthBytes, payload, destination);
+    }
+
+    private async ValueTask SubmitWhenSlotFreeAsync(ushort command, ushort flags, long offsetBytes, int lengthBytes, ReadOnlyMemory<byte> payload, Memory<byte> destination)
+    {
+        if (!await _slotsAvailable.WaitAsync(_options.RequestTimeout).ConfigureAwait(false))
+        {
+            throw new ErrnoIOException(Errno.ETIMEDOUT, $"nbd:{Address.Text}", $"all {_slots.Length} request slots stayed busy for {_options.RequestTimeout.TotalSeconds} s");
+        }
+
+        await SubmitWithSlot(command, flags, offsetBytes, lengthBytes, payload, destination).ConfigureAwait(false);
+    }
+
+    /// <summary>Takes the slot the caller's semaphore count entitles it to, registers it, and sends.</summary>
+    private ValueTask SubmitWithSlot(ushort command, ushort flags, long offsetBytes, int lengthBytes, ReadOnlyMemory<byte> payload, Memory<byte> destination)
     {
         NbdPendingRequest slot;
-        try
-        {
-            slot = Rent();
-        }
-        catch (ErrnoIOException e)
-        {
-            return ValueTask.FromException(e);
-        }
-
-        slot.Command = command;
-        slot.OffsetBytes = offsetBytes;
-        slot.LengthBytes = lengthBytes;
-        slot.Destination = destination;
-        slot.SentTimestamp = Stopwatch.GetTimestamp();
-        ulong handle = slot.Handle;
-
-        // Registered before the send, so a reply can never arrive for a slot the receive thread does not know.
         lock (_lock)
         {
             if (_dead)
             {
-                slot.Destination = default;
-                slot.State = NbdPendingRequest.Free;
-                _free.Push(slot);
                 _slotsAvailable.Release();
                 return ValueTask.FromException(Dead(Failure ?? "closed"));
             }
 
+            slot = _free.Pop();
+            slot.Generation++;
+            slot.Command = command;
+            slot.OffsetBytes = offsetBytes;
+            slot.LengthBytes = lengthBytes;
+            slot.Destination = destination;
+            slot.SentTimestamp = Stopwatch.GetTimestamp();
+
+            // Registered before the send, so a reply can never arrive for a slot the receive thread does not know.
             slot.State = NbdPendingRequest.Pending;
         }
 
         // The slot's result is read by the caller's await; anything that kills the connection below fails it through
         // the receive thread's sweep, so exactly one party completes it.
         ValueTask result = slot.AsValueTask();
-        Send(handle, command, flags, offsetBytes, lengthBytes, payload);
+        Send(slot.Handle, command, flags, offsetBytes, lengthBytes, payload.Span);
         return result;
     }
 

@@ -151,24 +151,6 @@ internal sealed partial class NbdClientConnection : IDisposable
         }
     }
 
-    /// <summary>Takes a free slot, waiting while all are in flight; throws if the connection is dead.</summary>
-    private NbdPendingRequest Rent()
-    {
-        ThrowIfDead();
-        if (!_slotsAvailable.Wait(_options.RequestTimeout))
-        {
-            throw new ErrnoIOException(Errno.ETIMEDOUT, $"nbd:{Address.Text}", $"all {_slots.Length} request slots stayed busy for {_options.RequestTimeout.TotalSeconds} s");
-        }
-
-        lock (_lock)
-        {
-            NbdPendingRequest slot = _free.Pop();
-            slot.Generation++;
-            slot.State = NbdPendingRequest.Reserved;
-            return slot;
-        }
-    }
-
     /// <summary>Gives a slot back (after its result was read, or when it was never sent).</summary>
     public void Return(NbdPendingRequest slot)
     {
@@ -179,14 +161,6 @@ internal sealed partial class NbdClientConnection : IDisposable
         }
 
         _slotsAvailable.Release();
-    }
-
-    private void ThrowIfDead()
-    {
-        if (Failure is { } failure)
-        {
-            throw Dead(failure);
-        }
     }
 
     private ErrnoIOException Dead(string failure) =>

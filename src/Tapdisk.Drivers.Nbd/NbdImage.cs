@@ -125,7 +125,7 @@ public sealed class NbdImage : IBlockImage
         {
             return source.Length == 0 && !fua
                 ? ValueTask.CompletedTask
-                : _connection.Submit(NBD_CMD_WRITE, fua ? NBD_CMD_FLAG_FUA : (ushort)0, offsetBytes, source.Length, source.Span, default);
+                : _connection.Submit(NBD_CMD_WRITE, fua ? NBD_CMD_FLAG_FUA : (ushort)0, offsetBytes, source.Length, source, default);
         }
 
         return WriteSplitAsync(offsetBytes, source, fua);
@@ -196,7 +196,7 @@ public sealed class NbdImage : IBlockImage
         for (int done = 0; done < source.Length; done += _maxRequestBytes)
         {
             int n = Math.Min(_maxRequestBytes, source.Length - done);
-            await _connection.Submit(NBD_CMD_WRITE, nativeFua ? NBD_CMD_FLAG_FUA : (ushort)0, offsetBytes + done, n, source.Span.Slice(done, n), default).ConfigureAwait(false);
+            await _connection.Submit(NBD_CMD_WRITE, nativeFua ? NBD_CMD_FLAG_FUA : (ushort)0, offsetBytes + done, n, source.Slice(done, n), default).ConfigureAwait(false);
         }
 
         if (fua && !nativeFua)
@@ -231,7 +231,7 @@ public sealed class NbdImage : IBlockImage
         for (long done = 0; done < lengthBytes; done += chunk)
         {
             int n = (int)Math.Min(chunk, lengthBytes - done);
-            await _connection.Submit(NBD_CMD_WRITE, 0, offsetBytes + done, n, s_zeros.AsSpan(0, n), default).ConfigureAwait(false);
+            await _connection.Submit(NBD_CMD_WRITE, 0, offsetBytes + done, n, s_zeros.AsMemory(0, n), default).ConfigureAwait(false);
         }
 
         if (fua)

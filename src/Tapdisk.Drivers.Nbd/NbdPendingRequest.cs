@@ -12,9 +12,8 @@ namespace Tapdisk.Drivers.Nbd;
 internal sealed class NbdPendingRequest : IValueTaskSource, IThreadPoolWorkItem
 {
     public const int Free = 0;
-    public const int Reserved = 1;
-    public const int Pending = 2;
-    public const int Completing = 3;
+    public const int Pending = 1;
+    public const int Completing = 2;
 
     private readonly NbdClientConnection _owner;
     private ManualResetValueTaskSourceCore<bool> _core;
@@ -31,7 +30,7 @@ internal sealed class NbdPendingRequest : IValueTaskSource, IThreadPoolWorkItem
     /// <summary>Bumped each time the slot is taken; the high half of the handle.</summary>
     public uint Generation { get; set; }
 
-    /// <summary>One of <see cref="Free"/>, <see cref="Reserved"/>, <see cref="Pending"/>, <see cref="Completing"/>; changed under the connection's lock.</summary>
+    /// <summary>One of <see cref="Free"/>, <see cref="Pending"/>, <see cref="Completing"/>; changed under the connection's lock.</summary>
     public int State { get; set; }
 
     public ushort Command { get; set; }

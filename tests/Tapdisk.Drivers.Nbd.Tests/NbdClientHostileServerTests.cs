@@ -338,6 +338,46 @@ public sealed class NbdClientHostileServerTests
         await AssertReadsDisk(image, server);
     }
 
+    [Fact]
+    public void Open_TcpNobodyListening_RefusedWithReason()
+    {
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        int port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        ImageOpenException e = Assert.Throws<ImageOpenException>(() => NbdImage.Open($"127.0.0.1:{port}", ImageOpenOptions.ReadWrite, s_options).Dispose());
+        Assert.Contains("connect failed", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Open_NeitherSocketNorHostPort_RefusedWithEnoent()
+    {
+        ImageOpenException e = Assert.Throws<ImageOpenException>(() => NbdImage.Open("mirror-1", ImageOpenOptions.ReadWrite, s_options).Dispose());
+        Assert.Equal(Errno.ENOENT, e.Errno);
+        Assert.Contains("nbdclient<pid>", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Read_MoreRequestsThanSlots_AllServed()
+    {
+        using var server = new FakeNbdServer(s =>
+        {
+            s.NewstyleGo();
+            s.ServeUntilDisconnect();
+        });
+        using NbdImage image = NbdImage.Open(server.SocketPath, ImageOpenOptions.ReadWrite, s_options with { MaxInFlight = 4, RequestTimeout = s_hangGuard });
+        byte[] data = new byte[server.Disk.Length];
+        var reads = new List<Task>();
+        for (int at = 0; at < data.Length; at += 1024)
+        {
+            int offset = at;
+            reads.Add(Task.Run(async () => await image.ReadAsync(offset, data.AsMemory(offset, 1024))));
+        }
+
+        await Task.WhenAll(reads).WaitAsync(s_hangGuard);
+        Assert.Equal(server.Disk, data);
+    }
+
     private static async Task AssertReadsDisk(NbdImage image, FakeNbdServer server)
     {
         Assert.Equal(server.Disk.Length, image.SizeBytes);
