@@ -52,6 +52,39 @@ public sealed class NbdDiskTypeTests : IntegrationTest
     }
 
     [Fact]
+    public void OpenWithParentMinor_LeafWithoutParent_RefusedWithEinval_VbdStaysClosed()
+    {
+        string parent = CreateVhd("base.vhd", 16);
+        string raw = Scratch.File("plain.raw");
+        using (FileStream f = File.Create(raw))
+        {
+            f.SetLength(16 * 1024 * 1024);
+        }
+
+        int pid = Spawn();
+        string p = pid.ToString(CultureInfo.InvariantCulture);
+        int parentMinor = Allocate(), leafMinor = Allocate();
+        string pm = parentMinor.ToString(CultureInfo.InvariantCulture), lm = leafMinor.ToString(CultureInfo.InvariantCulture);
+        TapCtlOk("attach", "-p", p, "-m", pm);
+        TapCtlOk("open", "-p", p, "-m", pm, "-R", "-a", "vhd:" + parent);
+        TapCtlOk("attach", "-p", p, "-m", lm);
+
+        // A raw leaf and a dynamic (parentless) VHD leaf have nothing to read through the other VBD.
+        Assert.Equal(22, TapCtl("open", "-p", p, "-m", lm, "-a", "aio:" + raw, "-e", pm).ExitCode);
+        Assert.Equal(22, TapCtl("open", "-p", p, "-m", lm, "-a", "vhd:" + CreateVhd("other.vhd", 16), "-e", pm).ExitCode);
+
+        // Nothing stayed open: the same minor opens normally afterwards.
+        TapCtlOk("open", "-p", p, "-m", lm, "-a", "aio:" + raw);
+        TapCtlOk("close", "-p", p, "-m", lm);
+        TapCtlOk("close", "-p", p, "-m", pm);
+        TapCtlOk("detach", "-p", p, "-m", lm);
+        TapCtlOk("detach", "-p", p, "-m", pm);
+        WaitForExit(pid);
+        TapCtlOk("free", "-m", lm);
+        TapCtlOk("free", "-m", pm);
+    }
+
+    [Fact]
     public void OpenWithParentMinor_LeafReadsParentThroughItsExport()
     {
         // The parent's data, written through a VBD of its own, then a leaf on it.
