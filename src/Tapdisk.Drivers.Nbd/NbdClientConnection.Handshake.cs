@@ -20,34 +20,20 @@ internal sealed partial class NbdClientConnection
     private const int MaxOptionReplies = 64;
 
     /// <summary>
-    /// A non-blocking connect polled against the deadline, then back to a blocking socket. No async socket operation
-    /// ever runs on this socket: that would make .NET emulate every later blocking send and receive.
+    /// A blocking connect bounded by SO_SNDTIMEO (Linux applies the send timeout to connect(2), which then fails with
+    /// EINPROGRESS). Never a non-blocking or async socket operation: after one, .NET emulates every later blocking
+    /// send and receive on this socket, allocating per receive.
     /// </summary>
     private void ConnectSocket(Stopwatch deadline)
     {
         try
         {
-            _socket.Blocking = false;
-            try
-            {
-                _socket.Connect(Address.ResolveEndPoint());
-            }
-            catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress)
-            {
-                int waitMicroseconds = (int)Math.Min(int.MaxValue, Remaining(deadline, "connect").TotalMicroseconds);
-                if (!_socket.Poll(waitMicroseconds, SelectMode.SelectWrite))
-                {
-                    throw Refuse(Errno.ETIMEDOUT, $"connect did not complete within {_options.ConnectTimeout.TotalSeconds} s");
-                }
-
-                var error = (SocketError)(int)_socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
-                if (error != SocketError.Success)
-                {
-                    throw new SocketException((int)error);
-                }
-            }
-
-            _socket.Blocking = true;
+            _socket.SendTimeout = (int)Math.Max(1, Remaining(deadline, "connect").TotalMilliseconds);
+            _socket.Connect(Address.ResolveEndPoint());
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.InProgress or SocketError.WouldBlock or SocketError.TimedOut)
+        {
+            throw Refuse(Errno.ETIMEDOUT, $"connect did not complete within {_options.ConnectTimeout.TotalSeconds} s");
         }
         catch (SocketException e)
         {
