@@ -1,7 +1,8 @@
-using Tapdisk.Drivers.Raw;
-using Tapdisk.Abi;
-using Tapdisk.Drivers.VhdCrypto;
 using Microsoft.Extensions.Logging;
+using Tapdisk.Abi;
+using Tapdisk.Drivers.Nbd;
+using Tapdisk.Drivers.Raw;
+using Tapdisk.Drivers.VhdCrypto;
 using Tapdisk.Filters.Cache;
 using Tapdisk.Filters.Cbt;
 using Tapdisk.Filters.Mirror;
@@ -33,11 +34,13 @@ internal static class DiskTypes
         new DiskType(12, "lle", "local leaf cache, ephemeral", LayerKind.Image),
         new DiskType(13, "llp", "local leaf cache, persistent", LayerKind.Image),
         new DiskType(14, "valve", "group rate limiting", LayerKind.Filter),
-        new DiskType(15, "nbd", "export to a NBD server", LayerKind.Image));
+        NbdRow(NbdClientOptions.Default));
 
     private const string LogDescription = "write logger";
 
     private const string LocalCacheDescription = "local parent cache";
+
+    private static DiskType NbdRow(NbdClientOptions options) => new(15, NbdImageDriver.DriverName, "export to a NBD server", LayerKind.Image, new NbdImageDriver(options));
 
     /// <summary>The numeric id stats print as driver.type.</summary>
     public static int Id(string driverName) => Table.Id(driverName);
@@ -51,8 +54,8 @@ internal static class DiskTypes
     /// image; its write-backs reach neither a secondary nor a CBT log, as they change no content); with
     /// <paramref name="secondary"/>, the secondary image (-2) beside that; with <paramref name="logPath"/>, the CBT
     /// "log" filter over that file above them all (ADD_LOG, data-plane.md 7.1). With <paramref name="parentCache"/>, the
-    /// "bc" layer of that shared cache sits between the leaf and its parent. Whatever opened is closed again if a later
-    /// step fails.
+    /// "bc" layer of that shared cache sits between the leaf and its parent. NBD clients (an "nbd:" image, secondary or
+    /// -e parent) log to <paramref name="logger"/>. Whatever opened is closed again if a later step fails.
     /// </summary>
     public static IBlockImage Open(string parameters, ImageOpenOptions options, VhdCryptoOptions? crypto, string? logPath = null, SecondarySpec? secondary = null, bool localCache = false, ILogger? logger = null, ParentCache? parentCache = null)
     {
@@ -62,8 +65,9 @@ internal static class DiskTypes
             options = options with { ParentFilter = parent => BlockCacheFilter.Open(parent, parentCache) };
         }
 
-        DiskTypeTable table = Table;
-        ImageOpener? opener = crypto is null ? null : Table.With(new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(crypto))).Opener;
+        DiskTypeTable table = logger is null ? Table : Table.With(NbdRow(NbdClientOptions.Default with { Logger = logger }));
+        DiskTypeTable formats = table;
+        ImageOpener? opener = crypto is null ? null : table.With(new DiskType(4, "vhd", "VHD (dynamic/differencing/fixed)", LayerKind.Image, new VhdCryptoImageDriver(crypto))).Opener;
         var filters = new List<string>(3);
         if (localCache)
         {
@@ -75,8 +79,8 @@ internal static class DiskTypes
         {
             // Not a blktap disk type (blktap does this in the VBD), so a per-open row with no id: "mirror:" in params
             // stays unknown (ENOENT), and stats list the secondary image instead of this layer.
-            ImageOpenOptions secondaryOptions = options with { ParentFilter = null };
-            table = table.With(new DiskType(-1, MirrorFilter.Name, "secondary image", LayerKind.Filter, Filter: next => OpenSecondary(next, secondary, secondaryOptions)));
+            ImageOpenOptions secondaryOptions = options with { ParentFilter = null, ParentOverride = null };
+            table = table.With(new DiskType(-1, MirrorFilter.Name, "secondary image", LayerKind.Filter, Filter: next => OpenSecondary(formats, next, secondary, secondaryOptions)));
             filters.Add(MirrorFilter.Name);
         }
 
@@ -95,12 +99,12 @@ internal static class DiskTypes
     /// secondary that cannot be reached leaves the VBD serving without it and stats say nbd_mirror_failed 1; any other
     /// secondary that cannot be opened, or one of another size (EINVAL), fails the open.
     /// </summary>
-    private static IBlockImage OpenSecondary(IBlockImage primary, SecondarySpec spec, ImageOpenOptions options)
+    private static IBlockImage OpenSecondary(DiskTypeTable formats, IBlockImage primary, SecondarySpec spec, ImageOpenOptions options)
     {
         IBlockImage image;
         try
         {
-            image = Table.OpenStack(spec.Parameters, options);
+            image = formats.OpenStack(spec.Parameters, options);
         }
         catch (Exception e) when (spec.Parameters.StartsWith("nbd:", StringComparison.Ordinal)
             && e is IOException or ImageOpenException or ImageFormatException && StorageErrors.ToErrno(e) != Errno.ENOSYS)

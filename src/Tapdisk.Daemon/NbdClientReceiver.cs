@@ -8,9 +8,10 @@ namespace Tapdisk.Daemon;
 /// <summary>
 /// nbdclient&lt;pid&gt;, the fd receiver tapdisk listens on from start-up to exit (control-xen.md 1, data-plane.md 6.1):
 /// a peer connects and sends one message (an id, up to 39 characters) carrying a connected socket for the nbd disk
-/// type to use as "nbd:&lt;id&gt;". This build has no nbd disk type, so it does not pretend to stash the socket: each
-/// received descriptor is closed at once and the refusal is logged with the id, so the sender's later "nbd:&lt;id&gt;"
-/// OPEN failing (ENOSYS, unknown type) is explained in the log. Connections are taken one at a time, as blktap does.
+/// type to use as "nbd:&lt;id&gt;". This build's nbd disk type connects by socket path or host:port only, so it does not
+/// pretend to stash the socket: each received descriptor is closed at once and the refusal is logged with the id, so
+/// the sender's later "nbd:&lt;id&gt;" OPEN failing (ENOENT) is explained in the log. Connections are taken one at a
+/// time, as blktap does.
 /// </summary>
 internal sealed class NbdClientReceiver : IAsyncDisposable
 {
@@ -114,8 +115,8 @@ internal sealed class NbdClientReceiver : IAsyncDisposable
 
                 using (new SafeSocketHandle(fd, ownsHandle: true))
                 {
-                    // Closed here, never stashed: there is nothing in this build that could use it.
-                    _log.Error($"{Path}: refused the socket passed as '{id}': the nbd disk type is not built into this tapdisk, so 'nbd:{id}' cannot be opened; the descriptor was closed");
+                    // Closed here, never stashed: the nbd disk type of this build cannot use a passed socket.
+                    _log.Error($"{Path}: refused the socket passed as '{id}': this tapdisk's nbd disk type connects by socket path or host:port only, so 'nbd:{id}' cannot be opened; the descriptor was closed");
                 }
 
                 return;

@@ -1,5 +1,6 @@
 using Tapdisk.Abi;
 using Tapdisk.Control;
+using Tapdisk.Drivers.Nbd;
 using Tapdisk.Drivers.VhdCrypto;
 using Tapdisk.Filters.Cache;
 using Tapdisk.Filters.Mirror;
@@ -64,12 +65,15 @@ internal sealed partial class TapdiskHost
         IBlockImage image;
         try
         {
+            // blktap keys parent stacking on prt_devnum >= 0, not on the REUSE_PRT flag (control-xen.md 3.3).
+            vbd.ParentSocket = request.ParamsParentMinor >= 0 ? FindParentSocket(vbd.Minor, request.ParamsParentMinor) : null;
             image = OpenChain(vbd, parameters, logPath, Secondary(vbd, vbd.SecondaryParams, vbd.SecondaryMode, vbd.SecondaryState));
         }
         catch (Exception e) when (e is IOException or ImageFormatException or ImageOpenException or UnauthorizedAccessException)
         {
             // The message names files and rules only; keys never reach errors or logs.
-            _log.Error($"minor {vbd.Minor}: open {parameters}{(logPath is null ? string.Empty : $" with CBT log {logPath}")}{(vbd.SecondaryParams is null ? string.Empty : $" with secondary {vbd.SecondaryParams}")} failed: {e.Message}");
+            _log.Error($"minor {vbd.Minor}: open {parameters}{(logPath is null ? string.Empty : $" with CBT log {logPath}")}{(vbd.SecondaryParams is null ? string.Empty : $" with secondary {vbd.SecondaryParams}")}{(vbd.ParentSocket is null ? string.Empty : $" stacked on {vbd.ParentSocket}")} failed: {e.Message}");
+            vbd.ParentSocket = null;
             DropKey(vbd);
             vbd.SecondaryParams = null;
             vbd.SecondaryState = null;
@@ -97,6 +101,7 @@ internal sealed partial class TapdiskHost
             backend.Dispose();
             vbd.Backend = null;
             vbd.ChainOpen = false;
+            vbd.ParentSocket = null;
             DropKey(vbd);
             vbd.SecondaryParams = null;
             vbd.SecondaryState = null;
@@ -161,12 +166,6 @@ internal sealed partial class TapdiskHost
     /// <summary>Features this build does not have are refused with a clear reason, never silently dropped.</summary>
     private int CheckSupported(int minor, TapdiskOpenFlags flags)
     {
-        if ((flags & TapdiskOpenFlags.ReuseParent) != 0)
-        {
-            _log.Error($"minor {minor}: stacking on another tapdisk (-e) is not supported by this tapdisk");
-            return Errno.ENOSYS;
-        }
-
         if ((flags & TapdiskOpenFlags.AddCache) != 0 && _parentCache is null)
         {
             // Asked for, but switched off for this process: refused, never accepted and ignored.
@@ -190,12 +189,65 @@ internal sealed partial class TapdiskHost
         {
             ReadOnly = (vbd.Flags & TapdiskOpenFlags.ReadOnly) != 0,
             DirectIo = (vbd.Flags & TapdiskOpenFlags.NoODirect) == 0,
+            ParentOverride = vbd.ParentSocket is null ? null : new ImageParams(NbdImageDriver.DriverName, vbd.ParentSocket),
         };
         // The shared parent cache: for ADD_CACHE VBDs, or every VBD when TAPDISK_PARENT_CACHE_MB sets a budget; never
         // under a per-open key (its plaintext is that VBD's view alone).
         ParentCache? parentCache = _parentCache is { } cache && vbd.Key is null && ((vbd.Flags & TapdiskOpenFlags.AddCache) != 0 || cache.ForEveryVbd) ? cache : null;
-        return DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath, secondary,
+        IBlockImage image = DiskTypes.Open(parameters, options, vbd.Key is null ? null : new VhdCryptoOptions { Key = vbd.Key }, logPath, secondary,
             (vbd.Flags & TapdiskOpenFlags.AddLcache) != 0, LibraryLogger, parentCache);
+        if (vbd.ParentSocket is not null && !HasLayer(image, NbdImageDriver.DriverName, vbd.ParentSocket))
+        {
+            // Only a format with a parent reads through one; blktap would stack a parent nothing ever reads.
+            image.Dispose();
+            throw new ImageOpenException(parameters, Errno.EINVAL, $"-e: the leaf has no parent to replace with {vbd.ParentSocket} (only a differencing VHD can be stacked on another VBD)");
+        }
+
+        return image;
+    }
+
+    private static bool HasLayer(IBlockImage? image, string driverName, string path)
+    {
+        for (; image is not null; image = image.Parent)
+        {
+            if (image.DriverName == driverName && image.Path == path)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// blktap's lookup for prt_devnum (control-xen.md 3.3): the NBD socket nbd&lt;pid&gt;.&lt;minor&gt; of whichever tapdisk
+    /// serves that minor; exactly one must exist (none ENOENT, several EINVAL). A VBD cannot be its own parent.
+    /// </summary>
+    private static string FindParentSocket(int minor, int parentMinor)
+    {
+        if (parentMinor == minor)
+        {
+            throw new ImageOpenException($"minor {parentMinor}", Errno.EINVAL, "-e names the VBD being opened as its own parent");
+        }
+
+        string suffix = "." + parentMinor.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var matches = new List<string>();
+        foreach (string path in Directory.EnumerateFiles(ControlPaths.Root, "nbd*" + suffix))
+        {
+            string name = Path.GetFileName(path);
+            string pid = name[3..^suffix.Length];
+            if (pid.Length > 0 && pid.All(char.IsAsciiDigit))
+            {
+                matches.Add(path);
+            }
+        }
+
+        return matches.Count switch
+        {
+            1 => matches[0],
+            0 => throw new ImageOpenException($"minor {parentMinor}", Errno.ENOENT, $"-e {parentMinor}: no tapdisk serves minor {parentMinor} (no nbd<pid>.{parentMinor} in {ControlPaths.Root})"),
+            _ => throw new ImageOpenException($"minor {parentMinor}", Errno.EINVAL, $"-e {parentMinor}: several tapdisks serve minor {parentMinor}: {string.Join(", ", matches)}"),
+        };
     }
 
     /// <summary>params.secondary as a "type:path", or null for none (empty, or blktap's literal "null").</summary>
@@ -449,6 +501,7 @@ internal sealed partial class TapdiskHost
         vbd.LogPath = null;
         vbd.SecondaryParams = null;
         vbd.SecondaryState = null;
+        vbd.ParentSocket = null;
         vbd.State = VbdState.Closed;
         DropKey(vbd);
     }

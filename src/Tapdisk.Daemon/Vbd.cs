@@ -52,6 +52,9 @@ internal sealed class Vbd
     /// <summary>The key from OPEN -E, kept (pinned, zeroed on close) because RESUME reopens the chain without one.</summary>
     public VhdKey? Key { get; set; }
 
+    /// <summary>With OPEN's prt_devnum (tap-ctl -e): the NBD socket of the VBD serving the leaf's parent, kept for RESUME.</summary>
+    public string? ParentSocket { get; set; }
+
     public List<IAsyncDisposable> Endpoints { get; } = [];
 
     /// <summary>The statistics pages published in /dev/shm for this VBD (TapdiskHost.SharedStats.cs).</summary>

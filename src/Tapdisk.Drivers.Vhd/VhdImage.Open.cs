@@ -162,6 +162,13 @@ public sealed partial class VhdImage
     private static IBlockImage OpenParent(string childPath, VhdDynamicHeader header, ImageOpenOptions options, IImageOpener opener)
     {
         string childCanonical = ImageOpener.CanonicalPath(childPath);
+        if (options.ParentOverride is { } stacked)
+        {
+            // Stacked on another VBD's export (tap-ctl -e): that VBD already opened and checked the parent chain, and
+            // an export has no UUID to compare, so the locators and the UUID check are blktap's to skip too.
+            return opener.Open(stacked.DriverName, stacked.Path, options.ForParentOf(childCanonical));
+        }
+
         string? parentPath = VhdMetadataReader.ResolveParent(childPath, childCanonical, header, out string tried);
         if (parentPath is null)
         {

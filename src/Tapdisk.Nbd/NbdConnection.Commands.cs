@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using Tapdisk.Abi;
 using Tapdisk.Storage;
-using static Tapdisk.Nbd.NbdProtocol;
+using static Tapdisk.NbdProtocol;
 
 namespace Tapdisk.Nbd;
 

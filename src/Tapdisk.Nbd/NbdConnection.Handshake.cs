@@ -1,14 +1,13 @@
 using System.Buffers.Binary;
 using System.Text;
 using Tapdisk.Storage;
-using static Tapdisk.Nbd.NbdProtocol;
+using static Tapdisk.NbdProtocol;
 
 namespace Tapdisk.Nbd;
 
 /// <summary>Fixed newstyle negotiation (shared/spec/data-plane.md 6.2, 6.3; Appendix A).</summary>
 internal sealed partial class NbdConnection
 {
-    private const int ExportNameZeroPad = 124;
     private const int MaxNameBytes = 4096;
 
     private enum OptionOutcome
@@ -116,7 +115,7 @@ internal sealed partial class NbdConnection
     /// </summary>
     private void WriteOldstyleGreeting(IBlockImage image)
     {
-        const int length = 8 + 8 + 8 + 4 + ExportNameZeroPad;
+        const int length = 8 + 8 + OldstyleGreetingTailSize;
         Span<byte> span = _output.GetSpan(length)[..length];
         span.Clear();
         BinaryPrimitives.WriteUInt64BigEndian(span, NBDMAGIC);
@@ -428,7 +427,7 @@ internal sealed partial class NbdConnection
 
     private void WriteExportNameReply(IBlockImage image)
     {
-        int length = 10 + (_clientNoZeroes ? 0 : ExportNameZeroPad);
+        int length = 10 + (_clientNoZeroes ? 0 : ExportNameZeroPadSize);
         Span<byte> span = _output.GetSpan(length)[..length];
         span.Clear();
         BinaryPrimitives.WriteUInt64BigEndian(span, (ulong)image.SizeBytes);

@@ -4,7 +4,7 @@ using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
 using Tapdisk.Storage;
-using static Tapdisk.Nbd.NbdProtocol;
+using static Tapdisk.NbdProtocol;
 
 namespace Tapdisk.Nbd;
 

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using Tapdisk.Storage;
-using static Tapdisk.Nbd.NbdProtocol;
+using static Tapdisk.NbdProtocol;
 
 namespace Tapdisk.Nbd;
 

@@ -24,6 +24,12 @@ public sealed record ImageOpenOptions
     /// </summary>
     public Func<IBlockImage, IBlockImage>? ParentFilter { get; init; }
 
-    /// <summary>Options for opening the parent of <paramref name="childPath"/>: read-only, everything else inherited.</summary>
-    public ImageOpenOptions ForParentOf(string childPath) => this with { ReadOnly = true, ChildPaths = [.. ChildPaths, childPath], ParentFilter = null };
+    /// <summary>
+    /// The leaf's parent, opened instead of the one its metadata names (tap-ctl -e: "nbd:" of the VBD serving the
+    /// parent, control-xen.md 3.3). Only a format with a parent (a differencing VHD) uses it; it is not inherited.
+    /// </summary>
+    public ImageParams? ParentOverride { get; init; }
+
+    /// <summary>Options for opening the parent of <paramref name="childPath"/>: read-only, everything else but the parent filter and override inherited.</summary>
+    public ImageOpenOptions ForParentOf(string childPath) => this with { ReadOnly = true, ChildPaths = [.. ChildPaths, childPath], ParentFilter = null, ParentOverride = null };
 }

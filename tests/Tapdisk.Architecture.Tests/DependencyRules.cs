@@ -8,6 +8,7 @@ public static class DependencyRules
     public const string DriversRaw = "Tapdisk.Drivers.Raw";
     public const string DriversVhd = "Tapdisk.Drivers.Vhd";
     public const string DriversVhdCrypto = "Tapdisk.Drivers.VhdCrypto";
+    public const string DriversNbd = "Tapdisk.Drivers.Nbd";
     public const string Blkif = "Tapdisk.Blkif";
     public const string Nbd = "Tapdisk.Nbd";
     public const string Control = "Tapdisk.Control";
@@ -38,6 +39,8 @@ public static class DependencyRules
         [DriversRaw] = Set(Storage, Abi),
         [DriversVhd] = Set(Storage, Abi),
         [DriversVhdCrypto] = Set(Storage, Abi, DriversVhd),
+        // The NBD client: shares only the wire constants' source file with the Nbd server, never the project.
+        [DriversNbd] = Set(Storage, Abi),
         // Filters wrap the next layer through the Storage contract: never a concrete driver.
         [FiltersCbt] = Set(Storage, Abi),
         [FiltersMirror] = Set(Storage, Abi),
@@ -52,7 +55,7 @@ public static class DependencyRules
         // The daemons' stderr + syslog log with rate limiting: BCL only.
         [Logging] = Set(),
         // Executables.
-        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, FiltersCbt, FiltersMirror, FiltersCache, Blkif, Nbd, Control, Logging),
+        [Daemon] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto, DriversNbd, FiltersCbt, FiltersMirror, FiltersCache, Blkif, Nbd, Control, Logging),
         [TapCtl] = Set(Control, Abi),
         [VhdUtil] = Set(Abi, Storage, DriversRaw, DriversVhd, DriversVhdCrypto),
         [Tapback] = Set(XenStore, Control, Abi, Logging),

@@ -217,6 +217,8 @@ public abstract class IntegrationTest : IDisposable
     {
         public string Socket { get; } = socket;
 
+        public int ProcessId => process.Id;
+
         public void Dispose()
         {
             if (!process.HasExited)

@@ -8,7 +8,7 @@ namespace Tapdisk.Integration.Tests;
 
 /// <summary>
 /// nbdclient&lt;pid&gt; (control-xen.md 1): listening from start-up to exit; a socket passed to it is closed at once with
-/// a logged reason, because this tapdisk has no nbd disk type to give it to.
+/// a logged reason, because this tapdisk's nbd disk type connects by path or host:port only.
 /// </summary>
 public sealed class NbdClientReceiverTests : IntegrationTest
 {
@@ -44,7 +44,7 @@ public sealed class NbdClientReceiverTests : IntegrationTest
 
         string log = File.ReadAllText(Path.Combine(logDir, $"tapdisk.{pid}.log"));
         Assert.Contains("'mirror-1'", log, StringComparison.Ordinal);
-        Assert.Contains("nbd disk type is not built", log, StringComparison.Ordinal);
+        Assert.Contains("connects by socket path or host:port only", log, StringComparison.Ordinal);
 
         // A tapdisk exits at its last DETACH: attach one minor and detach it.
         int minor = Allocate();

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
@@ -154,17 +155,84 @@ public sealed class SecondaryTests : IntegrationTest
     }
 
     /// <summary>
-    /// The nbd disk type is not in this build yet: a secondary naming it is refused with ENOSYS, never accepted and
-    /// ignored. (With the NBD client, an unreachable nbd secondary leaves the VBD open with nbd_mirror_failed 1, as
-    /// blktap; this test then changes.)
+    /// Storage migration to another tapdisk over NBD, as SXM does it: the destination is a second tapdisk serving an
+    /// empty image; unpause -2 nbd:&lt;its socket&gt;; the first half copied to the destination over NBD while the guest
+    /// writes the second half; more writes, zeroes and discards; unpause -2 null; the destination's file is then
+    /// byte-identical to the source.
     /// </summary>
     [Fact]
-    public void Secondary_NbdTypeNotBuilt_RefusedWithEnosys()
+    public void Mirror_ToAnotherTapdiskOverNbd_StorageMigrationFlow_ByteIdentical()
+    {
+        string destination = SparseFile("destination.raw", 32 * Mib);
+        using (Served server = Serve("aio:" + destination, readOnly: false))
+        {
+            MigrateThroughNbd("nbd:" + server.Socket, FormattableString.Invariant($"file.driver=nbd,file.path={server.Socket}"));
+        }
+
+        Assert.Equal(Sha256(Scratch.File("primary.raw")), Sha256(destination));
+    }
+
+    /// <summary>The same flow to qemu-nbd over TCP on 127.0.0.1 (blktap's host:port form of an nbd secondary).</summary>
+    [Fact]
+    public void Mirror_ToQemuNbdOverTcp_StorageMigrationFlow_ByteIdentical()
+    {
+        string destination = SparseFile("destination.raw", 32 * Mib);
+        int port = FreeTcpPort();
+        string portText = port.ToString(CultureInfo.InvariantCulture);
+        Process qemuNbd = StartHelper(ExternalTool.Require("qemu-nbd"), "-f", "raw", "--cache=none", "-b", "127.0.0.1", "-p", portText, "-t", "-e", "4", destination);
+        WaitUntil(() => TcpAccepts(port) || qemuNbd.HasExited, "qemu-nbd to listen on 127.0.0.1:" + portText);
+        Assert.False(qemuNbd.HasExited, "qemu-nbd exited");
+        MigrateThroughNbd("nbd:127.0.0.1:" + portText, FormattableString.Invariant($"file.driver=nbd,file.host=127.0.0.1,file.port={port}"));
+        Signal(qemuNbd.Id, "TERM");
+        Assert.True(qemuNbd.WaitForExit(HangGuard), "qemu-nbd did not exit");
+        Assert.Equal(Sha256(Scratch.File("primary.raw")), Sha256(destination));
+    }
+
+    /// <summary>
+    /// The destination dies mid-mirror (kill -9 of the tapdisk serving it): the writer sees no error, the primary has
+    /// every write, and stats say nbd_mirror_failed 1 (what xapi reads to fail the migration).
+    /// </summary>
+    [Fact]
+    public void Mirror_DestinationKilledMidMirror_WriterSeesNoErrorAndMirrorFailed()
     {
         string primary = SparseFile("primary.raw", 16 * Mib);
-        ProcessResult created = TapCtl("create", "-a", "aio:" + primary, "-2", "nbd:" + Path.Combine(Root, "dest.sock"));
-        Assert.Equal(38, created.ExitCode);
-        Assert.DoesNotContain(List(), row => row.ContainsKey("args"));
+        string destination = SparseFile("destination.raw", 16 * Mib);
+        using Served server = Serve("aio:" + destination, readOnly: false);
+        (int pid, string p, string m, string nbd) = Create("-a", "aio:" + primary, "-2", "nbd:" + server.Socket);
+        QemuIo(nbd, "write -P 0x41 0 1M", "flush");
+        using (JsonDocument stats = Stats(p, m))
+        {
+            Assert.Equal(0, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
+        }
+
+        Signal(server.ProcessId, "KILL");
+        WaitUntil(() => !IsRunning(server.ProcessId), "the destination tapdisk to die");
+        QemuIo(nbd, "write -P 0x42 2M 1M", "write -P 0x43 8M 64k", "flush");
+        QemuIo(nbd, "read -P 0x41 0 1M", "read -P 0x42 2M 1M", "read -P 0x43 8M 64k");
+        using (JsonDocument stats = Stats(p, m))
+        {
+            Assert.Equal(1, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
+            Assert.Equal(1, stats.RootElement.GetProperty("images").GetArrayLength());
+        }
+
+        TapCtlOk("destroy", "-p", p, "-m", m);
+        WaitForExit(pid);
+    }
+
+    /// <summary>An nbd secondary nobody serves: the disk opens and serves, with nbd_mirror_failed 1 (blktap's answer).</summary>
+    [Fact]
+    public void Secondary_NbdNobodyServes_OpensWithMirrorFailed()
+    {
+        string primary = SparseFile("primary.raw", 16 * Mib);
+        (int pid, string p, string m, string nbd) = Create("-a", "aio:" + primary, "-2", "nbd:" + Path.Combine(Root, "nobody.sock"));
+        QemuIo(nbd, "write -P 0x51 0 64k", "read -P 0x51 0 64k");
+        using (JsonDocument stats = Stats(p, m))
+        {
+            Assert.Equal(1, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
+        }
+
+        TapCtlOk("destroy", "-p", p, "-m", m);
+        WaitForExit(pid);
     }
 
     /// <summary>A secondary of another size: EINVAL on create (nothing left open) and on unpause (stays paused, nothing held).</summary>
@@ -233,6 +301,67 @@ public sealed class SecondaryTests : IntegrationTest
         QemuIo(nbd, "read -P 0x70 0 256k", "read -P 0x71 256k 4M", "read -P 0x72 8M 64k");
         TapCtlOk("destroy", "-p", p, "-m", m);
         WaitForExit(pid);
+    }
+
+    /// <summary>The SXM steps against an NBD destination (<paramref name="secondary"/> for tap-ctl, <paramref name="targetOpts"/> for qemu-img).</summary>
+    private void MigrateThroughNbd(string secondary, string targetOpts)
+    {
+        string primary = SparseFile("primary.raw", 32 * Mib);
+        (int pid, string p, string m, string nbd) = Create("-a", "aio:" + primary);
+        QemuIo(nbd, "write -P 0x11 0 8M", "write -P 0x12 12M 1M");
+        TapCtlOk("pause", "-p", p, "-m", m);
+        TapCtlOk("unpause", "-p", p, "-m", m, "-2", secondary);
+        using (JsonDocument stats = Stats(p, m))
+        {
+            Assert.Equal(0, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
+            Assert.Equal(2, stats.RootElement.GetProperty("images").GetArrayLength());
+        }
+
+        var writes = new List<string>();
+        for (int i = 0; i < 128; i++)
+        {
+            writes.Add(FormattableString.Invariant($"write -P 0x{0x20 + (i % 64):x2} {16 * Mib + (i * 37 % 256) * 65536} 64k"));
+        }
+
+        var writer = StartHelper(ExternalTool.Require("qemu-io"), ["-f", "raw", .. writes.SelectMany(w => new[] { "-c", w }), NbdUri(nbd)]);
+        var copy = StartHelper(ExternalTool.Require("qemu-img"), "convert", "-n",
+            "--image-opts", FormattableString.Invariant($"driver=raw,size={16 * Mib},file.driver=nbd,file.path={nbd}"),
+            "--target-image-opts", FormattableString.Invariant($"driver=raw,size={16 * Mib},{targetOpts}"));
+        Assert.True(copy.WaitForExit(HangGuard) && copy.ExitCode == 0, "qemu-img convert of the first half failed");
+        Assert.True(writer.WaitForExit(HangGuard) && writer.ExitCode == 0, "the writer failed during the copy");
+
+        QemuIo(nbd, "write -P 0x33 1M 64k", "write -P 0x34 20M 128k", "write -z 3M 64k", "discard 5M 64k", "flush");
+        TapCtlOk("pause", "-p", p, "-m", m);
+        TapCtlOk("unpause", "-p", p, "-m", m, "-2", "null");
+        using (JsonDocument stats = Stats(p, m))
+        {
+            Assert.Equal(0, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
+            Assert.Equal(1, stats.RootElement.GetProperty("images").GetArrayLength());
+        }
+
+        TapCtlOk("destroy", "-p", p, "-m", m);
+        WaitForExit(pid);
+    }
+
+    private static int FreeTcpPort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static bool TcpAccepts(int port)
+    {
+        try
+        {
+            using var client = new System.Net.Sockets.TcpClient();
+            client.Connect(System.Net.IPAddress.Loopback, port);
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
     }
 
     private (int Pid, string P, string M, string Nbd) Create(params string[] args)

@@ -1,6 +1,10 @@
-namespace Tapdisk.Nbd;
+namespace Tapdisk;
 
-/// <summary>NBD wire constants (shared/spec/data-plane.md Appendix A); names keep the protocol's spelling.</summary>
+/// <summary>
+/// NBD wire constants (shared/spec/data-plane.md Appendix A); names keep the protocol's spelling. One source file
+/// compiled into both ends, the server (Tapdisk.Nbd) and the client driver (Tapdisk.Drivers.Nbd), which may not
+/// reference each other (STYLE.md section 2).
+/// </summary>
 internal static class NbdProtocol
 {
     // Magics.
@@ -15,6 +19,12 @@ internal static class NbdProtocol
     public const uint NBD_STRUCTURED_REPLY_MAGIC = 0x668E33EF;
     public const uint NBD_EXTENDED_REQUEST_MAGIC = 0x21E41C71;
     public const uint NBD_EXTENDED_REPLY_MAGIC = 0x6E8A278C;
+
+    /// <summary>The oldstyle greeting after the two magics: size u64, flags u32, 124 zero bytes.</summary>
+    public const int OldstyleGreetingTailSize = 8 + 4 + 124;
+
+    /// <summary>Zero padding after the EXPORT_NAME reply unless both sides set NO_ZEROES.</summary>
+    public const int ExportNameZeroPadSize = 124;
 
     // Handshake flags.
     public const ushort NBD_FLAG_FIXED_NEWSTYLE = 1 << 0;
