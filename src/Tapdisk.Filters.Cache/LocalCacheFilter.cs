@@ -109,7 +109,9 @@ public sealed class LocalCacheFilter : BlockFilter
 
     public override ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        if (!WriteBackEnabled || destination.IsEmpty)
+        // Paused for low space is not off: misses still reach SpaceAllows, whose once-a-second look resumes write-back
+        // when room comes back (blktap's timer does the same). After ENOSPC it is off for good.
+        if (Volatile.Read(ref _enospc) != 0 || destination.IsEmpty)
         {
             return Next.ReadAsync(offsetBytes, destination, cancellationToken);
         }
@@ -362,7 +364,9 @@ public sealed class LocalCacheFilter : BlockFilter
             missed |= (extent.Flags & ExtentFlags.Hole) != 0;
         }
 
-        if (!missed || Volatile.Read(ref _closing) != 0 || !SpaceAllows(destination.Length))
+        // An all-zero read is never written back (it reads the same from the parent at no data I/O): it must not use
+        // up the room a write-back is charged either.
+        if (!missed || Volatile.Read(ref _closing) != 0 || destination.Span.IndexOfAnyExcept((byte)0) < 0 || !SpaceAllows(destination.Length))
         {
             return;
         }
@@ -504,7 +508,8 @@ public sealed class LocalCacheFilter : BlockFilter
             for (int i = 0; i < own.Count; i++)
             {
                 ImageExtent extent = own[i];
-                if ((extent.Flags & ExtentFlags.Hole) == 0 || !WriteBackEnabled)
+                // A pause for low space stops new write-backs, not this one: its room was counted when it was queued.
+                if ((extent.Flags & ExtentFlags.Hole) == 0 || Volatile.Read(ref _enospc) != 0)
                 {
                     continue;
                 }

@@ -179,7 +179,7 @@ public sealed class SecondaryTests : IntegrationTest
         string destination = SparseFile("destination.raw", 32 * Mib);
         int port = FreeTcpPort();
         string portText = port.ToString(CultureInfo.InvariantCulture);
-        Process qemuNbd = StartHelper(ExternalTool.Require("qemu-nbd"), "-f", "raw", "--cache=none", "-b", "127.0.0.1", "-p", portText, "-t", "-e", "4", destination);
+        Process qemuNbd = StartHelper(ExternalTool.Require("qemu-nbd"), "-f", "raw", "--cache=none", "--discard=unmap", "-b", "127.0.0.1", "-p", portText, "-t", "-e", "4", destination);
         WaitUntil(() => TcpAccepts(port) || qemuNbd.HasExited, "qemu-nbd to listen on 127.0.0.1:" + portText);
         Assert.False(qemuNbd.HasExited, "qemu-nbd exited");
         MigrateThroughNbd("nbd:127.0.0.1:" + portText, FormattableString.Invariant($"file.driver=nbd,file.host=127.0.0.1,file.port={port}"));
