@@ -6,6 +6,8 @@
 # requests fio completed, as compare.sh), the medians and the ratios with/without.
 # Usage: bench/mirror-overhead.sh [SIZE_MIB (default 1024)] [SECONDS (default 8)] [ROUNDS (default 3)]
 # BIN=<dir with tapdisk, tap-ctl> (default artifacts/bin, from bash .ci/publish).
+# DEST=tapdisk mirrors to a second, local tapdisk instead (`tapdisk serve` of the secondary file, -2 nbd:<its socket>:
+# storage migration's shape through our NBD client); the CPU per request is then the primary tapdisk's alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${1:-1024}
@@ -27,10 +29,18 @@ for f in "$img" "$sec"; do
     [ -f "$f" ] && [ "$(stat -c %s "$f")" -eq $((size_mb << 20)) ] || dd if=/dev/zero of="$f" bs=1M count="$size_mb" status=none
 done
 hz=$(getconf CLK_TCK)
+secondary="aio:$sec"
+if [ "${DEST:-file}" = tapdisk ]; then
+    "$bin/tapdisk" serve -s "$ctl/dest.sock" "aio:$sec" 2>/dev/null &
+    dest_pid=$!
+    trap 'kill $dest_pid 2>/dev/null; cleanup' EXIT
+    for _ in $(seq 100); do [ -S "$ctl/dest.sock" ] && break; sleep 0.1; done
+    secondary="nbd:$ctl/dest.sock"
+fi
 
 run() { # mirror? rw bs iodepth -> "iops cpu-us-per-request"
     local args=(-a "aio:$img") pid minor c0 c1 out
-    [ "$1" = yes ] && args+=(-2 "aio:$sec")
+    [ "$1" = yes ] && args+=(-2 "$secondary")
     "$bin/tap-ctl" create "${args[@]}" >/dev/null
     read -r pid minor < <("$bin/tap-ctl" list | sed -n 's/^pid=\([0-9]*\) minor=\([0-9]*\).*/\1 \2/p')
     c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")

@@ -219,6 +219,37 @@ public sealed class SecondaryTests : IntegrationTest
         WaitForExit(pid);
     }
 
+    /// <summary>
+    /// The destination stalls (its tapdisk stopped with SIGSTOP: connected, reading nothing, answering nothing): the
+    /// guest's write waits at most the NBD client's request timeout (30 s), then the secondary is dropped, the write
+    /// succeeds on the primary, and stats say nbd_mirror_failed 1.
+    /// </summary>
+    [Fact]
+    public void Mirror_DestinationStalls_DroppedAfterTheClientsTimeout_WriterSeesNoError()
+    {
+        string primary = SparseFile("primary.raw", 16 * Mib);
+        string destination = SparseFile("destination.raw", 16 * Mib);
+        using Served server = Serve("aio:" + destination, readOnly: false);
+        (int pid, string p, string m, string nbd) = Create("-a", "aio:" + primary, "-2", "nbd:" + server.Socket);
+        QemuIo(nbd, "write -P 0x61 0 64k", "flush");
+        Signal(server.ProcessId, "STOP");
+        try
+        {
+            QemuIo(nbd, "write -P 0x62 1M 64k", "flush");
+            QemuIo(nbd, "read -P 0x61 0 64k", "read -P 0x62 1M 64k");
+            using JsonDocument stats = Stats(p, m);
+            Assert.Equal(1, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
+            Assert.Equal(1, stats.RootElement.GetProperty("images").GetArrayLength());
+        }
+        finally
+        {
+            Signal(server.ProcessId, "CONT");
+        }
+
+        TapCtlOk("destroy", "-p", p, "-m", m);
+        WaitForExit(pid);
+    }
+
     /// <summary>An nbd secondary nobody serves: the disk opens and serves, with nbd_mirror_failed 1 (blktap's answer).</summary>
     [Fact]
     public void Secondary_NbdNobodyServes_OpensWithMirrorFailed()
