@@ -200,23 +200,15 @@ public sealed class SecondaryTests : IntegrationTest
         using Served server = Serve("aio:" + destination, readOnly: false);
         (int pid, string p, string m, string nbd) = Create("-a", "aio:" + primary, "-2", "nbd:" + server.Socket);
         QemuIo(nbd, "write -P 0x41 0 1M", "flush");
-        using (JsonDocument stats = Stats(p, m))
-        {
-            Assert.Equal(0, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
-        }
+        AssertSecondary(p, m, mirrorFailed: 0);
 
         Signal(server.ProcessId, "KILL");
         WaitUntil(() => !IsRunning(server.ProcessId), "the destination tapdisk to die");
         QemuIo(nbd, "write -P 0x42 2M 1M", "write -P 0x43 8M 64k", "flush");
         QemuIo(nbd, "read -P 0x41 0 1M", "read -P 0x42 2M 1M", "read -P 0x43 8M 64k");
-        using (JsonDocument stats = Stats(p, m))
-        {
-            Assert.Equal(1, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
-            Assert.Equal(1, stats.RootElement.GetProperty("images").GetArrayLength());
-        }
+        AssertSecondary(p, m, mirrorFailed: 1, images: 1);
 
-        TapCtlOk("destroy", "-p", p, "-m", m);
-        WaitForExit(pid);
+        Destroy(pid, p, m);
     }
 
     /// <summary>
@@ -237,17 +229,14 @@ public sealed class SecondaryTests : IntegrationTest
         {
             QemuIo(nbd, "write -P 0x62 1M 64k", "flush");
             QemuIo(nbd, "read -P 0x61 0 64k", "read -P 0x62 1M 64k");
-            using JsonDocument stats = Stats(p, m);
-            Assert.Equal(1, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
-            Assert.Equal(1, stats.RootElement.GetProperty("images").GetArrayLength());
+            AssertSecondary(p, m, mirrorFailed: 1, images: 1);
         }
         finally
         {
             Signal(server.ProcessId, "CONT");
         }
 
-        TapCtlOk("destroy", "-p", p, "-m", m);
-        WaitForExit(pid);
+        Destroy(pid, p, m);
     }
 
     /// <summary>An nbd secondary nobody serves: the disk opens and serves, with nbd_mirror_failed 1 (blktap's answer).</summary>
@@ -257,13 +246,9 @@ public sealed class SecondaryTests : IntegrationTest
         string primary = SparseFile("primary.raw", 16 * Mib);
         (int pid, string p, string m, string nbd) = Create("-a", "aio:" + primary, "-2", "nbd:" + Path.Combine(Root, "nobody.sock"));
         QemuIo(nbd, "write -P 0x51 0 64k", "read -P 0x51 0 64k");
-        using (JsonDocument stats = Stats(p, m))
-        {
-            Assert.Equal(1, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
-        }
+        AssertSecondary(p, m, mirrorFailed: 1);
 
-        TapCtlOk("destroy", "-p", p, "-m", m);
-        WaitForExit(pid);
+        Destroy(pid, p, m);
     }
 
     /// <summary>A secondary of another size: EINVAL on create (nothing left open) and on unpause (stays paused, nothing held).</summary>
@@ -402,6 +387,23 @@ public sealed class SecondaryTests : IntegrationTest
         int pid = int.Parse(row["pid"], CultureInfo.InvariantCulture);
         TrackTapdisk(pid);
         return (pid, row["pid"], row["minor"], NbdSocket(pid, int.Parse(row["minor"], CultureInfo.InvariantCulture)));
+    }
+
+    /// <summary>What stats say of the secondary: nbd_mirror_failed, and how many images are listed (the secondary is one).</summary>
+    private void AssertSecondary(string p, string m, int mirrorFailed, int? images = null)
+    {
+        using JsonDocument stats = Stats(p, m);
+        Assert.Equal(mirrorFailed, stats.RootElement.GetProperty("nbd_mirror_failed").GetInt32());
+        if (images is { } count)
+        {
+            Assert.Equal(count, stats.RootElement.GetProperty("images").GetArrayLength());
+        }
+    }
+
+    private void Destroy(int pid, string p, string m)
+    {
+        TapCtlOk("destroy", "-p", p, "-m", m);
+        WaitForExit(pid);
     }
 
     private JsonDocument Stats(string p, string m) => JsonDocument.Parse(TapCtlOk("stats", "-p", p, "-m", m));
