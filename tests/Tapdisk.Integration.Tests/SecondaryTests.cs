@@ -46,19 +46,7 @@ public sealed class SecondaryTests : IntegrationTest
             Assert.Equal(secondary, images[1].GetProperty("name").GetString());
         }
 
-        // The guest writes the second half while the first half is copied.
-        var writes = new List<string>();
-        for (int i = 0; i < 128; i++)
-        {
-            writes.Add(FormattableString.Invariant($"write -P 0x{0x20 + (i % 64):x2} {16 * Mib + (i * 37 % 256) * 65536} 64k"));
-        }
-
-        var writer = StartHelper(ExternalTool.Require("qemu-io"), ["-f", "raw", .. writes.SelectMany(w => new[] { "-c", w }), NbdUri(nbd)]);
-        var copy = StartHelper(ExternalTool.Require("qemu-img"), "convert", "-n",
-            "--image-opts", FormattableString.Invariant($"driver=raw,size={16 * Mib},file.driver=nbd,file.path={nbd}"),
-            "--target-image-opts", FormattableString.Invariant($"driver=raw,size={16 * Mib},file.driver=file,file.filename={secondary}"));
-        Assert.True(copy.WaitForExit(HangGuard) && copy.ExitCode == 0, "qemu-img convert of the first half failed");
-        Assert.True(writer.WaitForExit(HangGuard) && writer.ExitCode == 0, "the writer failed during the copy");
+        CopyFirstHalfWhileTheGuestWrites(nbd, FormattableString.Invariant($"file.driver=file,file.filename={secondary}"));
 
         QemuIo(nbd, "write -P 0x33 1M 64k", "write -P 0x34 20M 128k", "write -z 3M 64k", "discard 5M 64k");
         TapCtlOk("pause", "-p", p, "-m", m);
@@ -333,18 +321,7 @@ public sealed class SecondaryTests : IntegrationTest
             Assert.Equal(2, stats.RootElement.GetProperty("images").GetArrayLength());
         }
 
-        var writes = new List<string>();
-        for (int i = 0; i < 128; i++)
-        {
-            writes.Add(FormattableString.Invariant($"write -P 0x{0x20 + (i % 64):x2} {16 * Mib + (i * 37 % 256) * 65536} 64k"));
-        }
-
-        var writer = StartHelper(ExternalTool.Require("qemu-io"), ["-f", "raw", .. writes.SelectMany(w => new[] { "-c", w }), NbdUri(nbd)]);
-        var copy = StartHelper(ExternalTool.Require("qemu-img"), "convert", "-n",
-            "--image-opts", FormattableString.Invariant($"driver=raw,size={16 * Mib},file.driver=nbd,file.path={nbd}"),
-            "--target-image-opts", FormattableString.Invariant($"driver=raw,size={16 * Mib},{targetOpts}"));
-        Assert.True(copy.WaitForExit(HangGuard) && copy.ExitCode == 0, "qemu-img convert of the first half failed");
-        Assert.True(writer.WaitForExit(HangGuard) && writer.ExitCode == 0, "the writer failed during the copy");
+        CopyFirstHalfWhileTheGuestWrites(nbd, targetOpts);
 
         QemuIo(nbd, "write -P 0x33 1M 64k", "write -P 0x34 20M 128k", "write -z 3M 64k", "discard 5M 64k", "flush");
         TapCtlOk("pause", "-p", p, "-m", m);
@@ -357,6 +334,26 @@ public sealed class SecondaryTests : IntegrationTest
 
         TapCtlOk("destroy", "-p", p, "-m", m);
         WaitForExit(pid);
+    }
+
+    /// <summary>
+    /// SXM's copy: the first half of the disk copied from its NBD export to the destination (<paramref name="targetOpts"/>,
+    /// qemu-img's file options) while the guest writes the second half.
+    /// </summary>
+    private void CopyFirstHalfWhileTheGuestWrites(string nbd, string targetOpts)
+    {
+        var writes = new List<string>();
+        for (int i = 0; i < 128; i++)
+        {
+            writes.Add(FormattableString.Invariant($"write -P 0x{0x20 + (i % 64):x2} {16 * Mib + (i * 37 % 256) * 65536} 64k"));
+        }
+
+        var writer = StartHelper(ExternalTool.Require("qemu-io"), ["-f", "raw", .. writes.SelectMany(w => new[] { "-c", w }), NbdUri(nbd)]);
+        var copy = StartHelper(ExternalTool.Require("qemu-img"), "convert", "-n",
+            "--image-opts", FormattableString.Invariant($"driver=raw,size={16 * Mib},file.driver=nbd,file.path={nbd}"),
+            "--target-image-opts", FormattableString.Invariant($"driver=raw,size={16 * Mib},{targetOpts}"));
+        Assert.True(copy.WaitForExit(HangGuard) && copy.ExitCode == 0, "qemu-img convert of the first half failed");
+        Assert.True(writer.WaitForExit(HangGuard) && writer.ExitCode == 0, "the writer failed during the copy");
     }
 
     private static int FreeTcpPort()
