@@ -8,6 +8,8 @@ public enum IoUringOp : byte
 {
     Nop = IORING_OP_NOP,
     Fsync = IORING_OP_FSYNC,
+    ReadFixed = IORING_OP_READ_FIXED,
+    WriteFixed = IORING_OP_WRITE_FIXED,
     PollAdd = IORING_OP_POLL_ADD,
     Fallocate = IORING_OP_FALLOCATE,
     Read = IORING_OP_READ,
@@ -138,8 +140,11 @@ public sealed unsafe class IoUring : IDisposable
         return errno;
     }
 
-    /// <summary>Prepares one request; false when the submission ring is full (submit, then try again).</summary>
-    public bool TryPrepare(IoUringOp op, int fd, ulong address, uint length, ulong offset, uint opFlags, ulong userData)
+    /// <summary>
+    /// Prepares one request; false when the submission ring is full (submit, then try again). A READ_FIXED or
+    /// WRITE_FIXED names the registered buffer slot <paramref name="bufferIndex"/> that holds [address, address + length).
+    /// </summary>
+    public bool TryPrepare(IoUringOp op, int fd, ulong address, uint length, ulong offset, uint opFlags, ulong userData, ushort bufferIndex = 0)
     {
         uint head = Volatile.Read(ref *_sqHead);
         if (_sqeTail - head >= SubmissionEntries)
@@ -156,6 +161,7 @@ public sealed unsafe class IoUring : IDisposable
         sqe->Len = length;
         sqe->OpFlags = opFlags;
         sqe->UserData = userData;
+        sqe->BufIndex = bufferIndex;
         _sqeTail++;
         return true;
     }
@@ -183,6 +189,30 @@ public sealed unsafe class IoUring : IDisposable
 
         _submittedTail += (uint)n;
         return 0;
+    }
+
+    /// <summary>
+    /// Registers an empty table of <paramref name="slots"/> buffer slots (IORING_REGISTER_BUFFERS2, sparse: Linux
+    /// 5.19+), filled later by <see cref="TryUpdateBuffer"/>. 0 or the errno (EINVAL on older kernels; ENOMEM or
+    /// EPERM where locked memory is limited).
+    /// </summary>
+    public int TryRegisterBufferTable(uint slots)
+    {
+        var register = new RsrcRegister { Nr = slots, Flags = IORING_RSRC_REGISTER_SPARSE };
+        long r = Interop.IoUring.Register(SYS_io_uring_register, _fd.Fd, IORING_REGISTER_BUFFERS2, &register, (uint)sizeof(RsrcRegister));
+        return r < 0 ? Marshal.GetLastPInvokeError() : 0;
+    }
+
+    /// <summary>
+    /// Puts [address, address + length) in buffer slot <paramref name="slot"/>, replacing (and unpinning) what it held:
+    /// the kernel pins the pages once here instead of once per request. 0 or the errno.
+    /// </summary>
+    public int TryUpdateBuffer(uint slot, ulong address, ulong length)
+    {
+        var iov = new Interop.Libc.IoVec { Base = (void*)address, Length = (nuint)length };
+        var update = new RsrcUpdate2 { Offset = slot, Data = (ulong)&iov, Nr = 1 };
+        long r = Interop.IoUring.Register(SYS_io_uring_register, _fd.Fd, IORING_REGISTER_BUFFERS_UPDATE, &update, (uint)sizeof(RsrcUpdate2));
+        return r < 0 ? Marshal.GetLastPInvokeError() : r == 1 ? 0 : Errno.EIO;
     }
 
     /// <summary>Takes the next completion, if one is ready.</summary>

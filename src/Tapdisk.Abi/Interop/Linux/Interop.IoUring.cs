@@ -12,6 +12,7 @@ internal static unsafe partial class Interop
     {
         internal const long SYS_io_uring_setup = 425;
         internal const long SYS_io_uring_enter = 426;
+        internal const long SYS_io_uring_register = 427;
 
         internal const uint IORING_SETUP_COOP_TASKRUN = 1U << 8;
         internal const uint IORING_SETUP_SINGLE_ISSUER = 1U << 12;
@@ -26,8 +27,14 @@ internal static unsafe partial class Interop
 
         internal const uint IORING_ENTER_GETEVENTS = 1U << 0;
 
+        internal const uint IORING_REGISTER_BUFFERS2 = 15;
+        internal const uint IORING_REGISTER_BUFFERS_UPDATE = 16;
+        internal const uint IORING_RSRC_REGISTER_SPARSE = 1U << 0;
+
         internal const byte IORING_OP_NOP = 0;
         internal const byte IORING_OP_FSYNC = 3;
+        internal const byte IORING_OP_READ_FIXED = 4;
+        internal const byte IORING_OP_WRITE_FIXED = 5;
         internal const byte IORING_OP_POLL_ADD = 6;
         internal const byte IORING_OP_FALLOCATE = 17;
         internal const byte IORING_OP_READ = 22;
@@ -105,6 +112,29 @@ internal static unsafe partial class Interop
             public ulong Pad2;
         }
 
+        /// <summary><c>struct io_uring_rsrc_register</c>: IORING_REGISTER_BUFFERS2's argument (a sparse table: data 0).</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct RsrcRegister
+        {
+            public uint Nr;
+            public uint Flags;
+            public ulong Resv2;
+            public ulong Data;
+            public ulong Tags;
+        }
+
+        /// <summary><c>struct io_uring_rsrc_update2</c>: IORING_REGISTER_BUFFERS_UPDATE's argument (iovecs from slot Offset on).</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct RsrcUpdate2
+        {
+            public uint Offset;
+            public uint Resv;
+            public ulong Data;
+            public ulong Tags;
+            public uint Nr;
+            public uint Resv2;
+        }
+
         /// <summary><c>struct io_uring_cqe</c> (without the 32-byte CQE extension, which we never ask for).</summary>
         [StructLayout(LayoutKind.Sequential)]
         internal struct Cqe
@@ -121,5 +151,8 @@ internal static unsafe partial class Interop
 
         [LibraryImport(Libraries.Libc, EntryPoint = "syscall", SetLastError = true)]
         internal static partial long Enter(long number, int fd, uint toSubmit, uint minComplete, uint flags, void* signalSet, nuint signalSetSize);
+
+        [LibraryImport(Libraries.Libc, EntryPoint = "syscall", SetLastError = true)]
+        internal static partial long Register(long number, int fd, uint opcode, void* argument, uint argumentCount);
     }
 }
