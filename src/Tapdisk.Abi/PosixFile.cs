@@ -147,18 +147,18 @@ public static unsafe class PosixFile
     }
 
     /// <summary>fallocate(2); returns 0 or the errno (EOPNOTSUPP is an expected answer, not a failure).</summary>
-    public static int TryFallocate(SafeFdHandle fd, FallocateMode mode, long offset, long length)
+    public static int TryFallocate(SafeFdHandle fd, FallocateMode mode, long offset, long length) =>
+        Interop.Libc.Fallocate(fd, FallocateFlags(mode), offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary>The mode argument of fallocate(2) for <paramref name="mode"/> (also what an io_uring fallocate carries).</summary>
+    public static int FallocateFlags(FallocateMode mode) => mode switch
     {
-        int flags = mode switch
-        {
-            FallocateMode.Allocate => 0,
-            FallocateMode.AllocateKeepSize => Interop.Libc.FALLOC_FL_KEEP_SIZE,
-            FallocateMode.PunchHole => Interop.Libc.FALLOC_FL_PUNCH_HOLE | Interop.Libc.FALLOC_FL_KEEP_SIZE,
-            FallocateMode.ZeroRange => Interop.Libc.FALLOC_FL_ZERO_RANGE | Interop.Libc.FALLOC_FL_KEEP_SIZE,
-            _ => throw new ArgumentOutOfRangeException(nameof(mode)),
-        };
-        return Interop.Libc.Fallocate(fd, flags, offset, length) == 0 ? 0 : Marshal.GetLastPInvokeError();
-    }
+        FallocateMode.Allocate => 0,
+        FallocateMode.AllocateKeepSize => Interop.Libc.FALLOC_FL_KEEP_SIZE,
+        FallocateMode.PunchHole => Interop.Libc.FALLOC_FL_PUNCH_HOLE | Interop.Libc.FALLOC_FL_KEEP_SIZE,
+        FallocateMode.ZeroRange => Interop.Libc.FALLOC_FL_ZERO_RANGE | Interop.Libc.FALLOC_FL_KEEP_SIZE,
+        _ => throw new ArgumentOutOfRangeException(nameof(mode)),
+    };
 
     /// <summary>lseek(2) with SEEK_DATA/SEEK_HOLE; returns -1 with ENXIO past the last data, or throws.</summary>
     public static long SeekDataOrHole(SafeFdHandle fd, long offset, bool data, out int errno)

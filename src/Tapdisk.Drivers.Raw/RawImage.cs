@@ -5,9 +5,8 @@ using Tapdisk.Storage;
 namespace Tapdisk.Drivers.Raw;
 
 /// <summary>
-/// A raw image. Reads, writes and flushes go through the calling thread's io_uring loop when it has one (they
-/// complete later, on that thread) and are blocking pread/pwrite otherwise, run on I/O workers; trim and zero are
-/// fallocate calls, always synchronous (short, and rare).
+/// A raw image. Reads, writes, flushes, trims and zeroes go through the calling thread's io_uring loop when it has
+/// one (they complete later, on that thread) and are blocking pread/pwrite/fallocate otherwise, run on I/O workers.
 /// </summary>
 public sealed class RawImage : IBlockImage
 {
@@ -73,9 +72,12 @@ public sealed class RawImage : IBlockImage
     /// <summary>Sectors read from this file (a raw image is always the bottom of its chain).</summary>
     public LayerCounters Counters { get; } = new();
 
-    /// <summary>Reads, writes and flushes block their caller only where the thread has no I/O loop; trim, zero and extent queries always may.</summary>
+    /// <summary>
+    /// Everything but extent queries (lseek) blocks its caller only where the thread has no I/O loop: trim and zero
+    /// are fallocate calls through the ring, and so is zero's fallback of written zeros.
+    /// </summary>
     public bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) =>
-        operation is not (BlockOperation.Read or BlockOperation.Write or BlockOperation.Flush) || ImageFile.MayBlockHere;
+        operation == BlockOperation.Query || ImageFile.MayBlockHere;
 
 #pragma warning disable CA2012 // Each ValueTask is consumed once: read here when complete, else awaited once.
     public ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
@@ -135,62 +137,47 @@ public sealed class RawImage : IBlockImage
         await _file.FlushAsync().ConfigureAwait(false);
     }
 
-    public ValueTask TrimAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken = default)
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
+    public async ValueTask TrimAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken = default)
     {
-        try
+        if (IsReadOnly)
         {
-            if (IsReadOnly)
-            {
-                throw StorageErrors.ReadOnly(Path);
-            }
+            throw StorageErrors.ReadOnly(Path);
+        }
 
-            // Discard is advisory: a file system that cannot punch holes simply keeps the data (NBD allows this).
-            _file.TryPunchHole(offsetBytes, lengthBytes);
-            return ValueTask.CompletedTask;
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
-        {
-            return ValueTask.FromException(e);
-        }
+        // Discard is advisory: a file system that cannot punch holes simply keeps the data (NBD allows this).
+        await _file.TryPunchHoleAsync(offsetBytes, lengthBytes).ConfigureAwait(false);
     }
 
-    public ValueTask ZeroAsync(long offsetBytes, long lengthBytes, ZeroFlags flags = ZeroFlags.None, CancellationToken cancellationToken = default)
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
+    public async ValueTask ZeroAsync(long offsetBytes, long lengthBytes, ZeroFlags flags = ZeroFlags.None, CancellationToken cancellationToken = default)
     {
-        try
+        if (IsReadOnly)
         {
-            if (IsReadOnly)
-            {
-                throw StorageErrors.ReadOnly(Path);
-            }
-
-            bool done = (flags & ZeroFlags.NoHole) == 0 && !_file.IsBlockDevice
-                ? _file.TryPunchHole(offsetBytes, lengthBytes)
-                : _file.TryZeroRange(offsetBytes, lengthBytes);
-            if (!done && (flags & ZeroFlags.NoHole) == 0)
-            {
-                done = _file.TryZeroRange(offsetBytes, lengthBytes);
-            }
-
-            if (!done)
-            {
-                if ((flags & ZeroFlags.FastOnly) != 0)
-                {
-                    throw new ErrnoIOException(Errno.EOPNOTSUPP, Path, "fast zero");
-                }
-
-                _file.WriteZeros(offsetBytes, lengthBytes);
-            }
-
-            if ((flags & ZeroFlags.Fua) != 0)
-            {
-                _file.Flush();
-            }
-
-            return ValueTask.CompletedTask;
+            throw StorageErrors.ReadOnly(Path);
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+
+        bool done = (flags & ZeroFlags.NoHole) == 0 && !_file.IsBlockDevice
+            ? await _file.TryPunchHoleAsync(offsetBytes, lengthBytes).ConfigureAwait(false)
+            : await _file.TryZeroRangeAsync(offsetBytes, lengthBytes).ConfigureAwait(false);
+        if (!done && (flags & ZeroFlags.NoHole) == 0)
         {
-            return ValueTask.FromException(e);
+            done = await _file.TryZeroRangeAsync(offsetBytes, lengthBytes).ConfigureAwait(false);
+        }
+
+        if (!done)
+        {
+            if ((flags & ZeroFlags.FastOnly) != 0)
+            {
+                throw new ErrnoIOException(Errno.EOPNOTSUPP, Path, "fast zero");
+            }
+
+            await _file.WriteZerosAsync(offsetBytes, lengthBytes).ConfigureAwait(false);
+        }
+
+        if ((flags & ZeroFlags.Fua) != 0)
+        {
+            await _file.FlushAsync().ConfigureAwait(false);
         }
     }
 

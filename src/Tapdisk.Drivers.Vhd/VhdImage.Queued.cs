@@ -7,9 +7,9 @@ namespace Tapdisk.Drivers.Vhd;
 /// <summary>
 /// The io_uring path. On a thread with an <see cref="IoLoop"/>, a request whose data lies in one place known without
 /// metadata I/O (a full or bitmap-cached block, an unallocated range the parent serves) is one queued read or write
-/// of the file, or the parent's own request. Everything else (a bitmap to load, a block to allocate, bits to set, an
-/// encrypted layer) keeps the synchronous code and its crash-safe order; frontends send those to the I/O workers
-/// (<see cref="MayBlock"/>), so metadata never waits on the loop.
+/// of the file, or the parent's own request; a trim is fallocate calls on data areas. Everything else (a bitmap to
+/// load, a block to allocate, bits to set, an encrypted layer) keeps the synchronous code and its crash-safe order;
+/// frontends send those to the I/O workers (<see cref="MayBlock"/>), so metadata never waits on the loop.
 /// </summary>
 public sealed partial class VhdImage
 {
@@ -44,6 +44,10 @@ public sealed partial class VhdImage
             },
             BlockOperation.Write => !IsReadOnly && (Locate(offsetBytes, lengthBytes, out long fileOffset) != Location.Own || !IsFileBlockAligned(fileOffset, lengthBytes)),
             BlockOperation.Flush => false,
+
+            // A no-op, or fallocate calls (and written zeros) on data areas, through the ring. Zero stays with the
+            // workers: its flags are not known here, and with NoHole (or a parent) it writes zeros through allocation.
+            BlockOperation.Trim => false,
             _ => true,
         };
     }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Tapdisk.Abi;
 using Tapdisk.Storage;
 
@@ -39,75 +40,65 @@ public sealed partial class VhdImage
 
     public ValueTask FlushAsync(CancellationToken cancellationToken = default) => _file.FlushAsync();
 
-    public ValueTask TrimAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken = default)
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
+    public async ValueTask TrimAsync(long offsetBytes, long lengthBytes, CancellationToken cancellationToken = default)
     {
-        try
+        if (IsReadOnly)
         {
-            if (IsReadOnly)
-            {
-                throw StorageErrors.ReadOnly(Path);
-            }
-
-            // Discard is advisory. Without a parent, freeing the data area under allocated blocks makes them read as
-            // zeros for every reader (qemu ignores bitmaps); with a parent, clearing bits would expose older data
-            // non-atomically, so a differencing disk keeps its data.
-            if (_header is not null && _parent is null && _cipher is null)
-            {
-                PunchAllocated(offsetBytes, lengthBytes);
-            }
-
-            return ValueTask.CompletedTask;
+            throw StorageErrors.ReadOnly(Path);
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+
+        // Discard is advisory. Without a parent, freeing the data area under allocated blocks makes them read as
+        // zeros for every reader (qemu ignores bitmaps); with a parent, clearing bits would expose older data
+        // non-atomically, so a differencing disk keeps its data.
+        if (_header is not null && _parent is null && _cipher is null)
         {
-            return ValueTask.FromException(e);
+            await PunchAllocatedAsync(offsetBytes, lengthBytes).ConfigureAwait(false);
         }
     }
 
-    public ValueTask ZeroAsync(long offsetBytes, long lengthBytes, ZeroFlags flags = ZeroFlags.None, CancellationToken cancellationToken = default)
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
+    public async ValueTask ZeroAsync(long offsetBytes, long lengthBytes, ZeroFlags flags = ZeroFlags.None, CancellationToken cancellationToken = default)
     {
-        try
+        if (IsReadOnly)
         {
-            if (IsReadOnly)
-            {
-                throw StorageErrors.ReadOnly(Path);
-            }
-
-            bool fast = _cipher is null && _header is not null && _parent is null && !_file.IsBlockDevice && (flags & ZeroFlags.NoHole) == 0;
-            if (fast)
-            {
-                // Unallocated blocks already read as zeros; allocated ones get their data area punched.
-                PunchAllocated(offsetBytes, lengthBytes);
-            }
-            else if ((flags & ZeroFlags.FastOnly) != 0)
-            {
-                throw new ErrnoIOException(Errno.EOPNOTSUPP, Path, "fast zero");
-            }
-            else
-            {
-                while (lengthBytes > 0)
-                {
-                    int n = (int)Math.Min(lengthBytes, s_zeros.Length);
-                    Write(offsetBytes, s_zeros.Span[..n]);
-                    offsetBytes += n;
-                    lengthBytes -= n;
-                }
-            }
-
-            if ((flags & ZeroFlags.Fua) != 0)
-            {
-                _file.Flush();
-            }
-
-            return ValueTask.CompletedTask;
+            throw StorageErrors.ReadOnly(Path);
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or ImageFormatException)
+
+        bool fast = _cipher is null && _header is not null && _parent is null && !_file.IsBlockDevice && (flags & ZeroFlags.NoHole) == 0;
+        if (fast)
         {
-            return ValueTask.FromException(e);
+            // Unallocated blocks already read as zeros; allocated ones get their data area punched.
+            await PunchAllocatedAsync(offsetBytes, lengthBytes).ConfigureAwait(false);
+        }
+        else if ((flags & ZeroFlags.FastOnly) != 0)
+        {
+            throw new ErrnoIOException(Errno.EOPNOTSUPP, Path, "fast zero");
+        }
+        else
+        {
+            // Written zeros allocate blocks and set bits: the synchronous path and its crash-safe order (MayBlock).
+            while (lengthBytes > 0)
+            {
+                int n = (int)Math.Min(lengthBytes, s_zeros.Length);
+                Write(offsetBytes, s_zeros.Span[..n]);
+                offsetBytes += n;
+                lengthBytes -= n;
+            }
+        }
+
+        if ((flags & ZeroFlags.Fua) != 0)
+        {
+            await _file.FlushAsync().ConfigureAwait(false);
         }
     }
 
-    private void PunchAllocated(long offsetBytes, long lengthBytes)
+    /// <summary>
+    /// Makes the data of allocated blocks in a range read as zeros, one block's piece after another (through the
+    /// thread's ring when it has one). Only data areas change: no metadata is written, so there is no order to keep.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
+    private async ValueTask PunchAllocatedAsync(long offsetBytes, long lengthBytes)
     {
         long end = offsetBytes + lengthBytes;
         while (offsetBytes < end)
@@ -119,9 +110,10 @@ public sealed partial class VhdImage
             if (entry != VhdLayout.Unallocated)
             {
                 long at = BlockDataOffsetBytes(entry) + within;
-                if (!_file.TryPunchHole(at, pieceBytes) && !_file.TryZeroRange(at, pieceBytes))
+                if (!await _file.TryPunchHoleAsync(at, pieceBytes).ConfigureAwait(false)
+                    && !await _file.TryZeroRangeAsync(at, pieceBytes).ConfigureAwait(false))
                 {
-                    _file.WriteZeros(at, pieceBytes);
+                    await _file.WriteZerosAsync(at, pieceBytes).ConfigureAwait(false);
                 }
             }
 

@@ -101,14 +101,38 @@ public sealed class IoLoop : IDisposable
     public ValueTask<int> StartAsync(IoUringOp op, SafeHandle fd, Memory<byte> buffer, ulong offset, uint opFlags = 0)
     {
         Operation operation = Rent();
+        try
+        {
+            operation.Pin = buffer.Pin();
+        }
+        catch
+        {
+            operation.Release();
+            throw;
+        }
+
+        return Start(operation, op, fd, IoUring.AddressOf(operation.Pin), (uint)buffer.Length, offset, opFlags);
+    }
+
+    /// <summary>
+    /// Starts fallocate(2) on this loop; the result is 0 or a negative errno. The kernel runs it on one of its
+    /// workers (it may take as long as the range is big), so this thread never waits for it.
+    /// </summary>
+    public ValueTask<int> StartFallocateAsync(SafeHandle fd, FallocateMode mode, long offsetBytes, long lengthBytes)
+    {
+        // IORING_OP_FALLOCATE carries the length in addr and the mode in len (liburing's io_uring_prep_fallocate).
+        uint flags = (uint)PosixFile.FallocateFlags(mode);
+        return Start(Rent(), IoUringOp.Fallocate, fd, (ulong)lengthBytes, flags, (ulong)offsetBytes, 0);
+    }
+
+    private ValueTask<int> Start(Operation operation, IoUringOp op, SafeHandle fd, ulong address, uint length, ulong offset, uint opFlags)
+    {
         bool addedRef = false;
         try
         {
             fd.DangerousAddRef(ref addedRef);
             operation.Fd = fd;
-            operation.Pin = buffer.Pin();
-            ulong address = IoUring.AddressOf(operation.Pin);
-            Prepare(op, (int)fd.DangerousGetHandle(), address, (uint)buffer.Length, offset, opFlags, (ulong)operation.Index);
+            Prepare(op, (int)fd.DangerousGetHandle(), address, length, offset, opFlags, (ulong)operation.Index);
         }
         catch
         {

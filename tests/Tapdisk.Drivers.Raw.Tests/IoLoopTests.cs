@@ -16,6 +16,7 @@ public sealed class IoLoopTests
 {
     private const int Block = 4096;
     private const int Requests = 64;
+    private const int MiB = 1024 * 1024;
 
     private static bool ForcedThreads => Environment.GetEnvironmentVariable(IoEngine.Variable) == "threads";
 
@@ -177,6 +178,156 @@ public sealed class IoLoopTests
         });
     }
 
+    [Fact]
+    public void Trim_OnALoop_PunchesTheHoleThroughTheRing()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("trim.raw");
+        File.WriteAllBytes(path, Enumerable.Repeat((byte)5, 4 * MiB).ToArray());
+        long allocatedBefore = AllocatedBytes(path);
+        OnLoopThread(loop =>
+        {
+            using RawImage image = RawImage.Open(path, ImageOpenOptions.ReadWrite);
+            Assert.Equal(loop is null, image.MayBlock(BlockOperation.Trim, MiB, MiB));
+            Assert.Equal(loop is null, image.MayBlock(BlockOperation.Zero, MiB, MiB));
+            Assert.True(image.MayBlock(BlockOperation.Query, 0, MiB), "lseek(SEEK_DATA) has no ring opcode");
+
+            ValueTask trim = image.TrimAsync(MiB, MiB);
+            if (loop is not null)
+            {
+                // Prepared, not yet submitted: the loop thread did not make the system call.
+                Assert.False(trim.IsCompleted);
+                Assert.Equal(1, loop.InFlight);
+            }
+
+            Complete(loop, [trim]);
+            using ImageFile file = ImageFile.Open(path, readOnly: true, direct: false);
+            Assert.Equal(MiB, file.Seek(0, data: false));
+            Assert.Equal(2 * MiB, file.Seek(MiB, data: true));
+        });
+
+        Assert.True(AllocatedBytes(path) <= allocatedBefore - MiB, "the trimmed range was deallocated");
+        byte[] content = File.ReadAllBytes(path);
+        Assert.False(content.AsSpan(MiB, MiB).ContainsAnyExcept((byte)0));
+        Assert.False(content.AsSpan(0, MiB).ContainsAnyExcept((byte)5));
+        Assert.False(content.AsSpan(2 * MiB).ContainsAnyExcept((byte)5));
+    }
+
+    [Fact]
+    public void Zero_NoHoleFua_OnALoop_ZeroesThroughTheRingThenFlushes()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("zero.raw");
+        File.WriteAllBytes(path, Enumerable.Repeat((byte)6, 4 * MiB).ToArray());
+        long allocatedBefore = AllocatedBytes(path);
+        OnLoopThread(loop =>
+        {
+            using RawImage image = RawImage.Open(path, ImageOpenOptions.ReadWrite);
+            ValueTask zero = image.ZeroAsync(MiB, 2 * MiB, ZeroFlags.NoHole | ZeroFlags.Fua);
+            if (loop is not null)
+            {
+                // FALLOC_FL_ZERO_RANGE first; the fdatasync follows only once it has completed.
+                Assert.False(zero.IsCompleted);
+                Assert.Equal(1, loop.InFlight);
+            }
+
+            Complete(loop, [zero]);
+            Assert.Equal(0, loop?.InFlight ?? 0);
+        });
+
+        Assert.True(AllocatedBytes(path) >= allocatedBefore, "NO_HOLE keeps the range allocated");
+        byte[] content = File.ReadAllBytes(path);
+        Assert.False(content.AsSpan(MiB, 2 * MiB).ContainsAnyExcept((byte)0));
+        Assert.False(content.AsSpan(0, MiB).ContainsAnyExcept((byte)6));
+        Assert.False(content.AsSpan(3 * MiB).ContainsAnyExcept((byte)6));
+    }
+
+    [Fact]
+    public void WriteZeros_OnALoop_WritesChunkAfterChunkThroughTheRing()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("wz.raw");
+        File.WriteAllBytes(path, Enumerable.Repeat((byte)7, 4 * MiB).ToArray());
+        OnLoopThread(loop =>
+        {
+            using ImageFile file = ImageFile.Open(path, readOnly: false, direct: true);
+
+            // Zero's last resort (a file system without fallocate): more than one chunk of the shared zero buffer.
+            int length = AlignedBufferPool.ChunkBytes + (2 * Block);
+            ValueTask write = file.WriteZerosAsync(Block, length);
+            if (loop is not null)
+            {
+                Assert.False(write.IsCompleted);
+                Assert.Equal(1, loop.InFlight);
+            }
+
+            Complete(loop, [write]);
+        });
+
+        byte[] content = File.ReadAllBytes(path);
+        int zeroed = AlignedBufferPool.ChunkBytes + (2 * Block);
+        Assert.False(content.AsSpan(Block, zeroed).ContainsAnyExcept((byte)0));
+        Assert.Equal(7, content[Block - 1]);
+        Assert.Equal(7, content[Block + zeroed]);
+    }
+
+    [Fact]
+    public void TrimAndZero_OnALoop_AllocateNothingPerRequest()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("alloc.raw");
+        File.WriteAllBytes(path, Enumerable.Repeat((byte)4, 64 * Block).ToArray());
+        OnLoopThread(loop =>
+        {
+            using RawImage image = RawImage.Open(path, ImageOpenOptions.ReadWrite);
+            for (int i = 0; i < 64; i++)
+            {
+                Finish(loop, image.TrimAsync(i * Block, Block));
+                Finish(loop, image.ZeroAsync(i * Block, Block, ZeroFlags.NoHole));
+            }
+
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 256; i++)
+            {
+                Finish(loop, image.TrimAsync(i % 64 * Block, Block));
+                Finish(loop, image.ZeroAsync(i % 64 * Block, Block, ZeroFlags.NoHole));
+            }
+
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+#if DEBUG
+            // Debug builds compile async methods to classes, one object per call; CI runs the tests in Release.
+            Assert.True(allocated < 1024 * 1024, $"{allocated} bytes for 512 calls");
+#else
+            Assert.Equal(0, allocated);
+#endif
+        });
+    }
+
+    [Fact]
+    public void Fallocate_RefusedByTheKernel_IsFalse_ThroughTheRingAsSynchronously()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("ro-falloc.raw");
+        File.WriteAllBytes(path, Enumerable.Repeat((byte)8, 2 * Block).ToArray());
+        OnLoopThread(loop =>
+        {
+            // A read-only descriptor: fallocate fails with EBADF, which callers see as "cannot" (as EOPNOTSUPP).
+            using ImageFile file = ImageFile.Open(path, readOnly: true, direct: true);
+            Assert.False(file.TryPunchHole(0, Block));
+            ValueTask<bool> punch = file.TryPunchHoleAsync(0, Block);
+            ValueTask<bool> zero = file.TryZeroRangeAsync(Block, Block);
+            Assert.Equal(loop is null, punch.IsCompleted);
+            Assert.False(loop is null ? punch.Result : loop.Run(punch));
+            Assert.False(loop is null ? zero.Result : loop.Run(zero));
+            if (loop is not null)
+            {
+                Assert.Equal(-Errno.EBADF, loop.Run(loop.StartFallocateAsync(file.Handle, FallocateMode.PunchHole, 0, Block)));
+            }
+        });
+
+        Assert.False(File.ReadAllBytes(path).AsSpan().ContainsAnyExcept((byte)8));
+    }
+
     /// <summary>
     /// Eight times more requests than the submission ring holds, all started before the loop runs once: the loop
     /// must submit in batches, and the completions that pile up past the completion ring's size must neither be lost
@@ -322,6 +473,23 @@ public sealed class IoLoopTests
         }
     }
 
+
+    /// <summary>Runs the loop (without the wake-up <see cref="IoLoop.Run{T}"/> registers) until <paramref name="task"/> is done.</summary>
+    private static void Finish(IoLoop? loop, ValueTask task)
+    {
+        while (!task.IsCompleted)
+        {
+            loop!.RunOnce();
+        }
+
+        task.GetAwaiter().GetResult();
+    }
+
+    private static long AllocatedBytes(string path)
+    {
+        using ImageFile file = ImageFile.Open(path, readOnly: true, direct: false);
+        return file.Status.AllocatedBytes;
+    }
 
     /// <summary>Runs <paramref name="body"/> on a new thread that owns a loop (null on the fallback engine), then disposes it there.</summary>
     private static void OnLoopThread(Action<IoLoop?> body)

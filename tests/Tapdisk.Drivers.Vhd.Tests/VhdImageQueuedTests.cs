@@ -82,6 +82,80 @@ public sealed class VhdImageQueuedTests
         failure?.Throw();
     }
 
+    [Fact]
+    public void Trim_OnALoopThread_PunchesAllocatedDataThroughTheRing()
+    {
+        using var dir = new TempDirectory();
+        string vhd = dir.File("t.vhd");
+        VhdCreator.CreateDynamic(vhd, 4L * 2 * MiB);
+        byte[] data = Enumerable.Repeat((byte)9, 2 * 2 * MiB).ToArray();
+        using (IBlockImage image = Open(vhd))
+        {
+            // Blocks 0 and 1 allocated and full; blocks 2 and 3 stay unallocated.
+            Run(image.WriteAsync(0, data));
+        }
+
+        long sizeBefore = new FileInfo(vhd).Length;
+        long allocatedBefore = AllocatedBytes(vhd);
+        bool forcedThreads = Environment.GetEnvironmentVariable(IoEngine.Variable) == "threads";
+        ExceptionDispatchInfo? failure = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using IoLoop? loop = IoLoop.TryCreateForCurrentThread();
+                using IBlockImage image = Open(vhd);
+                Assert.Equal(loop is null, image.MayBlock(BlockOperation.Trim, 0, 8 * MiB));
+                Assert.True(image.MayBlock(BlockOperation.Zero, 0, MiB), "zero's flags may ask for written zeros through allocation");
+                if (loop is null)
+                {
+                    Assert.True(forcedThreads, IoEngine.Describe());
+                    Run(image.TrimAsync(MiB, 5 * MiB));
+                    Run(image.ZeroAsync(0, MiB / 2));
+                    return;
+                }
+
+                // From the second half of block 0 into unallocated block 2: two punches, one after the other.
+                ValueTask trim = image.TrimAsync(MiB, 5 * MiB);
+                Assert.False(trim.IsCompleted);
+                Assert.Equal(1, loop.InFlight);
+                loop.Run(trim.AsResult());
+                Assert.Equal(0, loop.InFlight);
+
+                // Zero without NoHole takes the same punch when it runs here (a frontend's lone request).
+                ValueTask zero = image.ZeroAsync(0, MiB / 2);
+                Assert.False(zero.IsCompleted);
+                loop.Run(zero.AsResult());
+            }
+            catch (Exception e)
+            {
+                failure = ExceptionDispatchInfo.Capture(e);
+            }
+        });
+        thread.Start();
+        thread.Join();
+        failure?.Throw();
+
+        using (IBlockImage image = Open(vhd, readOnly: true))
+        {
+            byte[] all = ReadAll(image);
+            Assert.False(all.AsSpan(0, MiB / 2).ContainsAnyExcept((byte)0));
+            Assert.False(all.AsSpan(MiB / 2, MiB / 2).ContainsAnyExcept((byte)9));
+            Assert.False(all.AsSpan(MiB).ContainsAnyExcept((byte)0));
+        }
+
+        // Holes in the data areas (3.5 MiB of the 4 written), the file's size and metadata as they were.
+        Assert.Equal(sizeBefore, new FileInfo(vhd).Length);
+        Assert.True(AllocatedBytes(vhd) <= allocatedBefore - (3 * MiB), $"{AllocatedBytes(vhd)} bytes still allocated of {allocatedBefore}");
+        AssertQemuCheckClean(vhd);
+    }
+
+    private static long AllocatedBytes(string path)
+    {
+        using ImageFile file = ImageFile.Open(path, readOnly: true, direct: false);
+        return file.Status.AllocatedBytes;
+    }
+
     /// <summary>Where each block's data starts in the file (BAT sector + the 1-sector bitmap), from the dynamic header's BAT.</summary>
     private static long[] DataOffsets(string vhd)
     {
