@@ -18,6 +18,17 @@ public sealed class IoLoop : IDisposable
     private const uint Entries = 128;
     private const ulong WakeToken = ulong.MaxValue;
 
+    /// <summary>The variable that turns registered buffers off ("0"), for A/B runs and kernels that misbehave.</summary>
+    public const string FixedBuffersVariable = "TAPDISK_IO_FIXED_BUFFERS";
+
+    // Registered buffers: an O_DIRECT request otherwise pins its pages and lets them go each time (11-14% of fio's
+    // CPU per 4 KiB read, bench/RESULTS.md). As many slots as the ring has entries, so the buffers of a full ring
+    // of requests all fit; only pooled buffers up to 128 KiB (small requests are where the per-request cost
+    // shows), which bounds what a loop's slots keep pinned to 16 MiB.
+    private const int BufferSlots = (int)Entries;
+    private const int MaxFixedBufferBytes = 128 * 1024;
+    private static readonly bool s_fixedBuffersAllowed = Environment.GetEnvironmentVariable(FixedBuffersVariable) != "0";
+
     [ThreadStatic]
     private static IoLoop? s_current;
 
@@ -45,6 +56,15 @@ public sealed class IoLoop : IDisposable
     private bool _wakeArmed;
     private bool _disposed;
 
+    // Slot i holds _slotBuffer[i] (by identity: a buffer freed and another allocated at its address never match);
+    // _slotUsed is CLOCK's reference bit, so a working set that fits stays registered.
+    private bool _fixedBuffers;
+    private AlignedMemory?[]? _slotBuffer;
+    private bool[]? _slotUsed;
+    private Dictionary<AlignedMemory, int>? _slotOf;
+    private int _slotsFilled;
+    private int _slotHand;
+
     private IoLoop(IoUring ring)
     {
         _ring = ring;
@@ -67,6 +87,12 @@ public sealed class IoLoop : IDisposable
     /// <summary>I/O of this loop still in the kernel (the wake-up read excluded).</summary>
     public int InFlight => _inFlight;
 
+    /// <summary>Whether reads and writes into pooled buffers use registered buffers (READ_FIXED, WRITE_FIXED).</summary>
+    public bool FixedBuffers => _fixedBuffers;
+
+    /// <summary>Buffers registered with this loop's ring now.</summary>
+    public int RegisteredBuffers => _slotOf?.Count ?? 0;
+
     /// <summary>A loop for the calling thread when the process's engine is io_uring; null on the fallback engine.</summary>
     public static IoLoop? TryCreateForCurrentThread()
     {
@@ -83,6 +109,15 @@ public sealed class IoLoop : IDisposable
         }
 
         var loop = new IoLoop(ring!);
+        if (s_fixedBuffersAllowed && ring!.TryRegisterBufferTable(BufferSlots) == 0)
+        {
+            // Before Linux 5.19 (no sparse tables) or where locked memory is short, requests name plain buffers.
+            loop._fixedBuffers = true;
+            loop._slotBuffer = new AlignedMemory?[BufferSlots];
+            loop._slotUsed = new bool[BufferSlots];
+            loop._slotOf = new Dictionary<AlignedMemory, int>(BufferSlots, ReferenceEqualityComparer.Instance);
+        }
+
         s_current = loop;
         return loop;
     }
@@ -111,7 +146,88 @@ public sealed class IoLoop : IDisposable
             throw;
         }
 
-        return Start(operation, op, fd, IoUring.AddressOf(operation.Pin), (uint)buffer.Length, offset, opFlags);
+        ushort slot = 0;
+        if (_fixedBuffers && op is IoUringOp.Read or IoUringOp.Write && TryGetSlot(buffer, out slot))
+        {
+            op = op == IoUringOp.Read ? IoUringOp.ReadFixed : IoUringOp.WriteFixed;
+        }
+
+        return Start(operation, op, fd, IoUring.AddressOf(operation.Pin), (uint)buffer.Length, offset, opFlags, slot);
+    }
+
+    /// <summary>
+    /// The registered slot of the pooled buffer <paramref name="buffer"/> lies in, registering it if a slot is free or
+    /// its holder was not used since the hand last passed; false to send the request with a plain buffer.
+    /// </summary>
+    private bool TryGetSlot(Memory<byte> buffer, out ushort slot)
+    {
+        slot = 0;
+        if (!MemoryMarshal.TryGetMemoryManager<byte, AlignedMemory>(buffer, out AlignedMemory? owner) || owner.Length > MaxFixedBufferBytes)
+        {
+            return false;
+        }
+
+        if (_slotOf!.TryGetValue(owner, out int found))
+        {
+            _slotUsed![found] = true;
+            slot = (ushort)found;
+            return true;
+        }
+
+        int victim = -1;
+        if (_slotsFilled < BufferSlots)
+        {
+            victim = _slotsFilled;
+        }
+        else
+        {
+            // A bounded sweep: a working set larger than the table must not pay a registration per request.
+            for (int i = 0; i < 8 && victim < 0; i++)
+            {
+                int at = _slotHand;
+                _slotHand = (_slotHand + 1) % BufferSlots;
+                if (_slotUsed![at])
+                {
+                    _slotUsed[at] = false;
+                }
+                else
+                {
+                    victim = at;
+                }
+            }
+
+            if (victim < 0)
+            {
+                return false;
+            }
+        }
+
+        // Replacing a slot that requests in flight still use is safe: the kernel keeps the old registration until
+        // they complete.
+        using (MemoryHandle pinned = owner.Pin())
+        {
+            if (_ring.TryUpdateBuffer((uint)victim, IoUring.AddressOf(pinned), (ulong)owner.Length) != 0)
+            {
+                // Locked memory ran out (or the kernel refused): stop asking, plain buffers from here on.
+                _fixedBuffers = false;
+                return false;
+            }
+        }
+
+        if (victim == _slotsFilled)
+        {
+            _slotsFilled++;
+        }
+        else
+        {
+            _slotOf.Remove(_slotBuffer![victim]!);
+        }
+
+        _slotBuffer![victim] = owner;
+        _slotUsed![victim] = true;
+        _slotOf.Add(owner, victim);
+        slot = (ushort)victim;
+        return true;
     }
 
     /// <summary>
@@ -125,14 +241,14 @@ public sealed class IoLoop : IDisposable
         return Start(Rent(), IoUringOp.Fallocate, fd, (ulong)lengthBytes, flags, (ulong)offsetBytes, 0);
     }
 
-    private ValueTask<int> Start(Operation operation, IoUringOp op, SafeHandle fd, ulong address, uint length, ulong offset, uint opFlags)
+    private ValueTask<int> Start(Operation operation, IoUringOp op, SafeHandle fd, ulong address, uint length, ulong offset, uint opFlags, ushort bufferIndex = 0)
     {
         bool addedRef = false;
         try
         {
             fd.DangerousAddRef(ref addedRef);
             operation.Fd = fd;
-            Prepare(op, (int)fd.DangerousGetHandle(), address, length, offset, opFlags, (ulong)operation.Index);
+            Prepare(op, (int)fd.DangerousGetHandle(), address, length, offset, opFlags, (ulong)operation.Index, bufferIndex);
         }
         catch
         {
@@ -345,9 +461,9 @@ public sealed class IoLoop : IDisposable
         _wakeArmed = true;
     }
 
-    private void Prepare(IoUringOp op, int fd, ulong address, uint length, ulong offset, uint opFlags, ulong userData)
+    private void Prepare(IoUringOp op, int fd, ulong address, uint length, ulong offset, uint opFlags, ulong userData, ushort bufferIndex = 0)
     {
-        while (!_ring.TryPrepare(op, fd, address, length, offset, opFlags, userData))
+        while (!_ring.TryPrepare(op, fd, address, length, offset, opFlags, userData, bufferIndex))
         {
             // Submission ring full: hand what is there to the kernel (no wait) and try again.
             int errno = _ring.Enter(0);
