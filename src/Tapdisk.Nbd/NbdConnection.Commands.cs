@@ -11,18 +11,10 @@ namespace Tapdisk.Nbd;
 /// </summary>
 internal sealed partial class NbdConnection
 {
-    public void Execute(NbdRequest request)
-    {
-        ValueTask pending = RunRequestAsync(request);
-        if (!pending.IsCompleted)
-        {
-            // RunRequestAsync never faults; the continuation queues the reply itself.
-            _ = pending.AsTask();
-        }
-    }
+    // RunRequestAsync never faults and queues the reply itself: nothing awaits it.
+    public void Execute(NbdRequest request) => _ = RunRequestAsync(request);
 
-    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
-    private async ValueTask RunRequestAsync(NbdRequest request)
+    private async DetachedCall RunRequestAsync(NbdRequest request)
     {
         BlockBackend backend = _export!.Backend;
         Exception? failure = null;

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
 using System.Threading.Tasks.Sources;
 
 namespace Tapdisk.Storage;
@@ -40,6 +41,56 @@ public struct PooledValueTaskBuilder
     public void AwaitUnsafeOnCompleted<TAwaiter, TStateMachine>(ref TAwaiter awaiter, ref TStateMachine stateMachine)
         where TAwaiter : ICriticalNotifyCompletion
         where TStateMachine : IAsyncStateMachine => _inner.AwaitUnsafeOnCompleted(ref awaiter, ref stateMachine);
+}
+
+/// <summary>
+/// The return of a request's top-level call that nobody awaits, because its own code answers the request: the
+/// builder gives the call's box back to its pool when the call ends. (<c>_ = valueTask.AsTask()</c> did the same
+/// with a Task allocated per request.) A fault is rethrown on the thread pool, as an async void method's would be.
+/// </summary>
+[AsyncMethodBuilder(typeof(PooledDetachedBuilder))]
+public readonly struct DetachedCall;
+
+/// <summary>The builder of <see cref="DetachedCall"/> methods (boxes pooled as <see cref="PooledValueTaskBuilder"/>'s).</summary>
+public struct PooledDetachedBuilder
+{
+    private PooledValueTaskBuilder<bool> _inner;
+
+    public static PooledDetachedBuilder Create() => default;
+
+    public readonly DetachedCall Task => default;
+
+    public readonly void Start<TStateMachine>(ref TStateMachine stateMachine)
+        where TStateMachine : IAsyncStateMachine => _inner.Start(ref stateMachine);
+
+    public readonly void SetStateMachine(IAsyncStateMachine stateMachine)
+    {
+        // Only for boxing by the runtime's own builders; this one boxes itself.
+    }
+
+    public void SetResult() => _inner.SetResult(true);
+
+    public void SetException(Exception exception)
+    {
+        if (!_inner.HasBox)
+        {
+            // Faulted before its first suspension: nobody will ever look at it.
+            PooledStateMachineBox<bool>.Rethrow(exception);
+            return;
+        }
+
+        _inner.SetException(exception);
+    }
+
+    public void AwaitOnCompleted<TAwaiter, TStateMachine>(ref TAwaiter awaiter, ref TStateMachine stateMachine)
+        where TAwaiter : INotifyCompletion
+        where TStateMachine : IAsyncStateMachine =>
+        awaiter.OnCompleted(_inner.DetachedBox(ref stateMachine).MoveNextAction);
+
+    public void AwaitUnsafeOnCompleted<TAwaiter, TStateMachine>(ref TAwaiter awaiter, ref TStateMachine stateMachine)
+        where TAwaiter : ICriticalNotifyCompletion
+        where TStateMachine : IAsyncStateMachine =>
+        awaiter.UnsafeOnCompleted(_inner.DetachedBox(ref stateMachine).MoveNextAction);
 }
 
 /// <summary><see cref="PooledValueTaskBuilder"/> for methods returning <see cref="ValueTask{TResult}"/>.</summary>
@@ -94,6 +145,22 @@ public struct PooledValueTaskBuilder<TResult>
         }
     }
 
+    internal readonly bool HasBox => _box is not null;
+
+    /// <summary>The box, rented at the first suspension with a continuation that returns it when the call completes.</summary>
+    internal PooledStateMachineBox<TResult> DetachedBox<TStateMachine>(ref TStateMachine stateMachine)
+        where TStateMachine : IAsyncStateMachine
+    {
+        bool first = _box is null;
+        PooledStateMachineBox<TResult> box = PooledStateMachineBox<TResult>.For(ref _box, ref stateMachine);
+        if (first)
+        {
+            box.ReturnWhenCompleted();
+        }
+
+        return box;
+    }
+
     public void AwaitOnCompleted<TAwaiter, TStateMachine>(ref TAwaiter awaiter, ref TStateMachine stateMachine)
         where TAwaiter : INotifyCompletion
         where TStateMachine : IAsyncStateMachine =>
@@ -138,6 +205,27 @@ public abstract class PooledStateMachineBox<TResult> : IValueTaskSource<TResult>
         rented.StateMachine = stateMachine;
         return rented;
     }
+
+    /// <summary>Consumes the result itself when the call completes (nobody awaits it), which returns the box.</summary>
+    internal void ReturnWhenCompleted() =>
+        _core.OnCompleted(s_consume, this, _core.Version, ValueTaskSourceOnCompletedFlags.None);
+
+    private static readonly Action<object?> s_consume = static state =>
+    {
+        var box = (PooledStateMachineBox<TResult>)state!;
+        try
+        {
+            box.GetResult(box.Version);
+        }
+        catch (Exception e)
+        {
+            Rethrow(e);
+        }
+    };
+
+    /// <summary>A fault nobody awaits: rethrown on the thread pool (the process's unhandled-exception path).</summary>
+    internal static void Rethrow(Exception exception) =>
+        ThreadPool.UnsafeQueueUserWorkItem(static e => ExceptionDispatchInfo.Throw(e), exception, preferLocal: false);
 
     internal void SetResult(TResult result) => _core.SetResult(result);
 
