@@ -22,11 +22,12 @@ public sealed class IoLoop : IDisposable
     public const string FixedBuffersVariable = "TAPDISK_IO_FIXED_BUFFERS";
 
     // Registered buffers: an O_DIRECT request otherwise pins its pages and lets them go each time (11-14% of fio's
-    // CPU per 4 KiB read, bench/RESULTS.md). As many slots as the ring has entries, so the buffers of a full ring
-    // of requests all fit; only pooled buffers up to 128 KiB (small requests are where the per-request cost
-    // shows), which bounds what a loop's slots keep pinned to 16 MiB.
+    // CPU per 4 KiB read, bench/RESULTS.md; 14% of tapdisk's samples in nbdcopy's 256 KiB reads). As many slots as the
+    // ring has entries, pooled buffers up to 1 MiB, and at most 32 MiB registered per loop: a buffer the pool frees
+    // while registered stays pinned until its slot is reused, so the budget bounds that too.
     private const int BufferSlots = (int)Entries;
-    private const int MaxFixedBufferBytes = 128 * 1024;
+    private const int MaxFixedBufferBytes = 1024 * 1024;
+    private const long FixedBufferBudgetBytes = 32L * 1024 * 1024;
     private static readonly bool s_fixedBuffersAllowed = Environment.GetEnvironmentVariable(FixedBuffersVariable) != "0";
 
     [ThreadStatic]
@@ -62,7 +63,8 @@ public sealed class IoLoop : IDisposable
     private AlignedMemory?[]? _slotBuffer;
     private bool[]? _slotUsed;
     private Dictionary<AlignedMemory, int>? _slotOf;
-    private int _slotsFilled;
+    private readonly Stack<int> _freeSlots = new();
+    private long _registeredBytes;
     private int _slotHand;
 
     private IoLoop(IoUring ring)
@@ -116,6 +118,10 @@ public sealed class IoLoop : IDisposable
             loop._slotBuffer = new AlignedMemory?[BufferSlots];
             loop._slotUsed = new bool[BufferSlots];
             loop._slotOf = new Dictionary<AlignedMemory, int>(BufferSlots, ReferenceEqualityComparer.Instance);
+            for (int slot = BufferSlots - 1; slot >= 0; slot--)
+            {
+                loop._freeSlots.Push(slot);
+            }
         }
 
         s_current = loop;
@@ -156,8 +162,9 @@ public sealed class IoLoop : IDisposable
     }
 
     /// <summary>
-    /// The registered slot of the pooled buffer <paramref name="buffer"/> lies in, registering it if a slot is free or
-    /// its holder was not used since the hand last passed; false to send the request with a plain buffer.
+    /// The registered slot of the pooled buffer <paramref name="buffer"/> lies in, registering it when a slot and the
+    /// budget allow (evicting buffers not used since CLOCK's hand last passed); false to send the request with a
+    /// plain buffer.
     /// </summary>
     private bool TryGetSlot(Memory<byte> buffer, out ushort slot)
     {
@@ -174,39 +181,33 @@ public sealed class IoLoop : IDisposable
             return true;
         }
 
-        int victim = -1;
-        if (_slotsFilled < BufferSlots)
+        // A bounded sweep: a working set larger than the table must not pay a registration per request.
+        for (int step = 0; step < 8 && (_freeSlots.Count == 0 || _registeredBytes + owner.Length > FixedBufferBudgetBytes); step++)
         {
-            victim = _slotsFilled;
-        }
-        else
-        {
-            // A bounded sweep: a working set larger than the table must not pay a registration per request.
-            for (int i = 0; i < 8 && victim < 0; i++)
+            int at = _slotHand;
+            _slotHand = (_slotHand + 1) % BufferSlots;
+            if (_slotUsed![at])
             {
-                int at = _slotHand;
-                _slotHand = (_slotHand + 1) % BufferSlots;
-                if (_slotUsed![at])
-                {
-                    _slotUsed[at] = false;
-                }
-                else
-                {
-                    victim = at;
-                }
+                _slotUsed[at] = false;
             }
-
-            if (victim < 0)
+            else if (_slotBuffer![at] is { } held && !Unregister(at, held))
             {
                 return false;
             }
         }
 
-        // Replacing a slot that requests in flight still use is safe: the kernel keeps the old registration until
-        // they complete.
+        if (_freeSlots.Count == 0 || _registeredBytes + owner.Length > FixedBufferBudgetBytes)
+        {
+            return false;
+        }
+
+        int free = _freeSlots.Peek();
+
+        // Replacing or clearing a slot that requests in flight still use is safe: the kernel keeps the old
+        // registration until they complete.
         using (MemoryHandle pinned = owner.Pin())
         {
-            if (_ring.TryUpdateBuffer((uint)victim, IoUring.AddressOf(pinned), (ulong)owner.Length) != 0)
+            if (_ring.TryUpdateBuffer((uint)free, IoUring.AddressOf(pinned), (ulong)owner.Length) != 0)
             {
                 // Locked memory ran out (or the kernel refused): stop asking, plain buffers from here on.
                 _fixedBuffers = false;
@@ -214,19 +215,29 @@ public sealed class IoLoop : IDisposable
             }
         }
 
-        if (victim == _slotsFilled)
+        _freeSlots.Pop();
+        _slotBuffer![free] = owner;
+        _slotUsed![free] = true;
+        _slotOf.Add(owner, free);
+        _registeredBytes += owner.Length;
+        slot = (ushort)free;
+        return true;
+    }
+
+    /// <summary>Empties slot <paramref name="at"/> (its pages unpinned once no request uses them); false if the kernel refused.</summary>
+    private bool Unregister(int at, AlignedMemory held)
+    {
+        if (_ring.TryUpdateBuffer((uint)at, 0, 0) != 0)
         {
-            _slotsFilled++;
-        }
-        else
-        {
-            _slotOf.Remove(_slotBuffer![victim]!);
+            _fixedBuffers = false;
+            return false;
         }
 
-        _slotBuffer![victim] = owner;
-        _slotUsed![victim] = true;
-        _slotOf.Add(owner, victim);
-        slot = (ushort)victim;
+        _slotOf!.Remove(held);
+        _slotBuffer![at] = null;
+        _slotUsed![at] = false;
+        _registeredBytes -= held.Length;
+        _freeSlots.Push(at);
         return true;
     }
 

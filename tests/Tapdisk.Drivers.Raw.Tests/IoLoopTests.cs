@@ -522,6 +522,55 @@ public sealed class IoLoopTests
     }
 
     [Fact]
+    public void FixedBuffers_BigBuffers_StayWithinTheLoopsBudget_AndReadCorrectly()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("big.raw");
+        const int Buffers = 48; // 48 MiB of 1 MiB buffers against a 32 MiB budget, plus one 2 MiB buffer (never registered)
+        byte[] content = new byte[2 * MiB];
+        new Random(7).NextBytes(content);
+        File.WriteAllBytes(path, content);
+        OnLoopThread(loop =>
+        {
+            using ImageFile file = ImageFile.Open(path, readOnly: true, direct: true);
+            var buffers = new AlignedMemory[Buffers + 1];
+            try
+            {
+                for (int round = 0; round < 2; round++)
+                {
+                    var reads = new ValueTask<int>[Buffers + 1];
+                    for (int i = 0; i <= Buffers; i++)
+                    {
+                        buffers[i] ??= new AlignedMemory(i == Buffers ? 2 * MiB : MiB);
+                        buffers[i].GetSpan().Clear();
+                        reads[i] = file.ReadAsync(buffers[i].Memory, i == Buffers ? 0 : (i % 2) * MiB);
+                    }
+
+                    for (int i = 0; i <= Buffers; i++)
+                    {
+                        int expected = buffers[i].Length;
+                        Assert.Equal(expected, loop is null ? reads[i].Result : loop.Run(reads[i]));
+                        int from = i == Buffers ? 0 : (i % 2) * MiB;
+                        Assert.True(buffers[i].GetSpan().SequenceEqual(content.AsSpan(from, expected)), $"round {round}, buffer {i}");
+                    }
+
+                    if (loop is not null)
+                    {
+                        Assert.InRange(loop.RegisteredBuffers, 1, 32);
+                    }
+                }
+            }
+            finally
+            {
+                foreach (AlignedMemory? b in buffers)
+                {
+                    ((IDisposable?)b)?.Dispose();
+                }
+            }
+        });
+    }
+
+    [Fact]
     public void FixedBuffers_BufferFreedAndAnotherMapped_TheReadLandsInTheNewOne()
     {
         // 128 KiB: glibc maps an allocation this size on its own and unmaps it when freed, so the next one may get
