@@ -1,4 +1,3 @@
-using System.Runtime.ExceptionServices;
 using Tapdisk.Abi;
 using Tapdisk.Storage;
 using Tapdisk.Testing;
@@ -32,7 +31,7 @@ public sealed class IoLoopTests
         using var dir = new TempDirectory();
         string path = dir.File("r.raw");
         File.WriteAllBytes(path, new byte[Requests * Block * 2]);
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             using RawImage image = RawImage.Open(path, ImageOpenOptions.ReadWrite);
             Assert.True(image.IsDirect);
@@ -100,7 +99,7 @@ public sealed class IoLoopTests
         using var dir = new TempDirectory();
         string path = dir.File("short.raw");
         File.WriteAllBytes(path, new byte[3 * Block]);
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             using ImageFile file = ImageFile.Open(path, readOnly: true, direct: true);
             AlignedMemory buffer = AlignedBufferPool.Shared.Rent(4 * Block);
@@ -123,7 +122,7 @@ public sealed class IoLoopTests
         using var dir = new TempDirectory();
         string path = dir.File("sync.raw");
         File.WriteAllBytes(path, Enumerable.Repeat((byte)7, 2 * Block).ToArray());
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             if (loop is null)
             {
@@ -162,7 +161,7 @@ public sealed class IoLoopTests
         using var dir = new TempDirectory();
         string path = dir.File("ro.raw");
         File.WriteAllBytes(path, new byte[Block]);
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             if (loop is null)
             {
@@ -185,7 +184,7 @@ public sealed class IoLoopTests
         string path = dir.File("trim.raw");
         File.WriteAllBytes(path, Enumerable.Repeat((byte)5, 4 * MiB).ToArray());
         long allocatedBefore = AllocatedBytes(path);
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             using RawImage image = RawImage.Open(path, ImageOpenOptions.ReadWrite);
             Assert.Equal(loop is null, image.MayBlock(BlockOperation.Trim, MiB, MiB));
@@ -220,7 +219,7 @@ public sealed class IoLoopTests
         string path = dir.File("zero.raw");
         File.WriteAllBytes(path, Enumerable.Repeat((byte)6, 4 * MiB).ToArray());
         long allocatedBefore = AllocatedBytes(path);
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             using RawImage image = RawImage.Open(path, ImageOpenOptions.ReadWrite);
             ValueTask zero = image.ZeroAsync(MiB, 2 * MiB, ZeroFlags.NoHole | ZeroFlags.Fua);
@@ -248,7 +247,7 @@ public sealed class IoLoopTests
         using var dir = new TempDirectory();
         string path = dir.File("wz.raw");
         File.WriteAllBytes(path, Enumerable.Repeat((byte)7, 4 * MiB).ToArray());
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             using ImageFile file = ImageFile.Open(path, readOnly: false, direct: true);
 
@@ -277,7 +276,7 @@ public sealed class IoLoopTests
         using var dir = new TempDirectory();
         string path = dir.File("alloc.raw");
         File.WriteAllBytes(path, Enumerable.Repeat((byte)4, 64 * Block).ToArray());
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             using RawImage image = RawImage.Open(path, ImageOpenOptions.ReadWrite);
             for (int i = 0; i < 64; i++)
@@ -309,7 +308,7 @@ public sealed class IoLoopTests
         using var dir = new TempDirectory();
         string path = dir.File("ro-falloc.raw");
         File.WriteAllBytes(path, Enumerable.Repeat((byte)8, 2 * Block).ToArray());
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             // A read-only descriptor: fallocate fails with EBADF, which callers see as "cannot" (as EOPNOTSUPP).
             using ImageFile file = ImageFile.Open(path, readOnly: true, direct: true);
@@ -346,7 +345,7 @@ public sealed class IoLoopTests
         }
 
         File.WriteAllBytes(path, content);
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             if (loop is null)
             {
@@ -386,7 +385,7 @@ public sealed class IoLoopTests
         using var dir = new TempDirectory();
         string path = dir.File("pass.raw");
         File.WriteAllBytes(path, new byte[Reads * 512]);
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             if (loop is null)
             {
@@ -465,7 +464,7 @@ public sealed class IoLoopTests
         const int Buffers = 300; // more than the loop's 128 slots: the table fills, then recycles
         const int Size = 8 * Block;
         File.WriteAllBytes(path, new byte[Buffers * Size]);
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             using ImageFile file = ImageFile.Open(path, readOnly: false, direct: true);
             var buffers = new AlignedMemory[Buffers];
@@ -530,7 +529,7 @@ public sealed class IoLoopTests
         byte[] content = new byte[2 * MiB];
         new Random(7).NextBytes(content);
         File.WriteAllBytes(path, content);
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             using ImageFile file = ImageFile.Open(path, readOnly: true, direct: true);
             var buffers = new AlignedMemory[Buffers + 1];
@@ -581,7 +580,7 @@ public sealed class IoLoopTests
         byte[] content = new byte[Size];
         content.AsSpan().Fill(0x5C);
         File.WriteAllBytes(path, content);
-        OnLoopThread(loop =>
+        LoopThread.Run(loop =>
         {
             using ImageFile file = ImageFile.Open(path, readOnly: true, direct: true);
             var addresses = new HashSet<ulong>();
@@ -639,26 +638,5 @@ public sealed class IoLoopTests
     {
         using ImageFile file = ImageFile.Open(path, readOnly: true, direct: false);
         return file.Status.AllocatedBytes;
-    }
-
-    /// <summary>Runs <paramref name="body"/> on a new thread that owns a loop (null on the fallback engine), then disposes it there.</summary>
-    private static void OnLoopThread(Action<IoLoop?> body)
-    {
-        ExceptionDispatchInfo? failure = null;
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                using IoLoop? loop = IoLoop.TryCreateForCurrentThread();
-                body(loop);
-            }
-            catch (Exception e)
-            {
-                failure = ExceptionDispatchInfo.Capture(e);
-            }
-        });
-        thread.Start();
-        thread.Join();
-        failure?.Throw();
     }
 }

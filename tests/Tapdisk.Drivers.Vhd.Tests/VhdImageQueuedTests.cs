@@ -1,4 +1,3 @@
-using System.Runtime.ExceptionServices;
 using Tapdisk.Abi;
 using Tapdisk.Storage;
 using Tapdisk.Testing;
@@ -29,57 +28,45 @@ public sealed class VhdImageQueuedTests
         long[] dataOffsets = DataOffsets(vhd);
         Assert.Equal(1, dataOffsets.Count(o => o % 4096 == 0));
         bool forcedThreads = Environment.GetEnvironmentVariable(IoEngine.Variable) == "threads";
-        ExceptionDispatchInfo? failure = null;
-        var thread = new Thread(() =>
+        LoopThread.Run(loop =>
         {
+            using IBlockImage image = Open(vhd);
+            if (loop is null)
+            {
+                // The fallback engine: every request may block, so every one goes to the I/O workers.
+                Assert.True(forcedThreads, IoEngine.Describe());
+                Assert.True(image.MayBlock(BlockOperation.Read, 0, 4096));
+                return;
+            }
+
+            // Bitmaps not loaded yet: finding the data needs metadata I/O.
+            Assert.True(image.MayBlock(BlockOperation.Read, 0, 4096));
+            AlignedMemory buffer = AlignedBufferPool.Shared.Rent(4096);
             try
             {
-                using IoLoop? loop = IoLoop.TryCreateForCurrentThread();
-                using IBlockImage image = Open(vhd);
-                if (loop is null)
-                {
-                    // The fallback engine: every request may block, so every one goes to the I/O workers.
-                    Assert.True(forcedThreads, IoEngine.Describe());
-                    Assert.True(image.MayBlock(BlockOperation.Read, 0, 4096));
-                    return;
-                }
-
-                // Bitmaps not loaded yet: finding the data needs metadata I/O.
-                Assert.True(image.MayBlock(BlockOperation.Read, 0, 4096));
-                AlignedMemory buffer = AlignedBufferPool.Shared.Rent(4096);
-                try
-                {
-                    for (int block = 0; block < Blocks; block++)
-                    {
-                        long offset = (long)block * 2 * MiB;
-                        // The synchronous path loads the bitmap (a full block from then on), then the data.
-                        loop.Run(image.ReadAsync(offset, buffer.Memory[..4096]).AsResult());
-                        Assert.Equal((byte)(offset >> 12), buffer.GetSpan()[0]);
-                    }
-                }
-                finally
-                {
-                    AlignedBufferPool.Shared.Return(buffer);
-                }
-
                 for (int block = 0; block < Blocks; block++)
                 {
                     long offset = (long)block * 2 * MiB;
-                    Assert.False(image.MayBlock(BlockOperation.Read, offset, 4096), $"read in block {block}");
-                    bool aligned = dataOffsets[block] % 4096 == 0;
-                    Assert.True(image.MayBlock(BlockOperation.Write, offset, 4096) != aligned, $"overwrite in block {block}, data at file offset {dataOffsets[block]}");
+                    // The synchronous path loads the bitmap (a full block from then on), then the data.
+                    loop.Run(image.ReadAsync(offset, buffer.Memory[..4096]).AsResult());
+                    Assert.Equal((byte)(offset >> 12), buffer.GetSpan()[0]);
                 }
-
-                Assert.True(image.MayBlock(BlockOperation.Read, (2 * MiB) - 4096, 8192), "a read across two blocks takes the synchronous path");
             }
-            catch (Exception e)
+            finally
             {
-                failure = ExceptionDispatchInfo.Capture(e);
+                AlignedBufferPool.Shared.Return(buffer);
             }
+
+            for (int block = 0; block < Blocks; block++)
+            {
+                long offset = (long)block * 2 * MiB;
+                Assert.False(image.MayBlock(BlockOperation.Read, offset, 4096), $"read in block {block}");
+                bool aligned = dataOffsets[block] % 4096 == 0;
+                Assert.True(image.MayBlock(BlockOperation.Write, offset, 4096) != aligned, $"overwrite in block {block}, data at file offset {dataOffsets[block]}");
+            }
+
+            Assert.True(image.MayBlock(BlockOperation.Read, (2 * MiB) - 4096, 8192), "a read across two blocks takes the synchronous path");
         });
-        thread.Start();
-        thread.Join();
-        failure?.Throw();
     }
 
     [Fact]
@@ -98,43 +85,31 @@ public sealed class VhdImageQueuedTests
         long sizeBefore = new FileInfo(vhd).Length;
         long allocatedBefore = AllocatedBytes(vhd);
         bool forcedThreads = Environment.GetEnvironmentVariable(IoEngine.Variable) == "threads";
-        ExceptionDispatchInfo? failure = null;
-        var thread = new Thread(() =>
+        LoopThread.Run(loop =>
         {
-            try
+            using IBlockImage image = Open(vhd);
+            Assert.Equal(loop is null, image.MayBlock(BlockOperation.Trim, 0, 8 * MiB));
+            Assert.True(image.MayBlock(BlockOperation.Zero, 0, MiB), "zero's flags may ask for written zeros through allocation");
+            if (loop is null)
             {
-                using IoLoop? loop = IoLoop.TryCreateForCurrentThread();
-                using IBlockImage image = Open(vhd);
-                Assert.Equal(loop is null, image.MayBlock(BlockOperation.Trim, 0, 8 * MiB));
-                Assert.True(image.MayBlock(BlockOperation.Zero, 0, MiB), "zero's flags may ask for written zeros through allocation");
-                if (loop is null)
-                {
-                    Assert.True(forcedThreads, IoEngine.Describe());
-                    Run(image.TrimAsync(MiB, 5 * MiB));
-                    Run(image.ZeroAsync(0, MiB / 2));
-                    return;
-                }
-
-                // From the second half of block 0 into unallocated block 2: two punches, one after the other.
-                ValueTask trim = image.TrimAsync(MiB, 5 * MiB);
-                Assert.False(trim.IsCompleted);
-                Assert.Equal(1, loop.InFlight);
-                loop.Run(trim.AsResult());
-                Assert.Equal(0, loop.InFlight);
-
-                // Zero without NoHole takes the same punch when it runs here (a frontend's lone request).
-                ValueTask zero = image.ZeroAsync(0, MiB / 2);
-                Assert.False(zero.IsCompleted);
-                loop.Run(zero.AsResult());
+                Assert.True(forcedThreads, IoEngine.Describe());
+                Run(image.TrimAsync(MiB, 5 * MiB));
+                Run(image.ZeroAsync(0, MiB / 2));
+                return;
             }
-            catch (Exception e)
-            {
-                failure = ExceptionDispatchInfo.Capture(e);
-            }
+
+            // From the second half of block 0 into unallocated block 2: two punches, one after the other.
+            ValueTask trim = image.TrimAsync(MiB, 5 * MiB);
+            Assert.False(trim.IsCompleted);
+            Assert.Equal(1, loop.InFlight);
+            loop.Run(trim.AsResult());
+            Assert.Equal(0, loop.InFlight);
+
+            // Zero without NoHole takes the same punch when it runs here (a frontend's lone request).
+            ValueTask zero = image.ZeroAsync(0, MiB / 2);
+            Assert.False(zero.IsCompleted);
+            loop.Run(zero.AsResult());
         });
-        thread.Start();
-        thread.Join();
-        failure?.Throw();
 
         using (IBlockImage image = Open(vhd, readOnly: true))
         {
