@@ -11,8 +11,8 @@ namespace Tapdisk.Filters.Cache;
 /// <summary>
 /// blktap's "bc" layer (ADD_CACHE, control-xen.md 7.1 type 7): between a leaf and its read-only parent, it answers the
 /// parent's reads from the process-wide <see cref="ParentCache"/>, so VBDs over one golden image read each granule from
-/// its file once. A hit decodes straight into the request's buffer (a thread's scratch granule when the request covers
-/// part of one) and allocates nothing; a miss reads the whole 16 KiB granule from the parent and stores it.
+/// its file once. A hit decodes straight into the request's buffer (into a thread's scratch granule, only up to the
+/// piece's end, when the request covers part of one further in) and allocates nothing; a miss reads the whole 16 KiB granule from the parent and stores it.
 /// </summary>
 public sealed class BlockCacheFilter : BlockFilter, IBlockImage
 {
@@ -113,9 +113,10 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
     }
 
     /// <summary>Decodes <paramref name="entry"/>'s bytes [within, within + length) into <paramref name="target"/>.</summary>
-    private static bool TryCopy(CacheEntry entry, int within, Span<byte> target)
+    internal static bool TryCopy(CacheEntry entry, int within, Span<byte> target)
     {
-        if (within + target.Length > entry.RawLength)
+        int end = within + target.Length;
+        if (end > entry.RawLength)
         {
             return false;
         }
@@ -126,15 +127,22 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
             return true;
         }
 
-        if (within == 0 && target.Length == entry.RawLength)
+        // An LZ4 block decodes from its start, but may stop anywhere: a partial decode (LZ4_decompress_safe_partial)
+        // produces only the granule's first `end` bytes, so a hit on its first 4 KiB decodes a quarter of it.
+        if (within == 0)
         {
-            return LZ4Codec.Decode(entry.Data, target) == entry.RawLength;
+            int length = target.Length == entry.RawLength
+                ? LZ4Codec.Decode(entry.Data, target)
+                : LZ4Codec.PartialDecode(entry.Data, target);
+            return length == target.Length;
         }
 
-        // Part of a granule: LZ4 blocks decode from their start, so into the thread's scratch granule, then copy.
+        // Further in: the bytes before `within` are the history its matches copy from, so into the thread's scratch
+        // granule up to `end`, then copy the piece.
         byte[] scratch = s_scratch ??= GC.AllocateUninitializedArray<byte>(ParentCache.GranuleBytes);
-        int decoded = LZ4Codec.Decode(entry.Data, scratch.AsSpan(0, entry.RawLength));
-        if (decoded != entry.RawLength)
+        Span<byte> prefix = scratch.AsSpan(0, end);
+        int decoded = end == entry.RawLength ? LZ4Codec.Decode(entry.Data, prefix) : LZ4Codec.PartialDecode(entry.Data, prefix);
+        if (decoded != end)
         {
             return false;
         }

@@ -21,8 +21,9 @@ public sealed class ParentCache
     public const int DefaultBudgetMiB = 256;
 
     /// <summary>
-    /// 16 KiB granules: an LZ4 block decodes from its start, so a 4 KiB hit decodes its whole granule; at 64 KiB that
-    /// decode was most of a hit's CPU (bench/RESULTS.md), while 16 KiB blocks compress file-system data nearly as well.
+    /// 16 KiB granules: an LZ4 block decodes from its start, so a 4 KiB hit decodes its granule up to the piece's end
+    /// (a partial decode, on average 10 KiB of 16); at 64 KiB that decode was most of a hit's CPU (bench/RESULTS.md),
+    /// while 16 KiB blocks compress file-system data nearly as well.
     /// </summary>
     public const int GranuleShift = 14;
 

@@ -82,6 +82,53 @@ public sealed class BlockCacheFilterTests : IDisposable
         Assert.True(cache.StoredBytes < cache.RawBytes * 6 / 10, $"stored {cache.StoredBytes} of {cache.RawBytes} raw");
     }
 
+    /// <summary>Granules whose LZ4 matches cross every 4 KiB boundary: words with noise, long runs, and a short last granule.</summary>
+    public static TheoryData<string, int> Granules() => new() { { "words", Granule }, { "runs", Granule }, { "words", Granule - 1536 } };
+
+    [Theory]
+    [MemberData(nameof(Granules))]
+    public void TryCopy_PartialDecodes_EqualTheFullDecode_AtEveryOffset(string kind, int rawLength)
+    {
+        byte[] raw = new byte[rawLength];
+        var random = new Random(rawLength);
+        byte[] words = Encoding.ASCII.GetBytes("usr lib share bin include locale doc man python3 perl ");
+        for (int i = 0; i < raw.Length; i++)
+        {
+            raw[i] = kind == "runs"
+                ? (i / 700 % 3 == 0 ? (byte)0 : i / 700 % 3 == 1 ? (byte)(i / 700) : words[random.Next(words.Length)])
+                : random.Next(8) == 0 ? (byte)random.Next(256) : words[i % words.Length];
+        }
+
+        CacheEntry entry = BlockCacheFilter.Compress(raw);
+        Assert.True(entry.Compressed);
+
+        // Every 4 KiB piece and every run of pieces up to the granule's end, then odd offsets and lengths.
+        var pieces = new List<(int Within, int Length)>();
+        for (int within = 0; within < rawLength; within += 4096)
+        {
+            for (int end = within + 4096; end < rawLength + 4096; end += 4096)
+            {
+                pieces.Add((within, Math.Min(end, rawLength) - within));
+            }
+        }
+
+        pieces.AddRange([(0, 1), (1, 1), (511, 513), (4095, 2), (4097, 4095), (rawLength - 1, 1), (1, rawLength - 1), (700, 1400)]);
+        for (int i = 0; i < 200; i++)
+        {
+            int within = random.Next(rawLength);
+            pieces.Add((within, 1 + random.Next(rawLength - within)));
+        }
+
+        foreach ((int within, int length) in pieces)
+        {
+            byte[] target = new byte[length];
+            Assert.True(BlockCacheFilter.TryCopy(entry, within, target), $"{kind}: [{within}, +{length})");
+            DiskContent.AssertSame(raw.AsSpan(within, length).ToArray(), target, $"{kind}: [{within}, +{length})");
+        }
+
+        Assert.False(BlockCacheFilter.TryCopy(entry, 1, new byte[rawLength]));
+    }
+
     [Fact]
     public void TwoVbdsOverOneParent_ShareOneSet_SecondOnlyHits()
     {
