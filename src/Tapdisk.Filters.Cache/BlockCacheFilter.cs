@@ -91,6 +91,32 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
         }
     }
 
+    /// <summary>
+    /// A read whose every granule is held never blocks, whatever the parent's files would need (a VHD whose bitmap is not
+    /// loaded says it may): it runs on the caller's io_uring loop thread with no hop to the I/O workers. Otherwise the
+    /// parent's answer for the granules a miss reads whole.
+    /// </summary>
+    public override bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes)
+    {
+        if (operation != BlockOperation.Read || lengthBytes <= 0)
+        {
+            return Next.MayBlock(operation, offsetBytes, lengthBytes);
+        }
+
+        long first = offsetBytes >> ParentCache.GranuleShift;
+        long last = (offsetBytes + lengthBytes - 1) >> ParentCache.GranuleShift;
+        for (long granule = first; granule <= last; granule++)
+        {
+            if (!_set.Entries.ContainsKey(granule))
+            {
+                long start = first << ParentCache.GranuleShift;
+                return Next.MayBlock(operation, start, Math.Min((last + 1) << ParentCache.GranuleShift, Next.SizeBytes) - start);
+            }
+        }
+
+        return false;
+    }
+
     public override ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         while (!destination.IsEmpty)

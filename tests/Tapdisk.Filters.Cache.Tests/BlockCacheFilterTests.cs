@@ -1,4 +1,5 @@
 using System.Text;
+using Tapdisk.Storage;
 using Tapdisk.Testing;
 using Xunit;
 
@@ -127,6 +128,24 @@ public sealed class BlockCacheFilterTests : IDisposable
         }
 
         Assert.False(BlockCacheFilter.TryCopy(entry, 1, new byte[rawLength]));
+    }
+
+    [Fact]
+    public void MayBlock_ReadOfHeldGranules_IsFalse_ElseTheParentsAnswer()
+    {
+        string path = ParentFile("p", Granule * 4);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), new ParentCache(64 << 20));
+
+        // The file image says any request may block (a parent whose metadata is not loaded says the same).
+        Assert.True(bc.MayBlock(BlockOperation.Read, 4096, 4096));
+        Read(bc, 0, Granule * 2);
+
+        Assert.False(bc.MayBlock(BlockOperation.Read, 4096, 4096));
+        Assert.False(bc.MayBlock(BlockOperation.Read, Granule - 512, 1024));
+        Assert.False(bc.MayBlock(BlockOperation.Read, 0, Granule * 2));
+        Assert.True(bc.MayBlock(BlockOperation.Read, Granule, Granule + 512));
+        Assert.True(bc.MayBlock(BlockOperation.Read, Granule * 3, 4096));
+        Assert.True(bc.MayBlock(BlockOperation.Flush, 0, 0));
     }
 
     [Fact]
