@@ -188,6 +188,7 @@ internal sealed partial class TapdiskHost
             json.Number("set_misses", set.Misses);
             json.Number("cache_entries", cache.Entries);
             json.Number("cache_stored_bytes", cache.StoredBytes);
+            json.Number("cache_hot_bytes", cache.HotBytes);
             json.Number("cache_budget_bytes", cache.BudgetBytes);
             json.Number("compression_ratio_permille", cache.RawBytes == 0 ? 0 : cache.StoredBytes * 1000 / cache.RawBytes);
             json.Number("evictions", cache.Evictions);

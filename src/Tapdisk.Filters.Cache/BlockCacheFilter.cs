@@ -129,8 +129,7 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
                 return ReadMissesAsync(offsetBytes, destination, cancellationToken);
             }
 
-            entry.Touch();
-            CountHit(pieceBytes);
+            Hit(entry, pieceBytes);
             offsetBytes += pieceBytes;
             destination = destination[pieceBytes..];
         }
@@ -150,6 +149,20 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
         if (!entry.Compressed)
         {
             entry.Data.AsSpan(within, target.Length).CopyTo(target);
+            return true;
+        }
+
+        // Acquire: pairs with the release in ParentCache.Promote, so the array is seen filled.
+        byte[]? hot = Volatile.Read(ref entry.Hot);
+        if (hot is not null)
+        {
+            hot.AsSpan(within, target.Length).CopyTo(target);
+            if (Volatile.Read(ref entry.HotUsed) == 0)
+            {
+                // Stored only when clear, so hits on a hot granule from many threads do not share a dirty cache line.
+                Volatile.Write(ref entry.HotUsed, 1);
+            }
+
             return true;
         }
 
@@ -177,6 +190,32 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
         return true;
     }
 
+    private void Hit(CacheEntry entry, int bytes)
+    {
+        entry.Touch();
+        CountHit(bytes);
+        if (entry.Compressed && Volatile.Read(ref entry.Hot) is null)
+        {
+            // A relaxed count, as Touch's: a lost increment only delays a promotion.
+            int decodedHits = Volatile.Read(ref entry.DecodedHits) + 1;
+            Volatile.Write(ref entry.DecodedHits, decodedHits);
+            if ((decodedHits & (ParentCache.PromoteAfterHits - 1)) == 0 && _set.Cache.MayPromote(entry))
+            {
+                Promote(entry);
+            }
+        }
+    }
+
+    /// <summary>Copies a granule hit often into the hot tier: one array and one full decode per promotion, not per hit.</summary>
+    private void Promote(CacheEntry entry)
+    {
+        byte[] decoded = GC.AllocateUninitializedArray<byte>(entry.RawLength);
+        if (LZ4Codec.Decode(entry.Data, decoded) == entry.RawLength)
+        {
+            _set.Cache.Promote(entry, decoded);
+        }
+    }
+
     private void CountHit(int bytes)
     {
         Interlocked.Increment(ref _hits);
@@ -195,8 +234,7 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
             int pieceBytes = Math.Min(destination.Length, ParentCache.GranuleBytes - within);
             if (_set.Entries.TryGetValue(granule, out CacheEntry? entry) && TryCopy(entry, within, destination.Span[..pieceBytes]))
             {
-                entry.Touch();
-                CountHit(pieceBytes);
+                Hit(entry, pieceBytes);
             }
             else
             {

@@ -259,23 +259,80 @@ public sealed class BlockCacheFilterTests : IDisposable
     [Fact]
     public void Hit_AllocatesNothing()
     {
-        string path = ParentFile("p", Granule * 2);
+        // 16 granules held: the hot tier may take two (an eighth).
+        string path = ParentFile("p", Granule * 16);
         var cache = new ParentCache(64 << 20);
         using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
         byte[] whole = new byte[Granule];
         byte[] part = new byte[4096];
-        Read(bc, 0, Granule * 2);
-        HitInline(bc, 0, whole);
-        HitInline(bc, Granule + 512, part);
+        Read(bc, 0, Granule * 16);
+        HitInline(bc, Granule * 2, whole);
+        HitInline(bc, (Granule * 3) + 512, part);
 
+        // Decoding hits, below the count that promotes.
         long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 100; i++)
+        for (int i = 0; i < ParentCache.PromoteAfterHits - 2; i++)
         {
-            HitInline(bc, 0, whole);
-            HitInline(bc, Granule + 512, part);
+            HitInline(bc, Granule * 2, whole);
+            HitInline(bc, (Granule * 3) + 512, part);
         }
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, cache.HotBytes);
+
+        // Promoted (one array each), then hot hits: copies.
+        HitInline(bc, Granule * 2, whole);
+        HitInline(bc, (Granule * 3) + 512, part);
+        Assert.Equal(2 * Granule, cache.HotBytes);
+        before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            HitInline(bc, Granule * 2, whole);
+            HitInline(bc, (Granule * 3) + 512, part);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void HotTier_HoldsAnEighth_CountsInStoredBytes_DemotesTheLeastUsed_AndReadsTheFile()
+    {
+        string path = ParentFile("p", Granule * 32);
+        byte[] file = File.ReadAllBytes(path);
+        var cache = new ParentCache(64 << 20);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
+        Read(bc, 0, Granule * 32);
+        long compressed = cache.StoredBytes;
+        long cap = cache.RawBytes / ParentCache.HotShare;
+
+        // Granules 0-3 fill the tier (a quarter of 32 granules would be 8: the cap is 4).
+        for (int i = 0; i < ParentCache.PromoteAfterHits; i++)
+        {
+            for (int g = 0; g < 4; g++)
+            {
+                DiskContent.AssertSame(file.AsSpan((g * Granule) + 1024, 4096).ToArray(), Read(bc, (g * Granule) + 1024, 4096), $"granule {g}");
+            }
+        }
+
+        Assert.Equal(cap, cache.HotBytes);
+        Assert.Equal(compressed + cap, cache.StoredBytes);
+        Assert.Equal(cache.StoredBytes, bc.Set.StoredBytes);
+
+        // Granule 0 stays in use while 10-13 are promoted: they demote 1-3 and then each other, never granule 0.
+        for (int g = 10; g < 14; g++)
+        {
+            for (int i = 0; i < ParentCache.PromoteAfterHits; i++)
+            {
+                Read(bc, 0, 4096);
+                DiskContent.AssertSame(file.AsSpan(g * Granule, Granule).ToArray(), Read(bc, g * Granule, Granule), $"granule {g}");
+                Assert.True(cache.HotBytes <= cap, $"hot {cache.HotBytes} over {cap}");
+            }
+        }
+
+        Assert.NotNull(bc.Set.Entries[0].Hot);
+        Assert.Equal(3, Enumerable.Range(1, 13).Count(g => bc.Set.Entries[g].Hot is not null));
+        Assert.Equal(compressed + cache.HotBytes, cache.StoredBytes);
+        DiskContent.AssertSame(file, Read(bc, 0, file.Length), "all of it, hot and not");
     }
 
     [Fact]
@@ -301,5 +358,6 @@ public sealed class BlockCacheFilterTests : IDisposable
 
         Assert.True(cache.StoredBytes <= cache.BudgetBytes);
         Assert.Equal(cache.Entries, bc.Set.EntryCount);
+        Assert.Equal(cache.StoredBytes, bc.Set.StoredBytes);
     }
 }
