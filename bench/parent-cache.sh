@@ -4,9 +4,10 @@
 # in one tapdisk. Phase "boot": one VBD reads alone; phase "all": 8 fio readers in parallel, one per VBD, zipf random
 # 4 KiB reads through the nbd engine. tapdisk opens the files O_DIRECT (its default), so the host page cache does not
 # serve the parent. Run once with the cache off (TAPDISK_PARENT_CACHE_MB=0) and once on, and print per phase:
-# aggregate MB/s, bytes the parent layer served (its read hits in tap-ctl stats), the cache's hit rate, and the cache's
-# stored bytes against the raw bytes it holds; and CPU per request of tapdisk (utime+stime from /proc/<pid>/stat) and of
-# fio (its usr_cpu+sys_cpu), so a CPU-bound run shows which side the cores went to. RUNS picks the runs (default
+# aggregate MB/s, bytes the parent layer served (its read hits in tap-ctl stats), the cache's hit rate (and the share of
+# hits the hot tier answered without a decode), the cache's stored bytes against the raw bytes it holds; and CPU per
+# request of tapdisk (utime+stime from /proc/<pid>/stat) and of fio (its usr_cpu+sys_cpu), so a CPU-bound run shows
+# which side the cores went to. RUNS picks the runs (default
 # "off on"; "nohot" is the cache on with its hot tier off, TAPDISK_PARENT_CACHE_HOT=0).
 # Usage: [RUNS="off on nohot"] bench/parent-cache.sh [SECONDS_PER_PHASE (default 20)] [CACHE_MB (default 512)]
 set -euo pipefail
@@ -72,7 +73,8 @@ line += f"  CPU tapdisk {server:5.1f} s ({1e6*server/requests:4.1f} us/req), fio
 c0, c1 = before[0].get("parent_cache"), after[0].get("parent_cache")
 if c1:
     h = c1["set_hits"] - c0["set_hits"]; m = c1["set_misses"] - c0["set_misses"]
-    line += f"  hit rate {100*h/max(h+m,1):5.1f}%  cache {c1['stored_bytes']/1e6:.1f} MB stored for {c1['raw_bytes']/1e6:.1f} MB raw ({100*c1['stored_bytes']/max(c1['raw_bytes'],1):.0f}%), {c1['entries']} entries"
+    hot = sum(d["parent_cache"].get("hot_hits", 0) for d in after) - sum(d["parent_cache"].get("hot_hits", 0) for d in before)
+    line += f"  hit rate {100*h/max(h+m,1):5.1f}% (hot {100*hot/max(h,1):4.1f}%)  cache {c1['stored_bytes']/1e6:.1f} MB stored for {c1['raw_bytes']/1e6:.1f} MB raw ({100*c1['stored_bytes']/max(c1['raw_bytes'],1):.0f}%), {c1['entries']} entries"
 print(line)
 PY
     }

@@ -179,6 +179,7 @@ internal sealed partial class TapdiskHost
             json.BeginObject("parent_cache");
             json.Number("hits", bc.Hits);
             json.Number("misses", bc.Misses);
+            json.Number("hot_hits", bc.HotHits);
             json.Number("bytes_saved", bc.HitBytes);
             json.Number("users", set.References);
             json.Number("entries", set.EntryCount);

@@ -26,6 +26,7 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
     private long _hits;
     private long _misses;
     private long _hitBytes;
+    private long _hotHits;
     private int _released;
 
     private BlockCacheFilter(IBlockImage parent, ParentCacheSet set)
@@ -43,6 +44,9 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
     public long Hits => Interlocked.Read(ref _hits);
 
     public long Misses => Interlocked.Read(ref _misses);
+
+    /// <summary>Hits on compressed granules answered from the hot tier's decoded copy, without a decode.</summary>
+    public long HotHits => Interlocked.Read(ref _hotHits);
 
     /// <summary>Bytes this VBD read from memory instead of the parent's files.</summary>
     public long HitBytes => Interlocked.Read(ref _hitBytes);
@@ -194,7 +198,16 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
     {
         entry.Touch();
         CountHit(bytes);
-        if (entry.Compressed && Volatile.Read(ref entry.Hot) is null)
+        if (!entry.Compressed)
+        {
+            return;
+        }
+
+        if (Volatile.Read(ref entry.Hot) is not null)
+        {
+            Interlocked.Increment(ref _hotHits);
+        }
+        else
         {
             // A relaxed count, as Touch's: a lost increment only delays a promotion.
             int decodedHits = Volatile.Read(ref entry.DecodedHits) + 1;

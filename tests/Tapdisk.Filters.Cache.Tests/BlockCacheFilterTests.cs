@@ -284,6 +284,7 @@ public sealed class BlockCacheFilterTests : IDisposable
         HitInline(bc, Granule * 2, whole);
         HitInline(bc, (Granule * 3) + 512, part);
         Assert.Equal(2 * Granule, cache.HotBytes);
+        long hotHits = bc.HotHits;
         before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 100; i++)
         {
@@ -292,6 +293,7 @@ public sealed class BlockCacheFilterTests : IDisposable
         }
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(hotHits + 200, bc.HotHits);
     }
 
     [Fact]
