@@ -38,10 +38,14 @@ public sealed class ParentCache
 
     /// <summary>
     /// The hot tier holds at most this fraction (1/8) of the budget, and of the raw bytes held, as decoded copies of
-    /// granules hit often: a hit there is a copy, no decode. The copies count in <see cref="StoredBytes"/>, so on top of
-    /// the compressed entries they raise the memory reported by at most an eighth of the raw bytes.
+    /// granules hit often: a hit there is a copy, no decode. The copies count in <see cref="StoredBytes"/>, on top of
+    /// the compressed entries, so the tier also grows only while stored bytes stay within <see cref="HotStoredPercent"/>
+    /// of the raw bytes held: it spends memory that compression saved, never more.
     /// </summary>
     public const int HotShare = 8;
+
+    /// <summary>Stored bytes, hot copies included, that the hot tier may grow to, in percent of the raw bytes held.</summary>
+    public const int HotStoredPercent = 60;
 
     /// <summary>Hits that decode a granule before it is copied into the hot tier (a power of two: retried as often).</summary>
     public const int PromoteAfterHits = 8;
@@ -275,7 +279,11 @@ public sealed class ParentCache
     }
 
     /// <summary>Whether the hot tier could take the entry now (checked before a hit decodes a copy for it).</summary>
-    internal bool MayPromote(CacheEntry entry) => HotTier && entry.RawLength <= Math.Min(BudgetBytes, RawBytes) / HotShare;
+    internal bool MayPromote(CacheEntry entry) => HotTier && entry.RawLength <= HotCap(RawBytes, StoredBytes, HotBytes);
+
+    /// <summary>The hot tier's bound (<see cref="HotShare"/>, <see cref="HotStoredPercent"/>) given the cache's counts.</summary>
+    private long HotCap(long rawBytes, long storedBytes, long hotBytes) =>
+        Math.Min(Math.Min(BudgetBytes, rawBytes) / HotShare, Math.Max(0, (rawBytes * HotStoredPercent / 100) - (storedBytes - hotBytes)));
 
     /// <summary>
     /// Adds <paramref name="decoded"/> (the entry's granule, decoded by a hit) as its hot copy, making room by demoting
@@ -286,7 +294,7 @@ public sealed class ParentCache
         int raw = entry.RawLength;
         lock (_lock)
         {
-            long cap = Math.Min(BudgetBytes, _rawBytes) / HotShare;
+            long cap = HotCap(_rawBytes, _storedBytes, _hotBytes);
             if (!HotTier || entry.Removed || entry.HotSlot >= 0 || raw > cap)
             {
                 return;

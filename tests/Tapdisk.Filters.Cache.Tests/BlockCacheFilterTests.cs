@@ -22,7 +22,7 @@ public sealed class BlockCacheFilterTests : IDisposable
             var random = new Random(seed);
             for (int i = 0; i < bytes; i++)
             {
-                data[i] = random.Next(8) == 0 ? (byte)random.Next(256) : words[(i + seed) % words.Length];
+                data[i] = random.Next(32) == 0 ? (byte)random.Next(256) : words[(i + seed) % words.Length];
             }
         }
         else
@@ -335,6 +335,37 @@ public sealed class BlockCacheFilterTests : IDisposable
         Assert.Equal(3, Enumerable.Range(1, 13).Count(g => bc.Set.Entries[g].Hot is not null));
         Assert.Equal(compressed + cache.HotBytes, cache.StoredBytes);
         DiskContent.AssertSame(file, Read(bc, 0, file.Length), "all of it, hot and not");
+    }
+
+    [Fact]
+    public void HotTier_NeverLiftsStoredBytesOverTheirShareOfTheRaw()
+    {
+        // Granules that compress to about half: the tier may only spend what keeps stored bytes within 60 % of raw.
+        string path = _scratch.File("p");
+        byte[] data = new byte[Granule * 32];
+        new Random(3).NextBytes(data);
+        for (int i = 0; i < data.Length; i += 128)
+        {
+            data.AsSpan(i, 64).Fill((byte)(i >> 14));
+        }
+
+        File.WriteAllBytes(path, data);
+        var cache = new ParentCache(64 << 20);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
+        Read(bc, 0, data.Length);
+        Assert.All(bc.Set.Entries.Values, e => Assert.True(e.Compressed));
+        Assert.InRange(cache.StoredBytes * 100 / cache.RawBytes, 45, 59);
+
+        for (int i = 0; i < ParentCache.PromoteAfterHits; i++)
+        {
+            for (int g = 0; g < 32; g++)
+            {
+                DiskContent.AssertSame(data.AsSpan(g * Granule, 4096).ToArray(), Read(bc, g * Granule, 4096), $"granule {g}");
+            }
+        }
+
+        Assert.True(cache.StoredBytes * 100 <= cache.RawBytes * ParentCache.HotStoredPercent, $"stored {cache.StoredBytes} of {cache.RawBytes} raw");
+        Assert.InRange(cache.HotBytes, Granule, (cache.RawBytes / ParentCache.HotShare) - 1);
     }
 
     [Fact]
