@@ -393,4 +393,34 @@ public sealed class BlockCacheFilterTests : IDisposable
         Assert.Equal(cache.Entries, bc.Set.EntryCount);
         Assert.Equal(cache.StoredBytes, bc.Set.StoredBytes);
     }
+
+    [Fact]
+    public async Task ParallelReaders_PromotingAndEvicting_AlwaysReadTheFile_AndKeepTheCounts()
+    {
+        // 256 granules that compress to about a quarter; a budget of 20 raw granules holds some 90 of them, and its
+        // eighth two hot copies: skewed readers promote the low granules while the tail keeps evicting.
+        string path = ParentFile("p", Granule * 256);
+        byte[] file = File.ReadAllBytes(path);
+        var cache = new ParentCache(20L * Granule);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(async () =>
+        {
+            var random = new Random(t);
+            byte[] buffer = new byte[4096];
+            for (int i = 0; i < 2000; i++)
+            {
+                double r = random.NextDouble();
+                int offset = ((int)(256 * r * r * r) * Granule) + (random.Next(4) * 4096);
+                await bc.ReadAsync(offset, buffer);
+                Assert.True(buffer.AsSpan().SequenceEqual(file.AsSpan(offset, buffer.Length)), $"thread {t} read {i} at {offset}");
+            }
+        })));
+
+        Assert.True(bc.HotHits > 0, "nothing was promoted");
+        Assert.True(cache.Evictions > 0, "nothing was evicted");
+        Assert.True(cache.StoredBytes <= cache.BudgetBytes);
+        Assert.True(cache.HotBytes <= cache.RawBytes / ParentCache.HotShare, $"hot {cache.HotBytes} of {cache.RawBytes} raw");
+        Assert.Equal(cache.StoredBytes, bc.Set.StoredBytes);
+        Assert.Equal(cache.HotBytes, bc.Set.Entries.Values.Sum(e => e.Hot is null ? 0L : e.RawLength));
+    }
 }
