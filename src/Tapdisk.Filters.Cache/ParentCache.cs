@@ -26,8 +26,9 @@ public sealed class ParentCache
 
     /// <summary>
     /// 16 KiB granules: an LZ4 block decodes from its start, so a 4 KiB hit decodes its granule up to the piece's end
-    /// (a partial decode, on average 10 KiB of 16); at 64 KiB that decode was most of a hit's CPU (bench/RESULTS.md),
-    /// while 16 KiB blocks compress file-system data nearly as well.
+    /// (a partial decode, on average 10 KiB of 16) unless the granule is hot; at 64 KiB that decode was most of a hit's
+    /// CPU, while 16 KiB blocks compress file-system data nearly as well. 8 KiB, with the hot tier, cost as much CPU
+    /// per request and compressed worse (bench/RESULTS.md).
     /// </summary>
     public const int GranuleShift = 14;
 
