@@ -4,9 +4,12 @@
 # in one tapdisk. Phase "boot": one VBD reads alone; phase "all": 8 fio readers in parallel, one per VBD, zipf random
 # 4 KiB reads through the nbd engine. tapdisk opens the files O_DIRECT (its default), so the host page cache does not
 # serve the parent. Run once with the cache off (TAPDISK_PARENT_CACHE_MB=0) and once on, and print per phase:
-# aggregate MB/s, bytes the parent layer served (its read hits in tap-ctl stats), the cache's hit rate, and the cache's
-# stored bytes against the raw bytes it holds.
-# Usage: bench/parent-cache.sh [SECONDS_PER_PHASE (default 20)] [CACHE_MB (default 512)]
+# aggregate MB/s, bytes the parent layer served (its read hits in tap-ctl stats), the cache's hit rate (and the share of
+# hits the hot tier answered without a decode), the cache's stored bytes against the raw bytes it holds; and CPU per
+# request of tapdisk (utime+stime from /proc/<pid>/stat) and of fio (its usr_cpu+sys_cpu), so a CPU-bound run shows
+# which side the cores went to. RUNS picks the runs (default
+# "off on"; "nohot" is the cache on with its hot tier off, TAPDISK_PARENT_CACHE_HOT=0).
+# Usage: [RUNS="off on nohot"] bench/parent-cache.sh [SECONDS_PER_PHASE (default 20)] [CACHE_MB (default 512)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
@@ -31,11 +34,11 @@ fi
 tapctl() { "$bin/tap-ctl" "$@"; }
 stats() { tapctl stats -p "$pid" -m "$1"; }
 
-run() { # label cache_mb
+run() { # label cache_mb hot(1/0)
     local label=$1
     for i in $(seq 0 $((n - 1))); do rm -f "$work/leaf$i.vhd"; "$bin/vhd-util" snapshot -n "$work/leaf$i.vhd" -p "$work/golden.vhd"; done
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    pid=$(TAPDISK_PARENT_CACHE_MB=$2 tapctl spawn)
+    pid=$(TAPDISK_PARENT_CACHE_MB=$2 TAPDISK_PARENT_CACHE_HOT=$3 tapctl spawn)
     minors=()
     for i in $(seq 0 $((n - 1))); do
         m=$(tapctl allocate); m=${m##*tapdisk-}
@@ -47,24 +50,31 @@ run() { # label cache_mb
     phase() { # name count
         local jobs=$work/job.fio before after
         before=$(for m in "${minors[@]}"; do stats "$m"; echo; done)
+        ticks0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
         { echo "[global]"; echo "ioengine=nbd"; echo "rw=randread"; echo "bs=4k"; echo "iodepth=8";
           echo "random_distribution=zipf:1.1"; echo "time_based=1"; echo "runtime=$secs"; echo "size=512M"; echo "group_reporting=1"
           for i in $(seq 0 $(($2 - 1))); do echo "[vbd$i]"; echo "uri=nbd+unix:///?socket=$BLKTAP_CONTROL_DIR/nbd$pid.${minors[$i]}"; done
         } > "$jobs"
         fio --output-format=json "$jobs" > "$work/$label-$1.json"
+        ticks1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
         after=$(for m in "${minors[@]}"; do stats "$m"; echo; done)
-        python3 - "$label" "$1" "$work/$label-$1.json" "$secs" <<PY
+        python3 - "$label" "$1" "$work/$label-$1.json" "$secs" "$((ticks1 - ticks0))" "$(getconf CLK_TCK)" <<PY
 import json, sys
 label, name, out, secs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ticks, hz = int(sys.argv[5]), int(sys.argv[6])
 def docs(text): return [json.loads(l) for l in text.splitlines() if l.strip()]
 before, after = docs('''$before'''), docs('''$after''')
 def parent_bytes(ds): return sum(d["images"][-1]["hits"][0] for d in ds) * 512
-t = open(out).read(); r = json.loads(t[t.index("{"):])["jobs"][0]["read"]
+t = open(out).read(); j = json.loads(t[t.index("{"):])["jobs"][0]; r = j["read"]
 line = f"{label:5} {name:4}: {r['bw_bytes']/1e6:8.1f} MB/s  {r['iops']:9.0f} IOPS  parent served {(parent_bytes(after)-parent_bytes(before))/1e6:9.1f} MB"
+# fio's usr/sys_cpu are percent of the jobs' summed runtime (ms): their CPU seconds over all jobs.
+requests = max(r["total_ios"], 1); server = ticks / hz; client = (j["usr_cpu"] + j["sys_cpu"]) / 100 * j["job_runtime"] / 1000
+line += f"  CPU tapdisk {server:5.1f} s ({1e6*server/requests:4.1f} us/req), fio {client:5.1f} s ({1e6*client/requests:4.1f} us/req)"
 c0, c1 = before[0].get("parent_cache"), after[0].get("parent_cache")
 if c1:
     h = c1["set_hits"] - c0["set_hits"]; m = c1["set_misses"] - c0["set_misses"]
-    line += f"  hit rate {100*h/max(h+m,1):5.1f}%  cache {c1['stored_bytes']/1e6:.1f} MB stored for {c1['raw_bytes']/1e6:.1f} MB raw ({100*c1['stored_bytes']/max(c1['raw_bytes'],1):.0f}%), {c1['entries']} entries"
+    hot = sum(d["parent_cache"].get("hot_hits", 0) for d in after) - sum(d["parent_cache"].get("hot_hits", 0) for d in before)
+    line += f"  hit rate {100*h/max(h+m,1):5.1f}% (hot {100*hot/max(h,1):4.1f}%)  cache {c1['stored_bytes']/1e6:.1f} MB stored for {c1['raw_bytes']/1e6:.1f} MB raw ({100*c1['stored_bytes']/max(c1['raw_bytes'],1):.0f}%), {c1['entries']} entries"
 print(line)
 PY
     }
@@ -73,5 +83,11 @@ PY
     for m in "${minors[@]}"; do tapctl close -p "$pid" -m "$m"; tapctl detach -p "$pid" -m "$m"; done
 }
 
-run off 0
-run on "$cache_mb"
+for r in ${RUNS:-off on}; do
+    case $r in
+        off) run off 0 1 ;;
+        on) run on "$cache_mb" 1 ;;
+        nohot) run nohot "$cache_mb" 0 ;;
+        *) echo "parent-cache: unknown run $r (off, on, nohot)" >&2; exit 2 ;;
+    esac
+done

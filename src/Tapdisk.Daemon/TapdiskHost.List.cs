@@ -179,6 +179,7 @@ internal sealed partial class TapdiskHost
             json.BeginObject("parent_cache");
             json.Number("hits", bc.Hits);
             json.Number("misses", bc.Misses);
+            json.Number("hot_hits", bc.HotHits);
             json.Number("bytes_saved", bc.HitBytes);
             json.Number("users", set.References);
             json.Number("entries", set.EntryCount);
@@ -188,6 +189,7 @@ internal sealed partial class TapdiskHost
             json.Number("set_misses", set.Misses);
             json.Number("cache_entries", cache.Entries);
             json.Number("cache_stored_bytes", cache.StoredBytes);
+            json.Number("cache_hot_bytes", cache.HotBytes);
             json.Number("cache_budget_bytes", cache.BudgetBytes);
             json.Number("compression_ratio_permille", cache.RawBytes == 0 ? 0 : cache.StoredBytes * 1000 / cache.RawBytes);
             json.Number("evictions", cache.Evictions);

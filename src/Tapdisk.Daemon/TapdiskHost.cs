@@ -28,7 +28,10 @@ internal sealed partial class TapdiskHost : IControlHandler, IAsyncDisposable
     public TapdiskHost(ProcessLog log)
     {
         _log = log;
-        _parentCache = ParentCache.FromEnvironment(Environment.GetEnvironmentVariable(ParentCache.BudgetVariable), out string? cacheError);
+        _parentCache = ParentCache.FromEnvironment(
+            Environment.GetEnvironmentVariable(ParentCache.BudgetVariable),
+            out string? cacheError,
+            Environment.GetEnvironmentVariable(ParentCache.HotTierVariable));
         if (cacheError is not null)
         {
             _log.Warning(cacheError);

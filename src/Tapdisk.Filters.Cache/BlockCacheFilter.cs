@@ -11,8 +11,8 @@ namespace Tapdisk.Filters.Cache;
 /// <summary>
 /// blktap's "bc" layer (ADD_CACHE, control-xen.md 7.1 type 7): between a leaf and its read-only parent, it answers the
 /// parent's reads from the process-wide <see cref="ParentCache"/>, so VBDs over one golden image read each granule from
-/// its file once. A hit decodes straight into the request's buffer (a thread's scratch granule when the request covers
-/// part of one) and allocates nothing; a miss reads the whole 16 KiB granule from the parent and stores it.
+/// its file once. A hit decodes straight into the request's buffer (into a thread's scratch granule, only up to the
+/// piece's end, when the request covers part of one further in) and allocates nothing; a miss reads the whole 16 KiB granule from the parent and stores it.
 /// </summary>
 public sealed class BlockCacheFilter : BlockFilter, IBlockImage
 {
@@ -26,6 +26,7 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
     private long _hits;
     private long _misses;
     private long _hitBytes;
+    private long _hotHits;
     private int _released;
 
     private BlockCacheFilter(IBlockImage parent, ParentCacheSet set)
@@ -43,6 +44,9 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
     public long Hits => Interlocked.Read(ref _hits);
 
     public long Misses => Interlocked.Read(ref _misses);
+
+    /// <summary>Hits on compressed granules answered from the hot tier's decoded copy, without a decode.</summary>
+    public long HotHits => Interlocked.Read(ref _hotHits);
 
     /// <summary>Bytes this VBD read from memory instead of the parent's files.</summary>
     public long HitBytes => Interlocked.Read(ref _hitBytes);
@@ -91,6 +95,39 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
         }
     }
 
+    /// <summary>
+    /// A read whose every granule is held never blocks, whatever the parent's files would need (a VHD whose bitmap is not
+    /// loaded says it may): it runs on the caller's io_uring loop thread with no hop to the I/O workers. Otherwise the
+    /// parent's answer for the granules a miss reads whole.
+    /// </summary>
+    public override bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes)
+    {
+        if (operation != BlockOperation.Read || lengthBytes <= 0)
+        {
+            return Next.MayBlock(operation, offsetBytes, lengthBytes);
+        }
+
+        // The parent first: when it cannot block either (the usual answer once its metadata is loaded), that costs no
+        // dictionary lookups, which miss the CPU cache on a large set.
+        long first = offsetBytes >> ParentCache.GranuleShift;
+        long last = (offsetBytes + lengthBytes - 1) >> ParentCache.GranuleShift;
+        long start = first << ParentCache.GranuleShift;
+        if (!Next.MayBlock(operation, start, Math.Min((last + 1) << ParentCache.GranuleShift, Next.SizeBytes) - start))
+        {
+            return false;
+        }
+
+        for (long granule = first; granule <= last; granule++)
+        {
+            if (!_set.Entries.ContainsKey(granule))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public override ValueTask ReadAsync(long offsetBytes, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         while (!destination.IsEmpty)
@@ -103,8 +140,7 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
                 return ReadMissesAsync(offsetBytes, destination, cancellationToken);
             }
 
-            entry.Touch();
-            CountHit(pieceBytes);
+            Hit(entry, pieceBytes);
             offsetBytes += pieceBytes;
             destination = destination[pieceBytes..];
         }
@@ -113,9 +149,10 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
     }
 
     /// <summary>Decodes <paramref name="entry"/>'s bytes [within, within + length) into <paramref name="target"/>.</summary>
-    private static bool TryCopy(CacheEntry entry, int within, Span<byte> target)
+    internal static bool TryCopy(CacheEntry entry, int within, Span<byte> target)
     {
-        if (within + target.Length > entry.RawLength)
+        int end = within + target.Length;
+        if (end > entry.RawLength)
         {
             return false;
         }
@@ -126,21 +163,77 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
             return true;
         }
 
-        if (within == 0 && target.Length == entry.RawLength)
+        // Acquire: pairs with the release in ParentCache.Promote, so the array is seen filled.
+        byte[]? hot = Volatile.Read(ref entry.Hot);
+        if (hot is not null)
         {
-            return LZ4Codec.Decode(entry.Data, target) == entry.RawLength;
+            hot.AsSpan(within, target.Length).CopyTo(target);
+            if (Volatile.Read(ref entry.HotUsed) == 0)
+            {
+                // Stored only when clear, so hits on a hot granule from many threads do not share a dirty cache line.
+                Volatile.Write(ref entry.HotUsed, 1);
+            }
+
+            return true;
         }
 
-        // Part of a granule: LZ4 blocks decode from their start, so into the thread's scratch granule, then copy.
+        // An LZ4 block decodes from its start, but may stop anywhere: a partial decode (LZ4_decompress_safe_partial)
+        // produces only the granule's first `end` bytes, so a hit on its first 4 KiB decodes a quarter of it.
+        if (within == 0)
+        {
+            int length = target.Length == entry.RawLength
+                ? LZ4Codec.Decode(entry.Data, target)
+                : LZ4Codec.PartialDecode(entry.Data, target);
+            return length == target.Length;
+        }
+
+        // Further in: the bytes before `within` are the history its matches copy from, so into the thread's scratch
+        // granule up to `end`, then copy the piece.
         byte[] scratch = s_scratch ??= GC.AllocateUninitializedArray<byte>(ParentCache.GranuleBytes);
-        int decoded = LZ4Codec.Decode(entry.Data, scratch.AsSpan(0, entry.RawLength));
-        if (decoded != entry.RawLength)
+        Span<byte> prefix = scratch.AsSpan(0, end);
+        int decoded = end == entry.RawLength ? LZ4Codec.Decode(entry.Data, prefix) : LZ4Codec.PartialDecode(entry.Data, prefix);
+        if (decoded != end)
         {
             return false;
         }
 
         scratch.AsSpan(within, target.Length).CopyTo(target);
         return true;
+    }
+
+    private void Hit(CacheEntry entry, int bytes)
+    {
+        entry.Touch();
+        CountHit(bytes);
+        if (!entry.Compressed)
+        {
+            return;
+        }
+
+        if (Volatile.Read(ref entry.Hot) is not null)
+        {
+            Interlocked.Increment(ref _hotHits);
+        }
+        else
+        {
+            // A relaxed count, as Touch's: a lost increment only delays a promotion.
+            int decodedHits = Volatile.Read(ref entry.DecodedHits) + 1;
+            Volatile.Write(ref entry.DecodedHits, decodedHits);
+            if ((decodedHits & (ParentCache.PromoteAfterHits - 1)) == 0 && _set.Cache.MayPromote(entry))
+            {
+                Promote(entry);
+            }
+        }
+    }
+
+    /// <summary>Copies a granule hit often into the hot tier: one array and one full decode per promotion, not per hit.</summary>
+    private void Promote(CacheEntry entry)
+    {
+        byte[] decoded = GC.AllocateUninitializedArray<byte>(entry.RawLength);
+        if (LZ4Codec.Decode(entry.Data, decoded) == entry.RawLength)
+        {
+            _set.Cache.Promote(entry, decoded);
+        }
     }
 
     private void CountHit(int bytes)
@@ -161,8 +254,7 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
             int pieceBytes = Math.Min(destination.Length, ParentCache.GranuleBytes - within);
             if (_set.Entries.TryGetValue(granule, out CacheEntry? entry) && TryCopy(entry, within, destination.Span[..pieceBytes]))
             {
-                entry.Touch();
-                CountHit(pieceBytes);
+                Hit(entry, pieceBytes);
             }
             else
             {

@@ -1,6 +1,9 @@
 namespace Tapdisk.Filters.Cache;
 
-/// <summary>One cached granule: its bytes (LZ4 block or raw) never change once published; only the use count moves.</summary>
+/// <summary>
+/// One cached granule: its bytes (LZ4 block or raw) never change once published; the use counts move, and a hot copy
+/// (the same bytes decoded) may come and go.
+/// </summary>
 internal sealed class CacheEntry(byte[] data, int rawLength, bool compressed)
 {
     /// <summary>CLOCK's use count, 0..<see cref="MaxUses"/>: raised by hits, lowered by the sweeping hand.</summary>
@@ -24,6 +27,18 @@ internal sealed class CacheEntry(byte[] data, int rawLength, bool compressed)
 
     /// <summary>Evicted or dropped (a probation entry may still sit in the queue until the head reaches it).</summary>
     public bool Removed { get; set; }
+
+    /// <summary>The granule decoded, while it is in the hot tier (published whole, never written after; demotion drops it).</summary>
+    public byte[]? Hot;
+
+    /// <summary>The hot tier's CLOCK bit: set by hits on <see cref="Hot"/>, cleared by the hot tier's hand.</summary>
+    public int HotUsed;
+
+    /// <summary>Hits that decoded it since it was stored or last demoted: <see cref="ParentCache.PromoteAfterHits"/> promote it.</summary>
+    public int DecodedHits;
+
+    /// <summary>Its slot in the hot tier, or -1. Owned by ParentCache under its lock.</summary>
+    public int HotSlot { get; set; } = -1;
 
     public void Touch()
     {

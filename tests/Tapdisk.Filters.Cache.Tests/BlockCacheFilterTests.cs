@@ -1,4 +1,5 @@
 using System.Text;
+using Tapdisk.Storage;
 using Tapdisk.Testing;
 using Xunit;
 
@@ -21,7 +22,7 @@ public sealed class BlockCacheFilterTests : IDisposable
             var random = new Random(seed);
             for (int i = 0; i < bytes; i++)
             {
-                data[i] = random.Next(8) == 0 ? (byte)random.Next(256) : words[(i + seed) % words.Length];
+                data[i] = random.Next(32) == 0 ? (byte)random.Next(256) : words[(i + seed) % words.Length];
             }
         }
         else
@@ -80,6 +81,71 @@ public sealed class BlockCacheFilterTests : IDisposable
         Assert.Equal(3, bc.Set.EntryCount);
         Assert.Equal(2 + 5, bc.Hits);
         Assert.True(cache.StoredBytes < cache.RawBytes * 6 / 10, $"stored {cache.StoredBytes} of {cache.RawBytes} raw");
+    }
+
+    /// <summary>Granules whose LZ4 matches cross every 4 KiB boundary: words with noise, long runs, and a short last granule.</summary>
+    public static TheoryData<string, int> Granules() => new() { { "words", Granule }, { "runs", Granule }, { "words", Granule - 1536 } };
+
+    [Theory]
+    [MemberData(nameof(Granules))]
+    public void TryCopy_PartialDecodes_EqualTheFullDecode_AtEveryOffset(string kind, int rawLength)
+    {
+        byte[] raw = new byte[rawLength];
+        var random = new Random(rawLength);
+        byte[] words = Encoding.ASCII.GetBytes("usr lib share bin include locale doc man python3 perl ");
+        for (int i = 0; i < raw.Length; i++)
+        {
+            raw[i] = kind == "runs"
+                ? (i / 700 % 3 == 0 ? (byte)0 : i / 700 % 3 == 1 ? (byte)(i / 700) : words[random.Next(words.Length)])
+                : random.Next(8) == 0 ? (byte)random.Next(256) : words[i % words.Length];
+        }
+
+        CacheEntry entry = BlockCacheFilter.Compress(raw);
+        Assert.True(entry.Compressed);
+
+        // Every 4 KiB piece and every run of pieces up to the granule's end, then odd offsets and lengths.
+        var pieces = new List<(int Within, int Length)>();
+        for (int within = 0; within < rawLength; within += 4096)
+        {
+            for (int end = within + 4096; end < rawLength + 4096; end += 4096)
+            {
+                pieces.Add((within, Math.Min(end, rawLength) - within));
+            }
+        }
+
+        pieces.AddRange([(0, 1), (1, 1), (511, 513), (4095, 2), (4097, 4095), (rawLength - 1, 1), (1, rawLength - 1), (700, 1400)]);
+        for (int i = 0; i < 200; i++)
+        {
+            int within = random.Next(rawLength);
+            pieces.Add((within, 1 + random.Next(rawLength - within)));
+        }
+
+        foreach ((int within, int length) in pieces)
+        {
+            byte[] target = new byte[length];
+            Assert.True(BlockCacheFilter.TryCopy(entry, within, target), $"{kind}: [{within}, +{length})");
+            DiskContent.AssertSame(raw.AsSpan(within, length).ToArray(), target, $"{kind}: [{within}, +{length})");
+        }
+
+        Assert.False(BlockCacheFilter.TryCopy(entry, 1, new byte[rawLength]));
+    }
+
+    [Fact]
+    public void MayBlock_ReadOfHeldGranules_IsFalse_ElseTheParentsAnswer()
+    {
+        string path = ParentFile("p", Granule * 4);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), new ParentCache(64 << 20));
+
+        // The file image says any request may block (a parent whose metadata is not loaded says the same).
+        Assert.True(bc.MayBlock(BlockOperation.Read, 4096, 4096));
+        Read(bc, 0, Granule * 2);
+
+        Assert.False(bc.MayBlock(BlockOperation.Read, 4096, 4096));
+        Assert.False(bc.MayBlock(BlockOperation.Read, Granule - 512, 1024));
+        Assert.False(bc.MayBlock(BlockOperation.Read, 0, Granule * 2));
+        Assert.True(bc.MayBlock(BlockOperation.Read, Granule, Granule + 512));
+        Assert.True(bc.MayBlock(BlockOperation.Read, Granule * 3, 4096));
+        Assert.True(bc.MayBlock(BlockOperation.Flush, 0, 0));
     }
 
     [Fact]
@@ -193,23 +259,113 @@ public sealed class BlockCacheFilterTests : IDisposable
     [Fact]
     public void Hit_AllocatesNothing()
     {
-        string path = ParentFile("p", Granule * 2);
+        // 16 granules held: the hot tier may take two (an eighth).
+        string path = ParentFile("p", Granule * 16);
         var cache = new ParentCache(64 << 20);
         using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
         byte[] whole = new byte[Granule];
         byte[] part = new byte[4096];
-        Read(bc, 0, Granule * 2);
-        HitInline(bc, 0, whole);
-        HitInline(bc, Granule + 512, part);
+        Read(bc, 0, Granule * 16);
+        HitInline(bc, Granule * 2, whole);
+        HitInline(bc, (Granule * 3) + 512, part);
 
+        // Decoding hits, below the count that promotes.
         long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 100; i++)
+        for (int i = 0; i < ParentCache.PromoteAfterHits - 2; i++)
         {
-            HitInline(bc, 0, whole);
-            HitInline(bc, Granule + 512, part);
+            HitInline(bc, Granule * 2, whole);
+            HitInline(bc, (Granule * 3) + 512, part);
         }
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, cache.HotBytes);
+
+        // Promoted (one array each), then hot hits: copies.
+        HitInline(bc, Granule * 2, whole);
+        HitInline(bc, (Granule * 3) + 512, part);
+        Assert.Equal(2 * Granule, cache.HotBytes);
+        long hotHits = bc.HotHits;
+        before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            HitInline(bc, Granule * 2, whole);
+            HitInline(bc, (Granule * 3) + 512, part);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(hotHits + 200, bc.HotHits);
+    }
+
+    [Fact]
+    public void HotTier_HoldsAnEighth_CountsInStoredBytes_DemotesTheLeastUsed_AndReadsTheFile()
+    {
+        string path = ParentFile("p", Granule * 32);
+        byte[] file = File.ReadAllBytes(path);
+        var cache = new ParentCache(64 << 20);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
+        Read(bc, 0, Granule * 32);
+        long compressed = cache.StoredBytes;
+        long cap = cache.RawBytes / ParentCache.HotShare;
+
+        // Granules 0-3 fill the tier (a quarter of 32 granules would be 8: the cap is 4).
+        for (int i = 0; i < ParentCache.PromoteAfterHits; i++)
+        {
+            for (int g = 0; g < 4; g++)
+            {
+                DiskContent.AssertSame(file.AsSpan((g * Granule) + 1024, 4096).ToArray(), Read(bc, (g * Granule) + 1024, 4096), $"granule {g}");
+            }
+        }
+
+        Assert.Equal(cap, cache.HotBytes);
+        Assert.Equal(compressed + cap, cache.StoredBytes);
+        Assert.Equal(cache.StoredBytes, bc.Set.StoredBytes);
+
+        // Granule 0 stays in use while 10-13 are promoted: they demote 1-3 and then each other, never granule 0.
+        for (int g = 10; g < 14; g++)
+        {
+            for (int i = 0; i < ParentCache.PromoteAfterHits; i++)
+            {
+                Read(bc, 0, 4096);
+                DiskContent.AssertSame(file.AsSpan(g * Granule, Granule).ToArray(), Read(bc, g * Granule, Granule), $"granule {g}");
+                Assert.True(cache.HotBytes <= cap, $"hot {cache.HotBytes} over {cap}");
+            }
+        }
+
+        Assert.NotNull(bc.Set.Entries[0].Hot);
+        Assert.Equal(3, Enumerable.Range(1, 13).Count(g => bc.Set.Entries[g].Hot is not null));
+        Assert.Equal(compressed + cache.HotBytes, cache.StoredBytes);
+        DiskContent.AssertSame(file, Read(bc, 0, file.Length), "all of it, hot and not");
+    }
+
+    [Fact]
+    public void HotTier_NeverLiftsStoredBytesOverTheirShareOfTheRaw()
+    {
+        // Granules that compress to about half: the tier may only spend what keeps stored bytes within 60 % of raw.
+        string path = _scratch.File("p");
+        byte[] data = new byte[Granule * 32];
+        new Random(3).NextBytes(data);
+        for (int i = 0; i < data.Length; i += 128)
+        {
+            data.AsSpan(i, 64).Fill((byte)(i >> 14));
+        }
+
+        File.WriteAllBytes(path, data);
+        var cache = new ParentCache(64 << 20);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
+        Read(bc, 0, data.Length);
+        Assert.All(bc.Set.Entries.Values, e => Assert.True(e.Compressed));
+        Assert.InRange(cache.StoredBytes * 100 / cache.RawBytes, 45, 59);
+
+        for (int i = 0; i < ParentCache.PromoteAfterHits; i++)
+        {
+            for (int g = 0; g < 32; g++)
+            {
+                DiskContent.AssertSame(data.AsSpan(g * Granule, 4096).ToArray(), Read(bc, g * Granule, 4096), $"granule {g}");
+            }
+        }
+
+        Assert.True(cache.StoredBytes * 100 <= cache.RawBytes * ParentCache.HotStoredPercent, $"stored {cache.StoredBytes} of {cache.RawBytes} raw");
+        Assert.InRange(cache.HotBytes, Granule, (cache.RawBytes / ParentCache.HotShare) - 1);
     }
 
     [Fact]
@@ -235,5 +391,36 @@ public sealed class BlockCacheFilterTests : IDisposable
 
         Assert.True(cache.StoredBytes <= cache.BudgetBytes);
         Assert.Equal(cache.Entries, bc.Set.EntryCount);
+        Assert.Equal(cache.StoredBytes, bc.Set.StoredBytes);
+    }
+
+    [Fact]
+    public async Task ParallelReaders_PromotingAndEvicting_AlwaysReadTheFile_AndKeepTheCounts()
+    {
+        // 256 granules that compress to about a quarter; a budget of 20 raw granules holds some 90 of them, and its
+        // eighth two hot copies: skewed readers promote the low granules while the tail keeps evicting.
+        string path = ParentFile("p", Granule * 256);
+        byte[] file = File.ReadAllBytes(path);
+        var cache = new ParentCache(20L * Granule);
+        using BlockCacheFilter bc = BlockCacheFilter.Open(new FileImage(path), cache);
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(async () =>
+        {
+            var random = new Random(t);
+            byte[] buffer = new byte[4096];
+            for (int i = 0; i < 2000; i++)
+            {
+                double r = random.NextDouble();
+                int offset = ((int)(256 * r * r * r) * Granule) + (random.Next(4) * 4096);
+                await bc.ReadAsync(offset, buffer);
+                Assert.True(buffer.AsSpan().SequenceEqual(file.AsSpan(offset, buffer.Length)), $"thread {t} read {i} at {offset}");
+            }
+        })));
+
+        Assert.True(bc.HotHits > 0, "nothing was promoted");
+        Assert.True(cache.Evictions > 0, "nothing was evicted");
+        Assert.True(cache.StoredBytes <= cache.BudgetBytes);
+        Assert.True(cache.HotBytes <= cache.RawBytes / ParentCache.HotShare, $"hot {cache.HotBytes} of {cache.RawBytes} raw");
+        Assert.Equal(cache.StoredBytes, bc.Set.StoredBytes);
+        Assert.Equal(cache.HotBytes, bc.Set.Entries.Values.Sum(e => e.Hot is null ? 0L : e.RawLength));
     }
 }
