@@ -9,7 +9,11 @@
 # request of tapdisk (utime+stime from /proc/<pid>/stat) and of fio (its usr_cpu+sys_cpu), so a CPU-bound run shows
 # which side the cores went to. RUNS picks the runs (default
 # "off on"; "nohot" is the cache on with its hot tier off, TAPDISK_PARENT_CACHE_HOT=0).
-# Usage: [RUNS="off on nohot"] bench/parent-cache.sh [SECONDS_PER_PHASE (default 20)] [CACHE_MB (default 512)]
+# PARENT_IOPS=N (root) puts the golden image on a file system of its own (a loop device with direct I/O) and limits the
+# reads this script's processes make from that device to N per second (cgroup v1 blkio throttle): a golden image on
+# shared storage (an NFS or iSCSI SR serving many hosts), where a parent read costs a round trip, unlike this VM's
+# virtual disk, which the host answers from its own page cache. The leaves stay where they are, unthrottled.
+# Usage: [RUNS="off on nohot"] [PARENT_IOPS=N] bench/parent-cache.sh [SECONDS_PER_PHASE (default 20)] [CACHE_MB (default 512)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
@@ -31,12 +35,33 @@ if [ ! -f "$work/golden.vhd" ]; then
     rm -f "$work/golden.raw"
 fi
 
+golden=$work/golden.vhd
+if [ -n "${PARENT_IOPS:-}" ]; then
+    mnt=$work/parent-mnt cg=/sys/fs/cgroup/blkio/tapdisk-parent-cache
+    mkdir -p "$mnt" "$cg"
+    if ! mountpoint -q "$mnt"; then
+        [ -f "$work/parent-fs.img" ] || { truncate -s 1G "$work/parent-fs.img"; mke2fs -q -t ext4 -F "$work/parent-fs.img"; }
+        mount "$(losetup --direct-io=on -f --show "$work/parent-fs.img")" "$mnt"
+    fi
+    release_parent() {
+        echo $$ > /sys/fs/cgroup/blkio/cgroup.procs
+        rmdir "$cg" 2>/dev/null || true
+        dev=$(findmnt -n -o SOURCE "$mnt"); umount "$mnt" && losetup -d "$dev"
+    }
+    trap release_parent EXIT
+    [ -f "$mnt/golden.vhd" ] || cp "$work/golden.vhd" "$mnt/golden.vhd"
+    golden=$mnt/golden.vhd
+    echo "$(lsblk -dno MAJ:MIN "$(findmnt -n -o SOURCE "$mnt")" | tr -d ' ') $PARENT_IOPS" > "$cg/blkio.throttle.read_iops_device"
+    echo $$ > "$cg/cgroup.procs"
+    echo "parent-cache: golden image on $(findmnt -n -o SOURCE "$mnt"), reads limited to $PARENT_IOPS per second"
+fi
+
 tapctl() { "$bin/tap-ctl" "$@"; }
 stats() { tapctl stats -p "$pid" -m "$1"; }
 
 run() { # label cache_mb hot(1/0)
     local label=$1
-    for i in $(seq 0 $((n - 1))); do rm -f "$work/leaf$i.vhd"; "$bin/vhd-util" snapshot -n "$work/leaf$i.vhd" -p "$work/golden.vhd"; done
+    for i in $(seq 0 $((n - 1))); do rm -f "$work/leaf$i.vhd"; "$bin/vhd-util" snapshot -n "$work/leaf$i.vhd" -p "$golden"; done
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
     pid=$(TAPDISK_PARENT_CACHE_MB=$2 TAPDISK_PARENT_CACHE_HOT=$3 tapctl spawn)
     minors=()
