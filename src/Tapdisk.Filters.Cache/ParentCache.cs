@@ -259,24 +259,26 @@ public sealed class ParentCache
     /// <summary>Moves a re-read granule from probation into the CLOCK.</summary>
     private void Protect(CacheEntry entry)
     {
-        int slot;
-        if (_freeSlots.Count > 0)
-        {
-            slot = _freeSlots.Pop();
-        }
-        else
-        {
-            if (_clockUsed == _clock.Length)
-            {
-                Array.Resize(ref _clock, _clock.Length * 2);
-            }
-
-            slot = _clockUsed++;
-        }
-
+        int slot = TakeSlot(_freeSlots, ref _clock, ref _clockUsed);
         _clock[slot] = entry;
         entry.Slot = slot;
         _protectedCount++;
+    }
+
+    /// <summary>A free slot of a CLOCK's array (one given back, else the next unused, growing the array).</summary>
+    private static int TakeSlot(Stack<int> free, ref CacheEntry?[] slots, ref int used)
+    {
+        if (free.Count > 0)
+        {
+            return free.Pop();
+        }
+
+        if (used == slots.Length)
+        {
+            Array.Resize(ref slots, slots.Length * 2);
+        }
+
+        return used++;
     }
 
     /// <summary>Whether the hot tier could take the entry now (checked before a hit decodes a copy for it).</summary>
@@ -315,21 +317,7 @@ public sealed class ParentCache
                 return;
             }
 
-            int slot;
-            if (_freeHotSlots.Count > 0)
-            {
-                slot = _freeHotSlots.Pop();
-            }
-            else
-            {
-                if (_hotUsed == _hot.Length)
-                {
-                    Array.Resize(ref _hot, _hot.Length * 2);
-                }
-
-                slot = _hotUsed++;
-            }
-
+            int slot = TakeSlot(_freeHotSlots, ref _hot, ref _hotUsed);
             _hot[slot] = entry;
             entry.HotSlot = slot;
             Interlocked.Add(ref _hotBytes, raw);
