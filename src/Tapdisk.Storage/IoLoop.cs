@@ -181,6 +181,14 @@ public sealed class IoLoop : IDisposable
             return true;
         }
 
+        // A prepared request names its slot by number, which the kernel resolves when it first issues the request (at
+        // submission): a slot must never change while one waits unsubmitted, or it would read through another
+        // buffer's registration, or none (EFAULT). Submit them first; if the kernel takes not all, a plain buffer.
+        if (_ring.Unsubmitted != 0 && (_ring.Enter(0) != 0 || _ring.Unsubmitted != 0))
+        {
+            return false;
+        }
+
         // A bounded sweep: a working set larger than the table must not pay a registration per request.
         for (int step = 0; step < 8 && (_freeSlots.Count == 0 || _registeredBytes + owner.Length > FixedBufferBudgetBytes); step++)
         {
@@ -203,8 +211,8 @@ public sealed class IoLoop : IDisposable
 
         int free = _freeSlots.Peek();
 
-        // Replacing or clearing a slot that requests in flight still use is safe: the kernel keeps the old
-        // registration until they complete.
+        // Submitted requests that still use a cleared or replaced slot are safe: they hold the old registration
+        // until they complete.
         using (MemoryHandle pinned = owner.Pin())
         {
             if (_ring.TryUpdateBuffer((uint)free, IoUring.AddressOf(pinned), (ulong)owner.Length) != 0)

@@ -570,6 +570,59 @@ public sealed class IoLoopTests
     }
 
     [Fact]
+    public void FixedBuffers_SlotEvictedWhileARequestNamingItWaitsUnsubmitted_TheRequestStillReadsItsBuffer()
+    {
+        const int Slots = 128;
+        using var dir = new TempDirectory();
+        string path = dir.File("evict.raw");
+        byte[] content = new byte[Block * 256];
+        new Random(11).NextBytes(content);
+        File.WriteAllBytes(path, content);
+        LoopThread.Run(loop =>
+        {
+            using ImageFile file = ImageFile.Open(path, readOnly: true, direct: true);
+            var held = new AlignedMemory[Slots];
+            var fresh = new AlignedMemory[40];
+            try
+            {
+                // Fill every slot (each buffer read once, to completion): every slot's CLOCK bit is now set.
+                for (int i = 0; i < Slots; i++)
+                {
+                    held[i] = new AlignedMemory(Block);
+                    ValueTask<int> read = file.ReadAsync(held[i].Memory, (long)i * Block);
+                    Assert.Equal(Block, loop is null ? read.Result : loop.Run(read));
+                }
+
+                // One batch, nothing submitted yet: a hit on the first slot, then 40 new buffers. 16 misses sweep the
+                // whole table clearing bits; the 17th comes back round to the first slot, whose request still waits.
+                held[0].GetSpan().Clear();
+                ValueTask<int> first = file.ReadAsync(held[0].Memory, 200L * Block);
+                var reads = new ValueTask<int>[fresh.Length];
+                for (int i = 0; i < fresh.Length; i++)
+                {
+                    fresh[i] = new AlignedMemory(Block);
+                    reads[i] = file.ReadAsync(fresh[i].Memory, (long)(i + 1) * Block);
+                }
+
+                Assert.Equal(Block, loop is null ? first.Result : loop.Run(first));
+                Assert.True(held[0].GetSpan().SequenceEqual(content.AsSpan(200 * Block, Block)), "the request queued before the eviction");
+                for (int i = 0; i < fresh.Length; i++)
+                {
+                    Assert.Equal(Block, loop is null ? reads[i].Result : loop.Run(reads[i]));
+                    Assert.True(fresh[i].GetSpan().SequenceEqual(content.AsSpan((i + 1) * Block, Block)), $"new buffer {i}");
+                }
+            }
+            finally
+            {
+                foreach (AlignedMemory? b in held.Concat(fresh))
+                {
+                    ((IDisposable?)b)?.Dispose();
+                }
+            }
+        });
+    }
+
+    [Fact]
     public void FixedBuffers_BufferFreedAndAnotherMapped_TheReadLandsInTheNewOne()
     {
         // 128 KiB: glibc maps an allocation this size on its own and unmaps it when freed, so the next one may get
