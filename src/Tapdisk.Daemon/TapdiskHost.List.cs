@@ -191,7 +191,7 @@ internal sealed partial class TapdiskHost
             json.Number("cache_stored_bytes", cache.StoredBytes);
             json.Number("cache_hot_bytes", cache.HotBytes);
             json.Number("cache_budget_bytes", cache.BudgetBytes);
-            json.Number("compression_ratio_permille", cache.RawBytes == 0 ? 0 : cache.StoredBytes * 1000 / cache.RawBytes);
+            json.Number("compression_ratio_permille", cache.RawBytes == 0 ? 0 : (cache.StoredBytes - cache.HotBytes) * 1000 / cache.RawBytes);
             json.Number("evictions", cache.Evictions);
             json.EndObject();
             return;

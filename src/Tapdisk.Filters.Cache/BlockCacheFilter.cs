@@ -281,16 +281,18 @@ public sealed class BlockCacheFilter : BlockFilter, IBlockImage
             return;
         }
 
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(rawLength);
+        // Page-aligned, so an O_DIRECT parent reads into it through the loop's ring; a managed array would be bounced
+        // with a blocking pread on the loop thread, which MayBlock promised not to block.
+        AlignedMemory buffer = AlignedBufferPool.Shared.Rent(rawLength);
         try
         {
-            await Next.ReadAsync(start, buffer.AsMemory(0, rawLength), cancellationToken).ConfigureAwait(false);
-            buffer.AsSpan(within, piece.Length).CopyTo(piece.Span);
-            Store(granule, buffer.AsSpan(0, rawLength));
+            await Next.ReadAsync(start, buffer.Memory[..rawLength], cancellationToken).ConfigureAwait(false);
+            buffer.GetSpan().Slice(within, piece.Length).CopyTo(piece.Span);
+            Store(granule, buffer.GetSpan()[..rawLength]);
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            AlignedBufferPool.Shared.Return(buffer);
         }
     }
 
