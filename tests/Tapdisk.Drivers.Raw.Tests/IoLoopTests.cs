@@ -625,9 +625,10 @@ public sealed class IoLoopTests
     [Fact]
     public void FixedBuffers_BufferFreedAndAnotherMapped_TheReadLandsInTheNewOne()
     {
-        // 128 KiB: glibc maps an allocation this size on its own and unmaps it when freed, so the next one may get
-        // the same address over fresh pages. A registration found by address would read into the old, pinned pages.
-        const int Size = 128 * 1024;
+        // A buffer this size is its own mapping, unmapped when disposed, and the kernel places the next mapping of the
+        // same size in the hole it left: the same address over fresh pages. A registration found by address would read
+        // into the old, pinned pages.
+        const int Size = AlignedMemory.MappedFromBytes;
         using var dir = new TempDirectory();
         string path = dir.File("remap.raw");
         byte[] content = new byte[Size];
