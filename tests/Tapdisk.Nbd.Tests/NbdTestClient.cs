@@ -294,21 +294,13 @@ internal sealed class NbdTestClient : IAsyncDisposable
     /// <summary>A 32-byte extended request header (64-bit length).</summary>
     public static byte[] ExtendedRequest(ushort flags, ushort type, ulong handle, ulong offset, ulong length, uint magic = ExtendedRequestMagic)
     {
-        byte[] r = new byte[32];
-        BinaryPrimitives.WriteUInt32BigEndian(r, magic);
-        BinaryPrimitives.WriteUInt16BigEndian(r.AsSpan(4), flags);
-        BinaryPrimitives.WriteUInt16BigEndian(r.AsSpan(6), type);
-        BinaryPrimitives.WriteUInt64BigEndian(r.AsSpan(8), handle);
-        BinaryPrimitives.WriteUInt64BigEndian(r.AsSpan(16), offset);
+        byte[] r = RequestHeader(32, magic, flags, type, handle, offset);
         BinaryPrimitives.WriteUInt64BigEndian(r.AsSpan(24), length);
         return r;
     }
 
-    public async Task SendExtendedRequestAsync(ushort type, ulong handle, ulong offset, ulong length, ushort flags = 0, byte[]? payload = null)
-    {
-        byte[] header = ExtendedRequest(flags, type, handle, offset, length);
-        await SendAsync(payload is null ? header : [.. header, .. payload]);
-    }
+    public Task SendExtendedRequestAsync(ushort type, ulong handle, ulong offset, ulong length, ushort flags = 0, byte[]? payload = null) =>
+        SendWithPayloadAsync(ExtendedRequest(flags, type, handle, offset, length), payload);
 
     /// <summary>One extended reply chunk: its header fields (offset echoes the request's) and payload.</summary>
     public async Task<(ushort Flags, ushort Type, ulong Handle, ulong Offset, byte[] Payload)> ReadExtendedChunkAsync()
@@ -324,21 +316,27 @@ internal sealed class NbdTestClient : IAsyncDisposable
 
     public static byte[] Request(ushort flags, ushort type, ulong handle, ulong offset, uint length, uint magic = RequestMagic)
     {
-        byte[] r = new byte[28];
+        byte[] r = RequestHeader(28, magic, flags, type, handle, offset);
+        BinaryPrimitives.WriteUInt32BigEndian(r.AsSpan(24), length);
+        return r;
+    }
+
+    public Task SendRequestAsync(ushort type, ulong handle, ulong offset, uint length, ushort flags = 0, byte[]? payload = null) =>
+        SendWithPayloadAsync(Request(flags, type, handle, offset, length), payload);
+
+    /// <summary>The fields both header styles share (the first 24 bytes); the length, 32 or 64 bits, follows.</summary>
+    private static byte[] RequestHeader(int size, uint magic, ushort flags, ushort type, ulong handle, ulong offset)
+    {
+        byte[] r = new byte[size];
         BinaryPrimitives.WriteUInt32BigEndian(r, magic);
         BinaryPrimitives.WriteUInt16BigEndian(r.AsSpan(4), flags);
         BinaryPrimitives.WriteUInt16BigEndian(r.AsSpan(6), type);
         BinaryPrimitives.WriteUInt64BigEndian(r.AsSpan(8), handle);
         BinaryPrimitives.WriteUInt64BigEndian(r.AsSpan(16), offset);
-        BinaryPrimitives.WriteUInt32BigEndian(r.AsSpan(24), length);
         return r;
     }
 
-    public async Task SendRequestAsync(ushort type, ulong handle, ulong offset, uint length, ushort flags = 0, byte[]? payload = null)
-    {
-        byte[] header = Request(flags, type, handle, offset, length);
-        await SendAsync(payload is null ? header : [.. header, .. payload]);
-    }
+    private Task SendWithPayloadAsync(byte[] header, byte[]? payload) => SendAsync(payload is null ? header : [.. header, .. payload]);
 
     public async Task<(uint Error, ulong Handle)> ReadSimpleReplyAsync()
     {
