@@ -17,8 +17,16 @@ namespace Tapdisk.Nbd;
 internal sealed partial class NbdConnection
 {
     private const int FlushThresholdBytes = 256 * 1024;
-    private const int DirectSendMinBytes = 64 * 1024;
+
+    // Replies whose data the output sends from the request's own buffer: more than this many and it is flushed, so a
+    // burst of completions does not hold every buffer of the connection.
+    private const int HeldRepliesMax = 64;
     private readonly ConcurrentQueue<NbdRequest> _pendingReplies = new();
+
+    // Requests whose data is listed in the output and not sent yet: returned after the flush that sends it. Only the
+    // writer's owner touches these.
+    private readonly List<NbdRequest> _held = new(HeldRepliesMax);
+    private bool _holdCurrent;
 
     // The header of the data reply being written (a chunk header plus its offset at most); only the writer's owner
     // touches it.
@@ -99,21 +107,31 @@ internal sealed partial class NbdConnection
                     }
                 }
 
-                ReturnRequest(request);
+                // Its buffer is still listed in the output: it goes back with the flush that sends it.
+                if (_holdCurrent && !_sendFailed)
+                {
+                    _held.Add(request);
+                }
+                else
+                {
+                    ReturnRequest(request);
+                }
+
+                _holdCurrent = false;
                 written++;
+                if (_held.Count >= HeldRepliesMax && !_sendFailed)
+                {
+                    await FlushOrFailAsync().ConfigureAwait(false);
+                }
             }
 
             if (!_sendFailed && _unflushedBytes > 0)
             {
-                try
-                {
-                    await FlushAsync().ConfigureAwait(false);
-                }
-                catch (Exception e) when (IsTransportFault(e) || e is OperationCanceledException)
-                {
-                    FailSend(e);
-                }
+                await FlushOrFailAsync().ConfigureAwait(false);
             }
+
+            // Nothing may stay listed once the writer is let go (a failed send discarded it).
+            ReturnHeld();
 
             // Let go of the writer before the last count: at zero the connection completes the PipeWriter.
             Interlocked.Exchange(ref _replyWriter, 0);
@@ -130,10 +148,35 @@ internal sealed partial class NbdConnection
         }
     }
 
+    private async ValueTask FlushOrFailAsync()
+    {
+        try
+        {
+            await FlushAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsTransportFault(e) || e is OperationCanceledException)
+        {
+            FailSend(e);
+        }
+    }
+
+    private void ReturnHeld()
+    {
+        foreach (NbdRequest request in _held)
+        {
+            ReturnRequest(request);
+        }
+
+        _held.Clear();
+    }
+
     private void FailSend(Exception e)
     {
-        // The peer stopped taking replies: stop reading its requests too; the rest are recycled unanswered.
+        // The peer stopped taking replies: stop reading its requests too; the rest are recycled unanswered. What the
+        // output still lists is dropped first, so the held buffers can go back to their pools.
         _sendFailed = true;
+        _gather?.Discard();
+        ReturnHeld();
         if (e is not OperationCanceledException)
         {
             Log.PeerReset(_logger, _id, e);
@@ -145,7 +188,17 @@ internal sealed partial class NbdConnection
     private async ValueTask FlushAsync()
     {
         _unflushedBytes = 0;
-        FlushResult result = await _output.FlushAsync(_token).ConfigureAwait(false);
+        FlushResult result;
+        try
+        {
+            result = await _output.FlushAsync(_token).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Sent (or failed, and the output dropped it): the held buffers are no longer read by the output.
+            ReturnHeld();
+        }
+
         if (result.IsCompleted || result.IsCanceled)
         {
             throw new IOException("the peer stopped reading replies");
@@ -236,22 +289,17 @@ internal sealed partial class NbdConnection
     /// <summary>Writes the first <paramref name="headerLength"/> bytes of <see cref="_replyHeader"/>, then the data.</summary>
     private async ValueTask WriteDataReplyAsync(int headerLength, ReadOnlyMemory<byte> data)
     {
-        if (_directOutput is not null && data.Length >= DirectSendMinBytes)
-        {
-            // Straight from the request's buffer, header and data in one gather send: no copy into the pipe (which
-            // on a busy 2-core host cost more than the send), and one wakeup of the peer per reply. Replies already
-            // in the pipe go first.
-            if (_unflushedBytes > 0)
-            {
-                await FlushAsync().ConfigureAwait(false);
-            }
-
-            _directOutput.Write(_replyHeader.AsSpan(0, headerLength), data.Span, _token);
-            return;
-        }
-
         _output.Write(_replyHeader.AsSpan(0, headerLength));
         _unflushedBytes += headerLength;
+        if (_gather is not null)
+        {
+            // Sent from the request's buffer with the replies around it: no copy (which on a busy 2-core host cost
+            // more than the send). The request is held until that send.
+            _gather.Append(data);
+            _unflushedBytes += data.Length;
+            _holdCurrent = true;
+            return;
+        }
 
         // Copy in slices with flushes between, so a 32 MiB read never sits twice in memory.
         while (!data.IsEmpty)

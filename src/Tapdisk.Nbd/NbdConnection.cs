@@ -16,7 +16,7 @@ internal sealed partial class NbdConnection : IDisposable, IPassEndListener
     private readonly NbdServerOptions _options;
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
-    private readonly IDirectWriter? _directOutput;
+    private readonly IGatherWriter? _gather;
     private readonly ILogger _logger;
     private readonly long _id;
     private readonly byte[] _header = new byte[NbdProtocol.ExtendedRequestSize];
@@ -37,7 +37,7 @@ internal sealed partial class NbdConnection : IDisposable, IPassEndListener
         _options = server.Options;
         _input = transport.Input;
         _output = transport.Output;
-        _directOutput = transport as IDirectWriter;
+        _gather = _output as IGatherWriter;
         _logger = server.Logger;
         _id = id;
         _slots = new SemaphoreSlim(_options.MaxInFlightPerConnection, _options.MaxInFlightPerConnection);
