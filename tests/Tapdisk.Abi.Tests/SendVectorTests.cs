@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Tapdisk.Testing;
 using Xunit;
 
 namespace Tapdisk.Abi.Tests;
@@ -9,7 +10,7 @@ public sealed class SendVectorTests
     [Fact]
     public void ManyBuffers_ArriveInOrder_InOneSend()
     {
-        (Socket a, Socket b) = Pair();
+        (Socket a, Socket b) = UnixSocketPair.Create();
         using (a)
         using (b)
         using (var vector = new SendVector(64))
@@ -33,14 +34,14 @@ public sealed class SendVectorTests
             Assert.Equal(0, errno);
             Assert.Equal(expected.Length, n);
             Assert.Equal(0, vector.PendingBytes);
-            Assert.Equal(expected, ReceiveExactly(b, expected.Length));
+            Assert.Equal(expected, UnixSocketPair.ReceiveExactly(b, expected.Length));
         }
     }
 
     [Fact]
     public async Task MoreThanTheSocketBuffer_IsSentInParts_AndResumesInsideTheBufferCutShort()
     {
-        (Socket a, Socket b) = Pair();
+        (Socket a, Socket b) = UnixSocketPair.Create();
         using (a)
         using (b)
         using (var vector = new SendVector(8))
@@ -61,7 +62,7 @@ public sealed class SendVectorTests
             Assert.Equal(total - first, vector.PendingBytes);
 
             a.SendTimeout = 0;
-            Task<byte[]> reader = Task.Run(() => ReceiveExactly(b, (int)total));
+            Task<byte[]> reader = Task.Run(() => UnixSocketPair.ReceiveExactly(b, (int)total));
             while (vector.PendingBytes > 0)
             {
                 nint n = vector.SendOnce(a.SafeHandle, out errno);
@@ -76,7 +77,7 @@ public sealed class SendVectorTests
     [Fact]
     public void FullBufferAndNoReader_EndsWithEagain_AfterTheSendTimeout()
     {
-        (Socket a, Socket b) = Pair();
+        (Socket a, Socket b) = UnixSocketPair.Create();
         using (a)
         using (b)
         using (var vector = new SendVector(1))
@@ -98,7 +99,7 @@ public sealed class SendVectorTests
     [Fact]
     public void ClosedPeer_GivesEpipe_NotASignal()
     {
-        (Socket a, Socket b) = Pair();
+        (Socket a, Socket b) = UnixSocketPair.Create();
         using (a)
         using (var vector = new SendVector(2))
         {
@@ -133,32 +134,5 @@ public sealed class SendVectorTests
         {
             span[i] = (byte)((i * seed) ^ (i >> 8));
         }
-    }
-
-    private static (Socket, Socket) Pair()
-    {
-        string path = Path.Combine(Path.GetTempPath(), $"sendvector-{Guid.NewGuid():N}.sock");
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(path));
-        listener.Listen(1);
-        var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        client.Connect(new UnixDomainSocketEndPoint(path));
-        Socket server = listener.Accept();
-        File.Delete(path);
-        return (client, server);
-    }
-
-    private static byte[] ReceiveExactly(Socket socket, int length)
-    {
-        byte[] buffer = new byte[length];
-        int total = 0;
-        while (total < length)
-        {
-            int n = socket.Receive(buffer, total, length - total, SocketFlags.None);
-            Assert.True(n > 0, "the peer closed early");
-            total += n;
-        }
-
-        return buffer;
     }
 }

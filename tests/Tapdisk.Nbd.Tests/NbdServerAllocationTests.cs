@@ -118,13 +118,13 @@ public sealed class NbdServerAllocationTests(ITestOutputHelper output)
         socket.ReceiveTimeout = (int)NbdTestClient.Timeout.TotalMilliseconds;
 
         byte[] header = new byte[20];
-        ReceiveExactly(socket, header.AsSpan(0, 18));
+        UnixSocketPair.ReceiveExactly(socket, header.AsSpan(0, 18));
         socket.Send([0, 0, 0, 3, .. OptionBytes(OptGo, InfoPayload(""))]);
         byte[] scratch = new byte[4096];
         while (true)
         {
-            ReceiveExactly(socket, header);
-            ReceiveExactly(socket, scratch.AsSpan(0, (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16))));
+            UnixSocketPair.ReceiveExactly(socket, header);
+            UnixSocketPair.ReceiveExactly(socket, scratch.AsSpan(0, (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(16))));
             if (System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(12)) == RepAck)
             {
                 break;
@@ -139,9 +139,9 @@ public sealed class NbdServerAllocationTests(ITestOutputHelper output)
         void Round()
         {
             socket.Send(writes);
-            ReceiveExactly(socket, replies.AsSpan(0, writeReplyBytes));
+            UnixSocketPair.ReceiveExactly(socket, replies.AsSpan(0, writeReplyBytes));
             socket.Send(reads);
-            ReceiveExactly(socket, replies.AsSpan(0, readReplyBytes));
+            UnixSocketPair.ReceiveExactly(socket, replies.AsSpan(0, readReplyBytes));
         }
 
         for (int i = 0; i < 200; i++)
@@ -164,16 +164,6 @@ public sealed class NbdServerAllocationTests(ITestOutputHelper output)
         long budget = IsOptimized(typeof(NbdServer).Assembly) ? 16 : 1024;
         _output.WriteLine($"{perRequest} bytes per request (budget {budget})");
         Assert.True(perRequest < budget, $"{perRequest} bytes allocated per request in steady state (budget {budget})");
-    }
-
-    private static void ReceiveExactly(Socket socket, Span<byte> destination)
-    {
-        while (!destination.IsEmpty)
-        {
-            int n = socket.Receive(destination);
-            Assert.True(n > 0, "the server closed the connection");
-            destination = destination[n..];
-        }
     }
 
     private static bool IsOptimized(System.Reflection.Assembly assembly) =>

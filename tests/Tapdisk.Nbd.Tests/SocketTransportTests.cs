@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using Tapdisk.Testing;
 using Tapdisk.Abi;
 
 namespace Tapdisk.Nbd.Tests;
@@ -11,7 +12,7 @@ public sealed class SocketTransportTests
     [Fact]
     public async Task WrittenBytesAndAppendedBuffers_ArriveInOrder_AcrossChunksAndFullVectors()
     {
-        (Socket ours, Socket peer) = Pair();
+        (Socket ours, Socket peer) = UnixSocketPair.Create();
         using var transport = new SocketTransport(ours, TimeSpan.FromSeconds(30));
         using var data = new AlignedMemory(64 * 1024);
         for (int i = 0; i < data.Length; i++)
@@ -76,7 +77,7 @@ public sealed class SocketTransportTests
     [Fact]
     public async Task Discard_DropsWhatWasNotSent()
     {
-        (Socket ours, Socket peer) = Pair();
+        (Socket ours, Socket peer) = UnixSocketPair.Create();
         using var transport = new SocketTransport(ours, TimeSpan.FromSeconds(30));
         PipeWriter output = transport.Output;
         output.Write<byte>([9, 9, 9]);
@@ -85,14 +86,14 @@ public sealed class SocketTransportTests
         Assert.Equal(0, output.UnflushedBytes);
         output.Write<byte>([7]);
         Assert.False((await output.FlushAsync()).IsCompleted);
-        Assert.Equal([7], ReceiveExactly(peer, 1));
+        Assert.Equal([7], UnixSocketPair.ReceiveExactly(peer, 1));
         peer.Dispose();
     }
 
     [Fact]
     public async Task PeerThatTakesNothing_FailsTheFlushAfterTheStallTimeout_AndShutsTheSocketDown()
     {
-        (Socket ours, Socket peer) = Pair();
+        (Socket ours, Socket peer) = UnixSocketPair.Create();
         using var transport = new SocketTransport(ours, TimeSpan.FromMilliseconds(200));
         using var data = new AlignedMemory(4 * 1024 * 1024);
         PipeWriter output = transport.Output;
@@ -108,32 +109,5 @@ public sealed class SocketTransportTests
         }
 
         peer.Dispose();
-    }
-
-    private static (Socket, Socket) Pair()
-    {
-        string path = Path.Combine(Path.GetTempPath(), $"transport-{Guid.NewGuid():N}.sock");
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(path));
-        listener.Listen(1);
-        var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        client.Connect(new UnixDomainSocketEndPoint(path));
-        Socket server = listener.Accept();
-        File.Delete(path);
-        return (server, client);
-    }
-
-    private static byte[] ReceiveExactly(Socket socket, int length)
-    {
-        byte[] buffer = new byte[length];
-        int total = 0;
-        while (total < length)
-        {
-            int n = socket.Receive(buffer, total, length - total, SocketFlags.None);
-            Assert.True(n > 0, "the peer closed early");
-            total += n;
-        }
-
-        return buffer;
     }
 }
