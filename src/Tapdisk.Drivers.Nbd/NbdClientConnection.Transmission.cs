@@ -64,58 +64,73 @@ internal sealed partial class NbdClientConnection
         // The slot's result is read by the caller's await; anything that kills the connection below fails it through
         // the receive thread's sweep, so exactly one party completes it.
         ValueTask result = slot.AsValueTask();
-        Send(slot.Handle, command, flags, offsetBytes, lengthBytes, payload.Span);
+        Send(slot.Handle, command, flags, offsetBytes, lengthBytes, payload);
         return result;
     }
 
-    private void Send(ulong handle, ushort command, ushort flags, long offsetBytes, int lengthBytes, ReadOnlySpan<byte> payload)
+    private void Send(ulong handle, ushort command, ushort flags, long offsetBytes, int lengthBytes, ReadOnlyMemory<byte> payload)
     {
         lock (_sendLock)
         {
-            Span<byte> header = _header;
+            if (_sendClosed)
+            {
+                return;
+            }
+
+            Span<byte> header = _header.GetSpan();
             BinaryPrimitives.WriteUInt32BigEndian(header, NBD_REQUEST_MAGIC);
             BinaryPrimitives.WriteUInt16BigEndian(header[4..], flags);
             BinaryPrimitives.WriteUInt16BigEndian(header[6..], command);
             BinaryPrimitives.WriteUInt64BigEndian(header[8..], handle);
             BinaryPrimitives.WriteUInt64BigEndian(header[16..], (ulong)offsetBytes);
             BinaryPrimitives.WriteUInt32BigEndian(header[24..], (uint)lengthBytes);
-            if (SendAll(header))
-            {
-                SendAll(payload);
-            }
+            _send.Add(_header.Memory);
+            _send.Add(payload);
+            SendListed();
         }
     }
 
-    /// <summary>False once the connection is failed (the reason recorded, the socket shut).</summary>
-    private bool SendAll(ReadOnlySpan<byte> data)
+    /// <summary>Sends what <see cref="_send"/> lists, under the send lock; a failure fails the connection (reason recorded, socket shut).</summary>
+    private void SendListed()
     {
-        while (data.Length > 0)
+        try
         {
-            int n = _socket.Send(data, SocketFlags.None, out SocketError error);
-            if (error != SocketError.Success)
+            while (_send.PendingBytes > 0)
             {
-                Fail(error == SocketError.TimedOut ? Errno.ETIMEDOUT : Errno.EIO, error == SocketError.TimedOut
+                if (_send.SendOnce(_socket.SafeHandle, out int errno) >= 0 || errno == Errno.EINTR)
+                {
+                    continue;
+                }
+
+                // EAGAIN on this blocking socket is its SO_SNDTIMEO: the server took nothing for the request timeout.
+                Fail(errno == Errno.EAGAIN ? Errno.ETIMEDOUT : Errno.EIO, errno == Errno.EAGAIN
                     ? $"send blocked for {_options.RequestTimeout.TotalSeconds} s (server not reading)"
-                    : $"send failed: {error}");
-                return false;
+                    : $"send failed: {Errno.Describe(errno)}");
+                return;
             }
-
-            data = data[n..];
         }
-
-        return true;
+        finally
+        {
+            _send.Clear();
+        }
     }
 
     private void TrySendDisconnect()
     {
         lock (_sendLock)
         {
-            Span<byte> header = _header;
+            if (_sendClosed)
+            {
+                return;
+            }
+
+            Span<byte> header = _header.GetSpan();
             BinaryPrimitives.WriteUInt32BigEndian(header, NBD_REQUEST_MAGIC);
             BinaryPrimitives.WriteUInt16BigEndian(header[4..], 0);
             BinaryPrimitives.WriteUInt16BigEndian(header[6..], NBD_CMD_DISC);
             header[8..].Clear();
-            _ = SendAll(header);
+            _send.Add(_header.Memory);
+            SendListed();
         }
     }
 

@@ -21,7 +21,11 @@ internal sealed partial class NbdClientConnection : IDisposable
     private readonly SemaphoreSlim _slotsAvailable;
     private readonly Lock _lock = new();
     private readonly Lock _sendLock = new();
-    private readonly byte[] _header = new byte[NbdProtocol.RequestSize];
+    // The request header and its payload leave in one sendmsg (one wake-up of the server per request); native, so
+    // listing the header pins nothing. Both are touched under the send lock only, and freed under it.
+    private readonly AlignedMemory _header = new(NbdProtocol.RequestSize, 8);
+    private readonly SendVector _send = new(2);
+    private bool _sendClosed;
     private readonly byte[] _replyHeader = new byte[NbdProtocol.SimpleReplySize];
     private readonly long _requestTimeoutTicks;
     private Thread? _receiver;
@@ -199,6 +203,14 @@ internal sealed partial class NbdClientConnection : IDisposable
         {
             // The receive thread is woken by the shutdown above; not returning means the kernel kept it in recv.
             Log.ReceiverStuck(_logger, Address.Text, _options.RequestTimeout.TotalSeconds);
+        }
+
+        // A sender that registered its slot before the connection failed may still come to Send: it finds this.
+        lock (_sendLock)
+        {
+            _sendClosed = true;
+            _send.Dispose();
+            ((IDisposable)_header).Dispose();
         }
 
         // The semaphore is not disposed: a late awaiter still returns its slot through it.

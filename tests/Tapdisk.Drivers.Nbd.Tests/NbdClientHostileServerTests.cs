@@ -202,6 +202,32 @@ public sealed class NbdClientHostileServerTests
     }
 
     [Fact]
+    public async Task Write_ServerStopsReading_BlockedSendEndsAndEveryWriteFails()
+    {
+        using var server = new FakeNbdServer(s =>
+        {
+            s.NewstyleGo();
+            s.Stall();
+        });
+        using NbdImage image = Open(server);
+
+        // 4 MiB of writes: far more than the two socket buffers hold, so a send blocks. Whichever comes first ends it,
+        // the send's own timeout or the watchdog's (no reply within the same bound, which shuts the socket down).
+        byte[] data = new byte[64 * 1024];
+        var writes = new List<Task>();
+        for (int i = 0; i < 64; i++)
+        {
+            writes.Add(image.WriteAsync(0, data).AsTask());
+        }
+
+        foreach (Task write in writes)
+        {
+            ErrnoIOException e = await Assert.ThrowsAsync<ErrnoIOException>(() => write.WaitAsync(s_hangGuard));
+            Assert.Equal(Errno.ETIMEDOUT, e.Errno);
+        }
+    }
+
+    [Fact]
     public async Task Read_ErrorReply_FailsThatRequestOnly()
     {
         using var server = new FakeNbdServer(s =>
