@@ -84,9 +84,17 @@ internal sealed partial class NbdClientConnection
             BinaryPrimitives.WriteUInt64BigEndian(header[8..], handle);
             BinaryPrimitives.WriteUInt64BigEndian(header[16..], (ulong)offsetBytes);
             BinaryPrimitives.WriteUInt32BigEndian(header[24..], (uint)lengthBytes);
-            _send.Add(_header.Memory);
-            _send.Add(payload);
-            SendListed();
+            try
+            {
+                _send.Add(_header.Memory);
+                _send.Add(payload);
+                SendListed();
+            }
+            finally
+            {
+                // Also when a payload cannot be pinned: the header must not stay listed for the next request.
+                _send.Clear();
+            }
         }
     }
 

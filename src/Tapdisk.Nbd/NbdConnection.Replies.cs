@@ -203,6 +203,9 @@ internal sealed partial class NbdConnection
         {
             throw new IOException("the peer stopped reading replies");
         }
+
+        // The reply being written, if its data was appended, has just been sent too: nothing to hold it for.
+        _holdCurrent = false;
     }
 
     [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]

@@ -29,6 +29,9 @@ internal sealed partial class NbdConnection
         _token = sendFailed.Token;
         try
         {
+            // An empty flush hands the output this token before any reply: a send of transmission blocked on a peer
+            // that stopped reading then ends when it is cancelled, even one the output makes itself (a full list).
+            await _output.FlushAsync(_token).ConfigureAwait(false);
             await ReceiveLoopAsync(_token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)

@@ -301,6 +301,11 @@ internal sealed class SocketTransport : IDuplexPipe, IDisposable
         /// <summary>Lists <paramref name="data"/> after the bytes written so far; unchanged until the next flush or discard.</summary>
         public void Append(ReadOnlyMemory<byte> data)
         {
+            if (_completed)
+            {
+                throw new InvalidOperationException("the output is complete");
+            }
+
             ListRun();
             if (_vector.IsFull)
             {
@@ -320,7 +325,14 @@ internal sealed class SocketTransport : IDuplexPipe, IDisposable
         {
             if (cancellationToken.IsCancellationRequested)
             {
+                // Nothing listed may outlive the flush: the caller gives the buffers back either way.
+                Discard();
                 return ValueTask.FromCanceled<FlushResult>(cancellationToken);
+            }
+
+            if (_completed)
+            {
+                return ValueTask.FromException<FlushResult>(new InvalidOperationException("the output is complete"));
             }
 
             owner.ShutDownOnCancel(cancellationToken);

@@ -91,6 +91,24 @@ public sealed class SocketTransportTests
     }
 
     [Fact]
+    public async Task CancelledFlush_DropsWhatWasListed_SoTheCallerMayReuseTheBuffers()
+    {
+        (Socket ours, Socket peer) = UnixSocketPair.Create();
+        using var transport = new SocketTransport(ours, TimeSpan.FromSeconds(30));
+        PipeWriter output = transport.Output;
+        output.Write<byte>([9, 9, 9]);
+        ((IGatherWriter)output).Append(new byte[] { 8, 8 });
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await output.FlushAsync(cancelled.Token));
+        Assert.Equal(0, output.UnflushedBytes);
+        output.Write<byte>([7]);
+        Assert.False((await output.FlushAsync()).IsCompleted);
+        Assert.Equal([7], UnixSocketPair.ReceiveExactly(peer, 1));
+        peer.Dispose();
+    }
+
+    [Fact]
     public async Task PeerThatTakesNothing_FailsTheFlushAfterTheStallTimeout_AndShutsTheSocketDown()
     {
         (Socket ours, Socket peer) = UnixSocketPair.Create();
