@@ -9,6 +9,8 @@
 # the server process over the job, ramp included, divided by IOPS x (seconds + 1 s ramp); for nbdcopy, per 256 KiB
 # request): on two cores, CPU per request is throughput.
 # THREADS=1 adds this build forced onto its fallback I/O engine (TAPDISK_IO_ENGINE=threads) as server "threads".
+# The last rows put the raw file's own fio (libaio, O_DIRECT) against tapdisk over NBD, random 4 KiB reads at QD1 and
+# QD32, in FILE_PAIRS interleaved pairs (default 5), and print the median of the pairs' ratios.
 # qemu-nbd 10 runs as server "qemu10" (--aio=io_uring --cache=none) beside qemu-nbd 7.2 whenever .ci/setup unpacked it
 # (bookworm-backports, under TAPDISK_CLIENTS, default /var/tmp/tapdisk-clients). QEMU10_NBD=<path> picks another
 # qemu-nbd 10; QEMU10_NBD= (empty) leaves it out.
