@@ -92,6 +92,30 @@ public sealed unsafe class SendVector : IDisposable
         }
     }
 
+    /// <summary>
+    /// Sends everything listed (resuming after partial sends, retrying EINTR), then forgets it, sent or not. Returns 0,
+    /// or the errno of the send that failed (EAGAIN on a blocking socket: its SO_SNDTIMEO ran out with nothing sent).
+    /// </summary>
+    public int SendAll(SafeHandle socket)
+    {
+        try
+        {
+            while (_pending > 0)
+            {
+                if (SendOnce(socket, out int errno) < 0 && errno != Errno.EINTR)
+                {
+                    return errno;
+                }
+            }
+
+            return 0;
+        }
+        finally
+        {
+            Clear();
+        }
+    }
+
     /// <summary>Unpins and forgets every listed buffer, sent or not.</summary>
     public void Clear()
     {

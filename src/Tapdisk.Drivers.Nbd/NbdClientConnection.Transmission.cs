@@ -68,6 +68,7 @@ internal sealed partial class NbdClientConnection
         return result;
     }
 
+    /// <summary>One request, header and payload in one sendmsg; a failure fails the connection (reason recorded, socket shut).</summary>
     private void Send(ulong handle, ushort command, ushort flags, long offsetBytes, int lengthBytes, ReadOnlyMemory<byte> payload)
     {
         lock (_sendLock)
@@ -84,63 +85,31 @@ internal sealed partial class NbdClientConnection
             BinaryPrimitives.WriteUInt64BigEndian(header[8..], handle);
             BinaryPrimitives.WriteUInt64BigEndian(header[16..], (ulong)offsetBytes);
             BinaryPrimitives.WriteUInt32BigEndian(header[24..], (uint)lengthBytes);
+            int errno;
             try
             {
                 _send.Add(_header.Memory);
                 _send.Add(payload);
-                SendListed();
+                errno = _send.SendAll(_socket.SafeHandle);
             }
             finally
             {
                 // Also when a payload cannot be pinned: the header must not stay listed for the next request.
                 _send.Clear();
             }
-        }
-    }
 
-    /// <summary>Sends what <see cref="_send"/> lists, under the send lock; a failure fails the connection (reason recorded, socket shut).</summary>
-    private void SendListed()
-    {
-        try
-        {
-            while (_send.PendingBytes > 0)
+            if (errno != 0)
             {
-                if (_send.SendOnce(_socket.SafeHandle, out int errno) >= 0 || errno == Errno.EINTR)
-                {
-                    continue;
-                }
-
                 // EAGAIN on this blocking socket is its SO_SNDTIMEO: the server took nothing for the request timeout.
                 Fail(errno == Errno.EAGAIN ? Errno.ETIMEDOUT : Errno.EIO, errno == Errno.EAGAIN
                     ? $"send blocked for {_options.RequestTimeout.TotalSeconds} s (server not reading)"
                     : $"send failed: {Errno.Describe(errno)}");
-                return;
             }
-        }
-        finally
-        {
-            _send.Clear();
         }
     }
 
-    private void TrySendDisconnect()
-    {
-        lock (_sendLock)
-        {
-            if (_sendClosed)
-            {
-                return;
-            }
-
-            Span<byte> header = _header.GetSpan();
-            BinaryPrimitives.WriteUInt32BigEndian(header, NBD_REQUEST_MAGIC);
-            BinaryPrimitives.WriteUInt16BigEndian(header[4..], 0);
-            BinaryPrimitives.WriteUInt16BigEndian(header[6..], NBD_CMD_DISC);
-            header[8..].Clear();
-            _send.Add(_header.Memory);
-            SendListed();
-        }
-    }
+    /// <summary>DISC: handle, offset and length all zero.</summary>
+    private void TrySendDisconnect() => Send(0, NBD_CMD_DISC, 0, 0, 0, ReadOnlyMemory<byte>.Empty);
 
     private void ReceiveLoop()
     {

@@ -307,12 +307,7 @@ internal sealed class SocketTransport : IDuplexPipe, IDisposable
             }
 
             ListRun();
-            if (_vector.IsFull)
-            {
-                SendListed();
-            }
-
-            _vector.Add(data);
+            List(data);
         }
 
         public void Discard()
@@ -407,13 +402,19 @@ internal sealed class SocketTransport : IDuplexPipe, IDisposable
                 return;
             }
 
+            List(_chunks[_chunk].Memory[_runStart.._used]);
+            _runStart = _used;
+        }
+
+        /// <summary>Lists <paramref name="data"/> last, sending what is listed first when the list is full.</summary>
+        private void List(ReadOnlyMemory<byte> data)
+        {
             if (_vector.IsFull)
             {
                 SendListed();
             }
 
-            _vector.Add(_chunks[_chunk].Memory[_runStart.._used]);
-            _runStart = _used;
+            _vector.Add(data);
         }
 
         private void NextChunk(int sizeHint)
@@ -437,19 +438,10 @@ internal sealed class SocketTransport : IDuplexPipe, IDisposable
 
         private void SendListed()
         {
-            try
+            int errno = _vector.SendAll(owner._socket.SafeHandle);
+            if (errno != 0)
             {
-                while (_vector.PendingBytes > 0)
-                {
-                    if (_vector.SendOnce(owner._socket.SafeHandle, out int errno) < 0 && errno != Errno.EINTR)
-                    {
-                        owner.ThrowSendFailed(errno);
-                    }
-                }
-            }
-            finally
-            {
-                _vector.Clear();
+                owner.ThrowSendFailed(errno);
             }
         }
 

@@ -114,6 +114,31 @@ public sealed class SendVectorTests
     }
 
     [Fact]
+    public async Task SendAll_SendsPastTheSocketBuffer_ThenAfterAClosedPeer_ReturnsEpipeAndForgetsTheList()
+    {
+        (Socket a, Socket b) = UnixSocketPair.Create();
+        using (a)
+        using (var vector = new SendVector(2))
+        {
+            a.SendBufferSize = 4096;
+            byte[] data = new byte[1 << 20];
+            Pattern(data, 5);
+            vector.Add(new byte[] { 1, 2 });
+            vector.Add(data);
+            Task<byte[]> reader = Task.Run(() => UnixSocketPair.ReceiveExactly(b, data.Length + 2));
+            Assert.Equal(0, vector.SendAll(a.SafeHandle));
+            Assert.Equal(0, vector.PendingBytes);
+            Assert.Equal([1, 2, .. data], await reader.WaitAsync(TimeSpan.FromSeconds(30)));
+
+            b.Dispose();
+            vector.Add(new byte[] { 3 });
+            Assert.Equal(Errno.EPIPE, vector.SendAll(a.SafeHandle));
+            Assert.Equal(0, vector.PendingBytes);
+            Assert.False(vector.IsFull);
+        }
+    }
+
+    [Fact]
     public void Full_RefusesAnotherBuffer_UntilCleared()
     {
         using var vector = new SendVector(2);
