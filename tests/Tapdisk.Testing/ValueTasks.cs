@@ -1,3 +1,5 @@
+using Xunit;
+
 namespace Tapdisk.Testing;
 
 public static class ValueTasks
@@ -7,5 +9,12 @@ public static class ValueTasks
     {
         await task.ConfigureAwait(false);
         return true;
+    }
+
+    /// <summary>Asserts that <paramref name="task"/> completed inline, and rethrows what it failed with.</summary>
+    public static void AssertCompletedInline(this ValueTask task)
+    {
+        Assert.True(task.IsCompleted, "the operation went asynchronous");
+        task.GetAwaiter().GetResult();
     }
 }
