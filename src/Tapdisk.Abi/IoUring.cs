@@ -216,6 +216,9 @@ public sealed unsafe class IoUring : IDisposable
     }
 
     /// <summary>Takes the next completion, if one is ready.</summary>
+    /// <summary>Whether a completion is waiting to be reaped.</summary>
+    public bool HasCompletion => _cqLocalHead != Volatile.Read(ref *_cqTail);
+
     public bool TryReap(out ulong userData, out int result)
     {
         // Acquire: the CQE's contents are read only after the tail that published them.

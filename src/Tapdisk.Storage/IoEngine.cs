@@ -23,6 +23,7 @@ public static class IoEngine
     public const string Variable = "TAPDISK_IO_ENGINE";
 
     private static readonly Lazy<(IoEngineKind Kind, string Reason)> s_choice = new(Choose);
+    private static readonly Lazy<long> s_pollMaxTicks = new(() => PollBudget.Parse(Environment.GetEnvironmentVariable(PollBudget.Variable)));
 
     public static IoEngineKind Kind => s_choice.Value.Kind;
 
@@ -30,10 +31,15 @@ public static class IoEngine
     public static string Reason => s_choice.Value.Reason;
 
     /// <summary>The line a process logs at start-up: "io_uring (available)", "threads (TAPDISK_IO_ENGINE=threads)".</summary>
+    /// <summary>The longest an I/O loop polls before it sleeps, in Stopwatch ticks (<see cref="PollBudget"/>).</summary>
+    public static long PollMaxTicks => s_pollMaxTicks.Value;
+
     public static string Describe() => $"{(Kind == IoEngineKind.IoUring ? "io_uring" : "threads")} ({Reason})";
 
     private static (IoEngineKind, string) Choose()
     {
+        // A misspelt poll setting refuses to start, as a misspelt engine does.
+        _ = PollMaxTicks;
         string? forced = Environment.GetEnvironmentVariable(Variable);
         if (string.Equals(forced, "threads", StringComparison.Ordinal))
         {

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Threading.Tasks.Sources;
 using Tapdisk.Abi;
@@ -55,6 +56,7 @@ public sealed class IoLoop : IDisposable
     private int _lastStarted;
     private int _inFlight;
     private bool _wakeArmed;
+    private PollBudget _poll = PollBudget.FromEnvironment();
     private bool _disposed;
 
     // Slot i holds _slotBuffer[i] (by identity: a buffer freed and another allocated at its address never match);
@@ -304,7 +306,18 @@ public sealed class IoLoop : IDisposable
         }
 
         // Completions set aside by a submission are ready work: do not sleep before running them.
-        int errno = _ring.Enter(_deferred.Count > 0 ? 0u : 1u);
+        int errno;
+        if (_deferred.Count > 0)
+        {
+            errno = _ring.Enter(0);
+        }
+        else
+        {
+            long start = Stopwatch.GetTimestamp();
+            errno = Poll(start) ? 0 : _ring.Enter(1);
+            _poll.Update(Stopwatch.GetTimestamp() - start);
+        }
+
         if (errno is not (0 or Errno.EINTR or Errno.EBUSY or Errno.EAGAIN))
         {
             ThrowOnFailure(errno, "io_uring_enter");
@@ -335,6 +348,42 @@ public sealed class IoLoop : IDisposable
             }
 
             _passEnd.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Polls the ring for a completion for up to the poll budget, submitting what is prepared on the first call (and,
+    /// with deferred task running, letting the kernel post finished I/O at each call). True if one is there.
+    /// </summary>
+    private bool Poll(long start)
+    {
+        if (!_poll.TryEnter())
+        {
+            return false;
+        }
+
+        try
+        {
+            long until = start + _poll.Ticks;
+            do
+            {
+                if (_ring.Enter(0) != 0)
+                {
+                    return false;
+                }
+
+                if (_ring.HasCompletion)
+                {
+                    return true;
+                }
+            }
+            while (Stopwatch.GetTimestamp() < until);
+
+            return false;
+        }
+        finally
+        {
+            PollBudget.Exit();
         }
     }
 

@@ -56,10 +56,34 @@ public sealed class IoEngineTests : IntegrationTest
         Assert.False(File.Exists(socket), "nothing may listen");
     }
 
-    private Process StartServe(string engine, string socket, string parameters)
+    [Fact]
+    public async Task Serve_PollSettingNotMicroseconds_RefusesToStart()
+    {
+        string file = Scratch.File("p.raw");
+        File.WriteAllBytes(file, new byte[1 << 20]);
+        string socket = Path.Combine(Root, "p.sock");
+        using Process server = StartServe("io_uring", socket, "aio:" + file, ("TAPDISK_POLL_MAX_US", "50us"));
+        Task<string> errors = server.StandardError.ReadToEndAsync();
+        if (!server.WaitForExit(HangGuard))
+        {
+            server.Kill();
+            Assert.Fail("tapdisk serve started with a misspelt poll setting and did not exit");
+        }
+
+        Assert.NotEqual(0, server.ExitCode);
+        Assert.Contains("TAPDISK_POLL_MAX_US=50us: expected microseconds from 0 to 1000000", await errors, StringComparison.Ordinal);
+        Assert.False(File.Exists(socket), "nothing may listen");
+    }
+
+    private Process StartServe(string engine, string socket, string parameters, params (string Name, string Value)[] settings)
     {
         ProcessStartInfo psi = ExternalTool.StartInfo(Binaries.Tapdisk, ["serve", "-s", socket, parameters], Environment);
         psi.Environment["TAPDISK_IO_ENGINE"] = engine;
+        foreach ((string name, string value) in settings)
+        {
+            psi.Environment[name] = value;
+        }
+
         psi.RedirectStandardError = true;
         psi.RedirectStandardOutput = true;
         Process p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start tapdisk serve");
