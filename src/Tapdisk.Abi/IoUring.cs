@@ -215,10 +215,10 @@ public sealed unsafe class IoUring : IDisposable
         return r < 0 ? Marshal.GetLastPInvokeError() : r == 1 ? 0 : Errno.EIO;
     }
 
-    /// <summary>Takes the next completion, if one is ready.</summary>
     /// <summary>Whether a completion is waiting to be reaped.</summary>
     public bool HasCompletion => _cqLocalHead != Volatile.Read(ref *_cqTail);
 
+    /// <summary>Takes the next completion, if one is ready.</summary>
     public bool TryReap(out ulong userData, out int result)
     {
         // Acquire: the CQE's contents are read only after the tail that published them.

@@ -30,10 +30,10 @@ public static class IoEngine
     /// <summary>Why this engine: the forcing variable, or the errno that ruled io_uring out.</summary>
     public static string Reason => s_choice.Value.Reason;
 
-    /// <summary>The line a process logs at start-up: "io_uring (available)", "threads (TAPDISK_IO_ENGINE=threads)".</summary>
     /// <summary>The longest an I/O loop polls before it sleeps, in Stopwatch ticks (<see cref="PollBudget"/>).</summary>
     public static long PollMaxTicks => s_pollMaxTicks.Value;
 
+    /// <summary>The line a process logs at start-up: "io_uring (available)", "threads (TAPDISK_IO_ENGINE=threads)".</summary>
     public static string Describe() => $"{(Kind == IoEngineKind.IoUring ? "io_uring" : "threads")} ({Reason})";
 
     private static (IoEngineKind, string) Choose()

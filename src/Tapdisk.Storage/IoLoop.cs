@@ -352,12 +352,14 @@ public sealed class IoLoop : IDisposable
     }
 
     /// <summary>
-    /// Polls the ring for a completion for up to the poll budget, submitting what is prepared on the first call (and,
-    /// with deferred task running, letting the kernel post finished I/O at each call). True if one is there.
+    /// Polls the ring for a completion for up to the poll budget, submitting what is prepared on the first call and
+    /// letting the kernel post finished I/O at each call. True if one is there.
     /// </summary>
     private bool Poll(long start)
     {
-        if (!_poll.TryEnter())
+        // Without deferred task running (Linux 6.1+) the kernel posts completions only when the thread enters it,
+        // and an enter with nothing to submit or wait for returns before the kernel: the poll would see nothing.
+        if (!_ring.DeferredTaskRun || !_poll.TryEnter())
         {
             return false;
         }

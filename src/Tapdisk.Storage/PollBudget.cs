@@ -74,7 +74,8 @@ public struct PollBudget
     public static long Parse(string? microseconds)
     {
         int us = DefaultMaxMicroseconds;
-        if (microseconds is not null && (!int.TryParse(microseconds, NumberStyles.None, CultureInfo.InvariantCulture, out us) || us > 1_000_000))
+        // Empty is unset, as for the engine's variable (a unit file may export it empty).
+        if (!string.IsNullOrEmpty(microseconds) && (!int.TryParse(microseconds, NumberStyles.None, CultureInfo.InvariantCulture, out us) || us > 1_000_000))
         {
             throw new ArgumentException($"{Variable}={microseconds}: expected microseconds from 0 to 1000000");
         }
