@@ -221,8 +221,8 @@ public sealed unsafe class IoUring : IDisposable
     /// <summary>Takes the next completion, if one is ready.</summary>
     public bool TryReap(out ulong userData, out int result)
     {
-        // Acquire: the CQE's contents are read only after the tail that published them.
-        if (_cqLocalHead == Volatile.Read(ref *_cqTail))
+        // Acquire (in HasCompletion): the CQE's contents are read only after the tail that published them.
+        if (!HasCompletion)
         {
             userData = 0;
             result = 0;

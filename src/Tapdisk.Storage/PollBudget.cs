@@ -37,7 +37,7 @@ public struct PollBudget
     public readonly long Ticks => _ticks;
 
     /// <summary>The first budget after a short wait: a fraction of the maximum, doubled from there.</summary>
-    public readonly long InitialTicks => Math.Max(1, _maxTicks / 8);
+    private readonly long InitialTicks => Math.Max(1, _maxTicks / 8);
 
     /// <summary>Takes a polling slot; false if polling is off or enough loops poll already.</summary>
     public readonly bool TryEnter()
