@@ -195,7 +195,7 @@ public sealed class RawImage : IBlockImage
             long pos = offsetBytes;
             while (pos < end)
             {
-                long data = _file.Seek(pos, data: true);
+                (long data, long dataEnd) = _file.FindData(pos);
                 if (data < 0 || data >= end)
                 {
                     // No more data in range (or the file system cannot tell: then SEEK_DATA returns pos itself).
@@ -208,8 +208,7 @@ public sealed class RawImage : IBlockImage
                     extents.Add(pos, data - pos, ExtentFlags.Hole | ExtentFlags.Zero);
                 }
 
-                long hole = _file.Seek(data, data: false);
-                long dataEnd = hole < 0 ? end : Math.Min(hole, end);
+                dataEnd = Math.Min(dataEnd, end);
                 extents.Add(data, dataEnd - data, ExtentFlags.Data);
                 pos = dataEnd;
             }

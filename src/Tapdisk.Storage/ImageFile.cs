@@ -20,6 +20,16 @@ public sealed class ImageFile : IDisposable
     private readonly bool _openedDirect;
     private volatile bool _direct;
 
+    // The last data run SEEK_DATA/SEEK_HOLE found, [start, end), as qemu's file driver keeps one (its block-status
+    // cache): sparse reads ask for every request's extents, and SEEK_HOLE costs a walk to the run's end (on tmpfs, of
+    // the file's pages: milliseconds for 1 GiB), or a round trip on NFS. Writes only add data, so the run stays true
+    // until something makes a hole: punch, zero range, truncate. Those bump the generation before and after they run,
+    // so a lookup that raced one is not remembered; a stale run could only call zeros data, which a read still serves.
+    private readonly Lock _dataRunLock = new();
+    private long _dataRunStart;
+    private long _dataRunEnd;
+    private long _holeGeneration;
+
     private ImageFile(string path, SafeFdHandle fd, OpenFlags baseFlags, bool direct, FileStatus status)
     {
         Path = path;
@@ -275,13 +285,18 @@ public sealed class ImageFile : IDisposable
 
     public void FlushAll() => PosixFile.Sync(_fd, Path);
 
-    public void SetLength(long lengthBytes) => PosixFile.Truncate(_fd, lengthBytes, Path);
+    public void SetLength(long lengthBytes)
+    {
+        ForgetDataRun();
+        PosixFile.Truncate(_fd, lengthBytes, Path);
+        ForgetDataRun();
+    }
 
     /// <summary>Deallocates a range (it then reads as zeros); false if the file system cannot.</summary>
-    public bool TryPunchHole(long offsetBytes, long lengthBytes) => PosixFile.TryFallocate(_fd, FallocateMode.PunchHole, offsetBytes, lengthBytes) == 0;
+    public bool TryPunchHole(long offsetBytes, long lengthBytes) => TryFallocate(FallocateMode.PunchHole, offsetBytes, lengthBytes);
 
     /// <summary>Zeroes a range without writing data, keeping it allocated; false if the file system cannot.</summary>
-    public bool TryZeroRange(long offsetBytes, long lengthBytes) => PosixFile.TryFallocate(_fd, FallocateMode.ZeroRange, offsetBytes, lengthBytes) == 0;
+    public bool TryZeroRange(long offsetBytes, long lengthBytes) => TryFallocate(FallocateMode.ZeroRange, offsetBytes, lengthBytes);
 
     /// <summary><see cref="TryPunchHole"/> through the thread's ring when it has one (else synchronously).</summary>
     public ValueTask<bool> TryPunchHoleAsync(long offsetBytes, long lengthBytes) => TryFallocateAsync(FallocateMode.PunchHole, offsetBytes, lengthBytes);
@@ -302,6 +317,54 @@ public sealed class ImageFile : IDisposable
         }
 
         return errno is Errno.ENXIO or Errno.EINVAL or Errno.EOPNOTSUPP ? -1 : throw new ErrnoIOException(errno, Path, "lseek");
+    }
+
+    /// <summary>
+    /// The data run holding <paramref name="offsetBytes"/> or the next one after it: its start (-1 when no data follows)
+    /// and its end (<see cref="long.MaxValue"/> when the file system cannot say where the next hole is). Answers from
+    /// the last run found when it holds the offset.
+    /// </summary>
+    public (long Start, long End) FindData(long offsetBytes)
+    {
+        long generation;
+        lock (_dataRunLock)
+        {
+            if (offsetBytes >= _dataRunStart && offsetBytes < _dataRunEnd)
+            {
+                return (offsetBytes, _dataRunEnd);
+            }
+
+            generation = _holeGeneration;
+        }
+
+        long start = Seek(offsetBytes, data: true);
+        if (start < 0)
+        {
+            return (-1, -1);
+        }
+
+        long hole = Seek(start, data: false);
+        long end = hole < 0 ? long.MaxValue : hole;
+        lock (_dataRunLock)
+        {
+            if (_holeGeneration == generation)
+            {
+                _dataRunStart = start;
+                _dataRunEnd = end;
+            }
+        }
+
+        return (start, end);
+    }
+
+    /// <summary>Forgets the remembered data run: called around every call that can make a hole.</summary>
+    private void ForgetDataRun()
+    {
+        lock (_dataRunLock)
+        {
+            _holeGeneration++;
+            _dataRunStart = _dataRunEnd = 0;
+        }
     }
 
     public void Dispose()
@@ -397,11 +460,24 @@ public sealed class ImageFile : IDisposable
 
         try
         {
-            return new ValueTask<bool>(PosixFile.TryFallocate(_fd, mode, offsetBytes, lengthBytes) == 0);
+            return new ValueTask<bool>(TryFallocate(mode, offsetBytes, lengthBytes));
         }
         catch (ObjectDisposedException e)
         {
             return ValueTask.FromException<bool>(e);
+        }
+    }
+
+    private bool TryFallocate(FallocateMode mode, long offsetBytes, long lengthBytes)
+    {
+        ForgetDataRun();
+        try
+        {
+            return PosixFile.TryFallocate(_fd, mode, offsetBytes, lengthBytes) == 0;
+        }
+        finally
+        {
+            ForgetDataRun();
         }
     }
 
@@ -410,7 +486,15 @@ public sealed class ImageFile : IDisposable
     {
         // As the synchronous call: any errno means "not done" (EOPNOTSUPP is the usual one), and the caller falls back.
         // The ring's fallocate needs Linux 5.6, as do its reads, which the engine's self-test proved.
-        return await loop.StartFallocateAsync(_fd, mode, offsetBytes, lengthBytes).ConfigureAwait(false) == 0;
+        ForgetDataRun();
+        try
+        {
+            return await loop.StartFallocateAsync(_fd, mode, offsetBytes, lengthBytes).ConfigureAwait(false) == 0;
+        }
+        finally
+        {
+            ForgetDataRun();
+        }
     }
 
     [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]

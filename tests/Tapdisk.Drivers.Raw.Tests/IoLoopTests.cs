@@ -660,6 +660,50 @@ public sealed class IoLoopTests
         });
     }
 
+    /// <summary>
+    /// Extent queries answer from the last data run found; every call that makes a hole (a trim through the ring or
+    /// not, a zero, a truncate) must forget it, or the map would call the hole data. Each query here lands inside the
+    /// run the one before it found.
+    /// </summary>
+    [Fact]
+    public void Extents_AfterHolesAreMadeInsideAKnownDataRun_ReportTheHoles()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("runs.raw");
+        File.WriteAllBytes(path, Enumerable.Repeat((byte)3, 4 * MiB).ToArray());
+        LoopThread.Run(loop =>
+        {
+            using RawImage image = RawImage.Open(path, ImageOpenOptions.ReadWrite);
+            Assert.Equal([(0L, 4L * MiB, ExtentFlags.Data)], Extents(image, 0, 4 * MiB));
+
+            Complete(loop, [image.TrimAsync(MiB, MiB)]);
+            Assert.Equal([(MiB, MiB, ExtentFlags.Hole | ExtentFlags.Zero), (2L * MiB, MiB, ExtentFlags.Data)], Extents(image, MiB, 2 * MiB));
+
+            Complete(loop, [image.ZeroAsync(2 * MiB, MiB / 2)]);
+            Assert.Equal([(2L * MiB, MiB / 2, ExtentFlags.Hole | ExtentFlags.Zero), ((2L * MiB) + (MiB / 2), MiB / 2, ExtentFlags.Data)], Extents(image, 2 * MiB, MiB));
+
+            // A write into a hole only adds data: the map follows it.
+            Complete(loop, [image.WriteAsync(MiB, Enumerable.Repeat((byte)4, 4096).ToArray())]);
+            Assert.Equal([(MiB, 4096L, ExtentFlags.Data), (MiB + 4096L, MiB - 4096, ExtentFlags.Hole | ExtentFlags.Zero)], Extents(image, MiB, MiB));
+        });
+
+        using (ImageFile file = ImageFile.Open(path, readOnly: false, direct: false))
+        {
+            Assert.Equal((3L * MiB, 4L * MiB), file.FindData(3 * MiB));
+            file.SetLength(3 * MiB);
+            file.SetLength(4 * MiB);
+            Assert.Equal(-1, file.FindData(3 * MiB).Start);
+        }
+    }
+
+    private static (long Offset, long Length, ExtentFlags Flags)[] Extents(RawImage image, long offset, long length)
+    {
+        var extents = new ExtentList();
+        ValueTask query = image.GetExtentsAsync(offset, length, extents);
+        Assert.True(query.IsCompletedSuccessfully, "extent queries are synchronous");
+        return [.. extents.AsSpan().ToArray().Select(e => (e.OffsetBytes, e.LengthBytes, e.Flags))];
+    }
+
     private static void Complete(IoLoop? loop, ValueTask[] tasks)
     {
         foreach (ValueTask task in tasks)
