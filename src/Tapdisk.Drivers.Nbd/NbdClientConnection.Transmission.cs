@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
 using Tapdisk.Abi;
+using Tapdisk.Storage;
 using static Tapdisk.NbdProtocol;
 
 namespace Tapdisk.Drivers.Nbd;
@@ -11,7 +12,7 @@ internal sealed partial class NbdClientConnection
 {
     /// <summary>
     /// Sends one request and returns what completes with its reply. The send blocks the caller while the socket is
-    /// full (bounded by the request timeout), so the image reports every operation as one that may block. With every
+    /// full (bounded by the request timeout; the socket's buffer holds a few requests' worth). With every
     /// slot in flight the request waits for one asynchronously: a blocked thread-pool thread could be the one a
     /// completion (which frees a slot) needs.
     /// </summary>
@@ -56,6 +57,7 @@ internal sealed partial class NbdClientConnection
             slot.LengthBytes = lengthBytes;
             slot.Destination = destination;
             slot.SentTimestamp = Stopwatch.GetTimestamp();
+            slot.Loop = IoLoop.Current;
 
             // Registered before the send, so a reply can never arrive for a slot the receive thread does not know.
             slot.State = NbdPendingRequest.Pending;

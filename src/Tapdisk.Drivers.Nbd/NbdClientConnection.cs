@@ -13,6 +13,7 @@ namespace Tapdisk.Drivers.Nbd;
 /// </summary>
 internal sealed partial class NbdClientConnection : IDisposable
 {
+    private const int SendBufferBytes = 1024 * 1024;
     private readonly Socket _socket;
     private readonly NbdClientOptions _options;
     private readonly ILogger _logger;
@@ -88,6 +89,9 @@ internal sealed partial class NbdClientConnection : IDisposable
             {
                 socket.NoDelay = true;
             }
+
+            // Room for a queue depth's worth of small writes, so a send from an I/O loop rarely waits for the server.
+            socket.SendBufferSize = SendBufferBytes;
 
             connection.ConnectSocket(deadline);
             connection.Negotiate(deadline);

@@ -82,8 +82,13 @@ public sealed class NbdImage : IBlockImage
     /// <summary>How the connection was negotiated (for logs and tests).</summary>
     public string Handshake => _connection.Style;
 
-    /// <summary>Sends block while the socket is full and a request may wait for a free slot.</summary>
-    public bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) => true;
+    /// <summary>
+    /// On an I/O loop's thread nothing waits for the server: the reply completes on that loop, and a request with every
+    /// slot taken waits for one asynchronously. Only a send into a full socket blocks, until the server reads (its
+    /// replies never wait on this side: the receive thread only hands them on), as the NBD server's own replies do.
+    /// Elsewhere the sends block their thread, so the frontends keep those requests on the I/O workers.
+    /// </summary>
+    public bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) => ImageFile.MayBlockHere;
 
     /// <summary>Connects to <paramref name="address"/> and negotiates; a read-only export is refused for a writable open.</summary>
     public static NbdImage Open(string address, ImageOpenOptions options, NbdClientOptions clientOptions)

@@ -1,13 +1,15 @@
 using System.Threading.Tasks.Sources;
+using Tapdisk.Storage;
 
 namespace Tapdisk.Drivers.Nbd;
 
 /// <summary>
 /// One in-flight request slot, reused: its index and generation make the NBD handle, so a reply for a slot that was
 /// answered already (or never sent) is recognised as an unknown handle. The receive thread never runs the awaiting
-/// code itself: it queues the slot to the thread pool (no allocation: the slot is the work item), because that code
-/// may send the next request on this connection, and a sender blocked on a full socket while the only reader waits
-/// for it would deadlock with a server that blocks on its replies.
+/// code itself, because that code may send the next request on this connection, and a sender blocked on a full socket
+/// while the only reader waits for it would deadlock with a server that blocks on its replies. It hands the slot (no
+/// allocation: the slot is the work item) to the I/O loop that sent the request, which runs what follows as it runs
+/// its own completions, or to the thread pool when a thread without a loop sent it.
 /// </summary>
 internal sealed class NbdPendingRequest : IValueTaskSource, IThreadPoolWorkItem
 {
@@ -42,6 +44,9 @@ internal sealed class NbdPendingRequest : IValueTaskSource, IThreadPoolWorkItem
     /// <summary>Where a READ's payload goes.</summary>
     public Memory<byte> Destination { get; set; }
 
+    /// <summary>The I/O loop of the thread that sent the request (null without one): where its completion runs.</summary>
+    public IoLoop? Loop { get; set; }
+
     /// <summary>Stopwatch timestamp of the send, for the request timeout.</summary>
     public long SentTimestamp { get; set; }
 
@@ -49,11 +54,16 @@ internal sealed class NbdPendingRequest : IValueTaskSource, IThreadPoolWorkItem
 
     public ValueTask AsValueTask() => new(this, _core.Version);
 
-    /// <summary>Completes the awaiting request on the thread pool.</summary>
+    /// <summary>Completes the awaiting request on the sender's loop, or on the thread pool.</summary>
     public void Complete(Exception? error)
     {
         _error = error;
-        ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        IoLoop? loop = Loop;
+        Loop = null;
+        if (loop is null || !loop.Post(this))
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        }
     }
 
     void IThreadPoolWorkItem.Execute()

@@ -49,6 +49,13 @@ public sealed class IoLoop : IDisposable
     // Completions taken off the ring while a submission waited for room; they run at the loop's next pass.
     private readonly Queue<(ulong Token, int Result)> _deferred = new();
 
+    // Work other threads hand to this loop (a request it started, answered on an NBD client's receive thread), run at
+    // its next pass. Two lists swapped under the lock: posting allocates nothing once they have grown.
+    private readonly Lock _postedLock = new();
+    private List<IThreadPoolWorkItem> _posted = [];
+    private List<IThreadPoolWorkItem> _postedRunning = [];
+    private bool _postClosed;
+
     // Work that waits for the end of the pass running completions (replies gathered into one send).
     private readonly List<IPassEndListener> _passEnd = [];
     private bool _inPass;
@@ -335,6 +342,8 @@ public sealed class IoLoop : IDisposable
             {
                 Complete(token, result);
             }
+
+            RunPosted();
         }
         finally
         {
@@ -386,6 +395,73 @@ public sealed class IoLoop : IDisposable
         finally
         {
             PollBudget.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="item"/> on this loop's thread at its next pass; from any thread, this one included. For
+    /// work that continues a request this loop started: what it does next goes through this ring, and no thread pool
+    /// thread is woken for it. False once the loop is closing: the caller runs the item elsewhere.
+    /// </summary>
+    public bool Post(IThreadPoolWorkItem item)
+    {
+        bool first;
+        lock (_postedLock)
+        {
+            if (_postClosed)
+            {
+                return false;
+            }
+
+            _posted.Add(item);
+            first = _posted.Count == 1;
+        }
+
+        if (first)
+        {
+            Wake();
+        }
+
+        return true;
+    }
+
+    private void RunPosted()
+    {
+        List<IThreadPoolWorkItem> run;
+        lock (_postedLock)
+        {
+            if (_posted.Count == 0)
+            {
+                return;
+            }
+
+            run = _posted;
+            _posted = _postedRunning;
+            _postedRunning = run;
+        }
+
+        int i = 0;
+        try
+        {
+            for (; i < run.Count; i++)
+            {
+                run[i].Execute();
+            }
+        }
+        finally
+        {
+            if (++i < run.Count)
+            {
+                // One threw (a continuation's fault is its own): the rest still run, at the next pass.
+                lock (_postedLock)
+                {
+                    _posted.AddRange(run.GetRange(i, run.Count - i));
+                }
+
+                Wake();
+            }
+
+            run.Clear();
         }
     }
 
@@ -505,6 +581,20 @@ public sealed class IoLoop : IDisposable
             }
 
             CloseRing();
+
+            // Work posted since the last pass, and any posted later, runs on the thread pool: no pass will come.
+            List<IThreadPoolWorkItem> left;
+            lock (_postedLock)
+            {
+                _postClosed = true;
+                left = _posted;
+                _posted = [];
+            }
+
+            foreach (IThreadPoolWorkItem item in left)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(item, preferLocal: false);
+            }
         }
     }
 

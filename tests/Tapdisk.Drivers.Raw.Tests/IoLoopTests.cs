@@ -704,6 +704,76 @@ public sealed class IoLoopTests
         return [.. extents.AsSpan().ToArray().Select(e => (e.OffsetBytes, e.LengthBytes, e.Flags))];
     }
 
+    [Fact]
+    public void Post_FromAnotherThread_RunsOnTheLoopsThreadAtItsNextPass()
+    {
+        LoopThread.Run(loop =>
+        {
+            if (loop is null)
+            {
+                Assert.True(ForcedThreads, IoEngine.Describe());
+                return;
+            }
+
+            var item = new RecordingItem();
+            var poster = new Thread(() => Assert.True(loop.Post(item)));
+            poster.Start();
+            poster.Join();
+            Assert.Equal(0, item.Runs);
+
+            // The post woke the loop (its eventfd read completes), so this pass returns without any I/O of its own.
+            while (item.Runs == 0)
+            {
+                loop.RunOnce();
+            }
+
+            Assert.Equal(1, item.Runs);
+            Assert.Equal(Environment.CurrentManagedThreadId, item.Thread);
+        });
+    }
+
+    [Fact]
+    public void Post_ToAClosingLoop_WorkLeftRunsOnThePoolAndLaterPostsAreRefused()
+    {
+        var left = new RecordingItem();
+        var late = new RecordingItem();
+        int loopThread = 0;
+        IoLoop? closed = null;
+        LoopThread.Run(loop =>
+        {
+            loopThread = Environment.CurrentManagedThreadId;
+            closed = loop;
+            Assert.True(loop is null || loop.Post(left));
+        });
+
+        if (closed is null)
+        {
+            Assert.True(ForcedThreads, IoEngine.Describe());
+            return;
+        }
+
+        Assert.True(left.Ran.Wait(TimeSpan.FromMinutes(1)), "work posted before the loop closed never ran");
+        Assert.NotEqual(loopThread, left.Thread);
+        Assert.False(closed.Post(late));
+        Assert.Equal(0, late.Runs);
+    }
+
+    private sealed class RecordingItem : IThreadPoolWorkItem
+    {
+        public ManualResetEventSlim Ran { get; } = new();
+
+        public int Runs { get; private set; }
+
+        public int Thread { get; private set; }
+
+        public void Execute()
+        {
+            Runs++;
+            Thread = Environment.CurrentManagedThreadId;
+            Ran.Set();
+        }
+    }
+
     private static void Complete(IoLoop? loop, ValueTask[] tasks)
     {
         foreach (ValueTask task in tasks)
