@@ -54,11 +54,47 @@ public sealed unsafe class SendVector : IDisposable
     }
 
     /// <summary>
-    /// One sendmsg of what is left (blocking unless the descriptor is non-blocking; SIGPIPE suppressed). Returns the
-    /// byte count, after which the rest is what is left, or -1 with <paramref name="errno"/> set (EAGAIN on a blocking
-    /// socket: its SO_SNDTIMEO ran out with nothing sent). Sent buffers are unpinned by <see cref="Clear"/>.
+    /// Lists two buffers (a header and its payload) or, when either cannot be pinned, neither: a header must never
+    /// leave without its payload.
     /// </summary>
-    public nint SendOnce(SafeHandle socket, out int errno)
+    public void Add(ReadOnlyMemory<byte> first, ReadOnlyMemory<byte> second)
+    {
+        ObjectDisposedException.ThrowIf(_iov == null, this);
+        if (_capacity - _count < (first.IsEmpty ? 0 : 1) + (second.IsEmpty ? 0 : 1))
+        {
+            throw new InvalidOperationException("the send vector is full");
+        }
+
+        MemoryHandle pin = second.Pin();
+        try
+        {
+            Add(first);
+        }
+        catch
+        {
+            pin.Dispose();
+            throw;
+        }
+
+        if (!second.IsEmpty)
+        {
+            _iov[_count] = new Interop.Libc.IoVec { Base = pin.Pointer, Length = (nuint)second.Length };
+            _pins[_count++] = pin;
+            _pending += second.Length;
+        }
+        else
+        {
+            pin.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// One sendmsg of what is left (blocking unless the descriptor is non-blocking or <paramref name="dontWait"/>;
+    /// SIGPIPE suppressed). Returns the byte count, after which the rest is what is left, or -1 with
+    /// <paramref name="errno"/> set (EAGAIN: the socket had no room, or on a blocking socket its SO_SNDTIMEO ran out
+    /// with nothing sent). Sent buffers are unpinned by <see cref="Clear"/>.
+    /// </summary>
+    public nint SendOnce(SafeHandle socket, out int errno, bool dontWait = false)
     {
         ArgumentNullException.ThrowIfNull(socket);
         ObjectDisposedException.ThrowIf(_iov == null, this);
@@ -73,7 +109,8 @@ public sealed unsafe class SendVector : IDisposable
         {
             socket.DangerousAddRef(ref added);
             var header = new Interop.Libc.MsgHdr { Iov = _iov + _first, IovLength = (nuint)(_count - _first) };
-            nint n = Interop.Libc.SendMsg(socket.DangerousGetHandle(), &header, Interop.Libc.MSG_NOSIGNAL);
+            int flags = Interop.Libc.MSG_NOSIGNAL | (dontWait ? Interop.Libc.MSG_DONTWAIT : 0);
+            nint n = Interop.Libc.SendMsg(socket.DangerousGetHandle(), &header, flags);
             if (n < 0)
             {
                 errno = Marshal.GetLastPInvokeError();

@@ -11,8 +11,8 @@ namespace Tapdisk.Drivers.Nbd;
 internal sealed partial class NbdClientConnection
 {
     /// <summary>
-    /// Sends one request and returns what completes with its reply. The send blocks the caller while the socket is
-    /// full (bounded by the request timeout; the socket's buffer holds a few requests' worth). With every
+    /// Sends one request and returns what completes with its reply. The send never waits for the socket (what it
+    /// cannot take yet goes to the writer, bounded by the request timeout). With every
     /// slot in flight the request waits for one asynchronously: a blocked thread-pool thread could be the one a
     /// completion (which frees a slot) needs.
     /// </summary>
@@ -66,12 +66,15 @@ internal sealed partial class NbdClientConnection
         // The slot's result is read by the caller's await; anything that kills the connection below fails it through
         // the receive thread's sweep, so exactly one party completes it.
         ValueTask result = slot.AsValueTask();
-        Send(slot.Handle, command, flags, offsetBytes, lengthBytes, payload);
+        Send(slot.Index, slot.Handle, command, flags, offsetBytes, lengthBytes, payload);
         return result;
     }
 
-    /// <summary>One request, header and payload in one sendmsg; a failure fails the connection (reason recorded, socket shut).</summary>
-    private void Send(ulong handle, ushort command, ushort flags, long offsetBytes, int lengthBytes, ReadOnlyMemory<byte> payload)
+    /// <summary>
+    /// Lists one request (header in the slot's own place, then the payload) and sends what the socket takes now,
+    /// without waiting; the rest goes to the writer. A failure fails the connection (reason recorded, socket shut).
+    /// </summary>
+    private void Send(int headerIndex, ulong handle, ushort command, ushort flags, long offsetBytes, int lengthBytes, ReadOnlyMemory<byte> payload)
     {
         lock (_sendLock)
         {
@@ -80,38 +83,107 @@ internal sealed partial class NbdClientConnection
                 return;
             }
 
-            Span<byte> header = _header.GetSpan();
-            BinaryPrimitives.WriteUInt32BigEndian(header, NBD_REQUEST_MAGIC);
-            BinaryPrimitives.WriteUInt16BigEndian(header[4..], flags);
-            BinaryPrimitives.WriteUInt16BigEndian(header[6..], command);
-            BinaryPrimitives.WriteUInt64BigEndian(header[8..], handle);
-            BinaryPrimitives.WriteUInt64BigEndian(header[16..], (ulong)offsetBytes);
-            BinaryPrimitives.WriteUInt32BigEndian(header[24..], (uint)lengthBytes);
-            int errno;
-            try
+            Memory<byte> header = _headers.Memory.Slice(headerIndex * HeaderStride, RequestSize);
+            Span<byte> h = header.Span;
+            BinaryPrimitives.WriteUInt32BigEndian(h, NBD_REQUEST_MAGIC);
+            BinaryPrimitives.WriteUInt16BigEndian(h[4..], flags);
+            BinaryPrimitives.WriteUInt16BigEndian(h[6..], command);
+            BinaryPrimitives.WriteUInt64BigEndian(h[8..], handle);
+            BinaryPrimitives.WriteUInt64BigEndian(h[16..], (ulong)offsetBytes);
+            BinaryPrimitives.WriteUInt32BigEndian(h[24..], (uint)lengthBytes);
+            _send.Add(header, payload);
+
+            if (_writerActive)
             {
-                _send.Add(_header.Memory);
-                _send.Add(payload);
-                errno = _send.SendAll(_socket.SafeHandle);
-            }
-            finally
-            {
-                // Also when a payload cannot be pinned: the header must not stay listed for the next request.
-                _send.Clear();
+                // The writer is sending what was listed before: this follows it.
+                return;
             }
 
-            if (errno != 0)
+            nint n;
+            int errno;
+            do
             {
-                // EAGAIN on this blocking socket is its SO_SNDTIMEO: the server took nothing for the request timeout.
-                Fail(errno == Errno.EAGAIN ? Errno.ETIMEDOUT : Errno.EIO, errno == Errno.EAGAIN
-                    ? $"send blocked for {_options.RequestTimeout.TotalSeconds} s (server not reading)"
-                    : $"send failed: {Errno.Describe(errno)}");
+                n = _send.SendOnce(_socket.SafeHandle, out errno, dontWait: true);
+            }
+            while (n > 0 && _send.PendingBytes > 0);
+
+            if (_send.PendingBytes == 0)
+            {
+                _send.Clear();
+            }
+            else if (n < 0 && errno is not (Errno.EAGAIN or Errno.EINTR))
+            {
+                _send.Clear();
+                FailSend(errno);
+            }
+            else
+            {
+                // The socket is full: the server has not read what is there yet.
+                _writerActive = true;
+                _writerIdle.Reset();
+                ThreadPool.UnsafeQueueUserWorkItem(_writer, preferLocal: false);
             }
         }
     }
 
+    /// <summary>Sends what senders left listed, a whole list at a time, until none is left.</summary>
+    private void WriteListed()
+    {
+        while (true)
+        {
+            SendVector list;
+            lock (_sendLock)
+            {
+                if (_send.PendingBytes == 0 || _sendClosed)
+                {
+                    _send.Clear();
+                    _writerActive = false;
+                    _writerIdle.Set();
+                    if (_sendClosed)
+                    {
+                        FreeSendLists();
+                    }
+
+                    return;
+                }
+
+                list = _send;
+                _send = _writing;
+                _writing = list;
+            }
+
+            // Blocking, outside the lock: senders meanwhile list into the other one. SO_SNDTIMEO bounds each call.
+            int errno = list.SendAll(_socket.SafeHandle);
+            if (errno != 0)
+            {
+                FailSend(errno);
+            }
+        }
+    }
+
+    private void FailSend(int errno) =>
+        // EAGAIN on this blocking socket is its SO_SNDTIMEO: the server took nothing for the request timeout.
+        Fail(errno == Errno.EAGAIN ? Errno.ETIMEDOUT : Errno.EIO, errno == Errno.EAGAIN
+            ? $"send blocked for {_options.RequestTimeout.TotalSeconds} s (server not reading)"
+            : $"send failed: {Errno.Describe(errno)}");
+
+    /// <summary>Under the send lock, once sending is closed and no writer runs.</summary>
+    private void FreeSendLists()
+    {
+        _send.Dispose();
+        _writing.Dispose();
+        ((IDisposable)_headers).Dispose();
+        _writerIdle.Dispose();
+    }
+
     /// <summary>DISC: handle, offset and length all zero.</summary>
-    private void TrySendDisconnect() => Send(0, NBD_CMD_DISC, 0, 0, 0, ReadOnlyMemory<byte>.Empty);
+    private void TrySendDisconnect() => Send(_slots.Length, 0, NBD_CMD_DISC, 0, 0, 0, ReadOnlyMemory<byte>.Empty);
+
+    /// <summary>The writer's work item (one per connection, queued only while it is not running).</summary>
+    private sealed class Writer(NbdClientConnection owner) : IThreadPoolWorkItem
+    {
+        public void Execute() => owner.WriteListed();
+    }
 
     private void ReceiveLoop()
     {

@@ -22,10 +22,18 @@ internal sealed partial class NbdClientConnection : IDisposable
     private readonly SemaphoreSlim _slotsAvailable;
     private readonly Lock _lock = new();
     private readonly Lock _sendLock = new();
-    // The request header and its payload leave in one sendmsg (one wake-up of the server per request); native, so
-    // listing the header pins nothing. Both are touched under the send lock only, and freed under it.
-    private readonly AlignedMemory _header = new(NbdProtocol.RequestSize, 8);
-    private readonly SendVector _send = new(2);
+
+    // Sends never block the sender: a request's header and payload are listed in _send and go out in one sendmsg
+    // without waiting; what the socket cannot take yet is left listed, and the writer (a thread-pool work item) sends
+    // it with blocking calls, taking the list whole and leaving an empty one for the requests that come meanwhile, so
+    // bytes leave in order. Each slot has its own header (native: listing it pins nothing); the last one is DISC's.
+    private const int HeaderStride = 32;
+    private readonly AlignedMemory _headers;
+    private SendVector _send;
+    private SendVector _writing;
+    private readonly IThreadPoolWorkItem _writer;
+    private readonly ManualResetEventSlim _writerIdle = new(initialState: true);
+    private bool _writerActive;
     private bool _sendClosed;
     private readonly byte[] _replyHeader = new byte[NbdProtocol.SimpleReplySize];
     private readonly long _requestTimeoutTicks;
@@ -43,7 +51,7 @@ internal sealed partial class NbdClientConnection : IDisposable
         _socket = socket;
         _options = options;
         _logger = options.Logger;
-        _slots = new NbdPendingRequest[Math.Max(1, options.MaxInFlight)];
+        _slots = new NbdPendingRequest[Math.Clamp(options.MaxInFlight, 1, NbdClientOptions.MaxInFlightLimit)];
         _free = new Stack<NbdPendingRequest>(_slots.Length);
         for (int i = _slots.Length - 1; i >= 0; i--)
         {
@@ -52,6 +60,14 @@ internal sealed partial class NbdClientConnection : IDisposable
         }
 
         _slotsAvailable = new SemaphoreSlim(_slots.Length, _slots.Length);
+        _headers = new AlignedMemory((_slots.Length + 1) * HeaderStride, 8);
+
+        // Every unsent request's header and payload, and DISC, fit one list: a slot is reused only after its reply,
+        // so after its request went out whole.
+        int listed = (2 * _slots.Length) + 1;
+        _send = new SendVector(listed);
+        _writing = new SendVector(listed);
+        _writer = new Writer(this);
         _requestTimeoutTicks = (long)(options.RequestTimeout.TotalSeconds * Stopwatch.Frequency);
     }
 
@@ -200,6 +216,9 @@ internal sealed partial class NbdClientConnection : IDisposable
         if (Failure is null)
         {
             TrySendDisconnect();
+
+            // DISC may be left to the writer: let it go out before the socket is shut.
+            _writerIdle.Wait(_options.RequestTimeout);
         }
 
         Fail(Errno.ESHUTDOWN, "closed");
@@ -209,12 +228,15 @@ internal sealed partial class NbdClientConnection : IDisposable
             Log.ReceiverStuck(_logger, Address.Text, _options.RequestTimeout.TotalSeconds);
         }
 
-        // A sender that registered its slot before the connection failed may still come to Send: it finds this.
+        // A sender that registered its slot before the connection failed may still come to Send: it finds this. A
+        // writer still sending (into the shut socket, so not for long) frees the lists when it stops.
         lock (_sendLock)
         {
             _sendClosed = true;
-            _send.Dispose();
-            ((IDisposable)_header).Dispose();
+            if (!_writerActive)
+            {
+                FreeSendLists();
+            }
         }
 
         // The semaphore is not disposed: a late awaiter still returns its slot through it.

@@ -18,8 +18,11 @@ public sealed record NbdClientOptions
     /// </summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Requests in flight per connection (blktap's client allows 352).</summary>
+    /// <summary>Requests in flight per connection (blktap's client allows 352), at most <see cref="MaxInFlightLimit"/>.</summary>
     public int MaxInFlight { get; init; } = 352;
+
+    /// <summary>The most <see cref="MaxInFlight"/> may be: every request's header and payload, and DISC, must fit one sendmsg (1024 buffers).</summary>
+    public const int MaxInFlightLimit = 511;
 
     public ILogger Logger { get; init; } = NullLogger.Instance;
 }

@@ -83,12 +83,11 @@ public sealed class NbdImage : IBlockImage
     public string Handshake => _connection.Style;
 
     /// <summary>
-    /// On an I/O loop's thread nothing waits for the server: the reply completes on that loop, and a request with every
-    /// slot taken waits for one asynchronously. Only a send into a full socket blocks, until the server reads (its
-    /// replies never wait on this side: the receive thread only hands them on), as the NBD server's own replies do.
-    /// Elsewhere the sends block their thread, so the frontends keep those requests on the I/O workers.
+    /// Nothing waits for the server: a send takes what the socket has room for and leaves the rest to the connection's
+    /// writer, a request with every slot taken waits for one asynchronously, and the reply completes on the sender's
+    /// I/O loop (or the thread pool). So frontends run these requests on their own thread, no I/O worker between.
     /// </summary>
-    public bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) => ImageFile.MayBlockHere;
+    public bool MayBlock(BlockOperation operation, long offsetBytes, long lengthBytes) => false;
 
     /// <summary>Connects to <paramref name="address"/> and negotiates; a read-only export is refused for a writable open.</summary>
     public static NbdImage Open(string address, ImageOpenOptions options, NbdClientOptions clientOptions)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net.Sockets;
 using Tapdisk.Testing;
 using Xunit;
@@ -35,6 +36,50 @@ public sealed class SendVectorTests
             Assert.Equal(expected.Length, n);
             Assert.Equal(0, vector.PendingBytes);
             Assert.Equal(expected, UnixSocketPair.ReceiveExactly(b, expected.Length));
+        }
+    }
+
+    [Fact]
+    public void HeaderAndPayload_PayloadCannotBePinned_NeitherIsListed_AndNothingIsHeldWithoutWaiting()
+    {
+        (Socket a, Socket b) = UnixSocketPair.Create();
+        using (a)
+        using (b)
+        using (var vector = new SendVector(4))
+        using (var unpinnable = new UnpinnableMemory(16))
+        {
+            byte[] header = [1, 2, 3, 4];
+            Assert.Throws<NotSupportedException>(() => vector.Add(header, unpinnable.Memory));
+            Assert.Equal(0, vector.PendingBytes);
+
+            // A socket with no room: a send that must not wait says so at once.
+            a.SendBufferSize = 4096;
+            byte[] payload = new byte[256 * 1024];
+            vector.Add(header, payload);
+            Assert.Equal(header.Length + payload.Length, vector.PendingBytes);
+            nint n = vector.SendOnce(a.SafeHandle, out int errno, dontWait: true);
+            Assert.True(n > 0, $"errno {errno}");
+            Assert.True(vector.PendingBytes > 0, "the socket took it all: the case is not exercised");
+            Assert.Equal(-1, vector.SendOnce(a.SafeHandle, out errno, dontWait: true));
+            Assert.Equal(Errno.EAGAIN, errno);
+            vector.Clear();
+        }
+    }
+
+    private sealed class UnpinnableMemory(int length) : MemoryManager<byte>
+    {
+        private readonly byte[] _data = new byte[length];
+
+        public override Span<byte> GetSpan() => _data;
+
+        public override MemoryHandle Pin(int elementIndex = 0) => throw new NotSupportedException("not pinnable");
+
+        public override void Unpin()
+        {
+        }
+
+        protected override void Dispose(bool disposing)
+        {
         }
     }
 

@@ -5,8 +5,9 @@ using Xunit;
 namespace Tapdisk.Drivers.Nbd.Tests;
 
 /// <summary>
-/// On a frontend's I/O loop the client takes requests inline and their replies come back to that loop: what follows a
-/// request (a mirror's join, the frontend's reply) runs on the thread that started it, with no thread pool hop.
+/// The client never makes its caller wait for the server, so frontends run its requests on their own thread; on an I/O
+/// loop the replies come back to that loop: what follows a request (a mirror's join, the frontend's reply) runs on the
+/// thread that started it, with no thread pool hop.
 /// </summary>
 public sealed class NbdImageLoopTests
 {
@@ -24,8 +25,8 @@ public sealed class NbdImageLoopTests
         LoopThread.Run(loop =>
         {
             using NbdImage image = NbdImage.Open(server.SocketPath, ImageOpenOptions.ReadWrite, NbdClientOptions.Default with { RequestTimeout = TimeSpan.FromMinutes(1) });
-            Assert.Equal(loop is null, image.MayBlock(BlockOperation.Write, 0, Block));
-            Assert.Equal(loop is null, image.MayBlock(BlockOperation.Read, 0, Block));
+            Assert.False(image.MayBlock(BlockOperation.Write, 0, Block));
+            Assert.False(image.MayBlock(BlockOperation.Read, 0, Block));
             if (loop is null)
             {
                 return;
@@ -62,5 +63,39 @@ public sealed class NbdImageLoopTests
             Assert.Equal(written, read);
             Assert.All(continuedOn, thread => Assert.Equal(loopThread, thread));
         });
+    }
+
+    [Fact]
+    public async Task Writes_ServerNotReadingYet_ReturnAtOnceAndLeaveInOrderWhenItReads()
+    {
+        using var reading = new ManualResetEventSlim();
+        bool released = false;
+        using var server = new FakeNbdServer(s =>
+        {
+            s.NewstyleGo();
+
+            // Bounded below the client's request timeout: a send that waited for room would still be waiting when
+            // this gives up, and the test would see the server start on its own.
+            released = reading.Wait(TimeSpan.FromMinutes(2));
+            s.ServeUntilDisconnect();
+        });
+        using NbdImage image = NbdImage.Open(server.SocketPath, ImageOpenOptions.ReadWrite, NbdClientOptions.Default with { RequestTimeout = TimeSpan.FromMinutes(5) });
+
+        // 8 MiB, all at offset 0: far more than the socket holds. Had a send waited for room, this loop would not end
+        // before the server reads, and the server reads only after it. The last write must be the one that stays.
+        const int Writes = 128;
+        var data = new byte[Writes][];
+        var writes = new Task[Writes];
+        for (int i = 0; i < Writes; i++)
+        {
+            data[i] = DiskContent.Pattern(server.Disk.Length, i + 1);
+            writes[i] = image.WriteAsync(0, data[i]).AsTask();
+        }
+
+        Assert.Contains(writes, write => !write.IsCompleted);
+        reading.Set();
+        await Task.WhenAll(writes).WaitAsync(TimeSpan.FromMinutes(5));
+        Assert.True(released, "the writes were sent only after the server gave up waiting: a send waited for room");
+        Assert.Equal(data[^1], server.Disk);
     }
 }
