@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace Tapdisk.Abi;
 
-/// <summary>Process-level syscalls a daemon needs: a new session and stdio redirection.</summary>
+/// <summary>Process-level syscalls a daemon needs: a new session, stdio redirection, whether a process lives.</summary>
 public static class ProcessControl
 {
     /// <summary>setsid(2): leave the caller's session and process group (so its terminal signals don't reach us).</summary>
@@ -27,4 +27,7 @@ public static class ProcessControl
             }
         }
     }
+
+    /// <summary>kill(pid, 0): true while a process with that id exists (one we may not signal counts too).</summary>
+    public static bool Exists(int pid) => pid > 0 && (Interop.Libc.Kill(pid, 0) == 0 || Marshal.GetLastPInvokeError() == Errno.EPERM);
 }

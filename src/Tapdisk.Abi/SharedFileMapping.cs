@@ -56,6 +56,13 @@ public sealed unsafe class SharedFileMapping : MappedRegion
         return (Interlocked.Or(ref word, mask) & mask) != mask;
     }
 
+    /// <summary>Atomically replaces the word at <paramref name="offset"/> with <paramref name="value"/> if it holds <paramref name="comparand"/>; returns what it held.</summary>
+    public ulong CompareExchangeUInt64(int offset, ulong value, ulong comparand)
+    {
+        CheckWord(offset);
+        return Interlocked.CompareExchange(ref *(ulong*)(Address + offset), value, comparand);
+    }
+
     /// <summary>msync(MS_SYNC) of the pages holding [offset, offset + length): durable when this returns.</summary>
     public void Sync(int offset, int length)
     {

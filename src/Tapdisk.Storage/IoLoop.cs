@@ -394,7 +394,7 @@ public sealed class IoLoop : IDisposable
         }
         finally
         {
-            PollBudget.Exit();
+            _poll.Exit();
         }
     }
 

@@ -17,17 +17,17 @@ public struct PollBudget
     /// <summary>The default maximum: a local disk's 4 KiB read and a client's next request on one host both fit.</summary>
     public const int DefaultMaxMicroseconds = 50;
 
-    // Polling loops at once in the process: at most half the CPUs, so polling never takes the CPU its client, the
-    // disk's completion or another VBD's loop needs (none on a single CPU).
-    private static readonly int s_maxPollers = Environment.ProcessorCount / 2;
-    private static int s_pollers;
-
     private readonly long _maxTicks;
+    private readonly PollSlots? _slots;
     private long _ticks;
+    private int _slot = -1;
 
-    public PollBudget(long maxTicks)
+    /// <param name="maxTicks">The longest poll, in Stopwatch ticks (0: never poll).</param>
+    /// <param name="slots">Who else may be polling (default: every loop on the host, <see cref="PollSlots.Host"/>).</param>
+    public PollBudget(long maxTicks, PollSlots? slots = null)
     {
         _maxTicks = maxTicks;
+        _slots = maxTicks == 0 ? null : slots ?? PollSlots.Host;
     }
 
     /// <summary>The process's budget (from <see cref="Variable"/>, read once with the engine's choice).</summary>
@@ -39,24 +39,11 @@ public struct PollBudget
     /// <summary>The first budget after a short wait: a fraction of the maximum, doubled from there.</summary>
     private readonly long InitialTicks => Math.Max(1, _maxTicks / 8);
 
-    /// <summary>Takes a polling slot; false if polling is off or enough loops poll already.</summary>
-    public readonly bool TryEnter()
-    {
-        if (_ticks == 0)
-        {
-            return false;
-        }
+    /// <summary>Takes a polling slot; false if polling is off or enough loops on the host poll already.</summary>
+    public bool TryEnter() => _ticks != 0 && _slots!.TryTake(ref _slot);
 
-        if (Interlocked.Increment(ref s_pollers) <= s_maxPollers)
-        {
-            return true;
-        }
-
-        Interlocked.Decrement(ref s_pollers);
-        return false;
-    }
-
-    public static void Exit() => Interlocked.Decrement(ref s_pollers);
+    /// <summary>Gives back the slot <see cref="TryEnter"/> took.</summary>
+    public readonly void Exit() => _slots!.Give(_slot);
 
     /// <summary>Adjusts the budget after a wait (polled and slept) of <paramref name="waitedTicks"/>.</summary>
     public void Update(long waitedTicks)
