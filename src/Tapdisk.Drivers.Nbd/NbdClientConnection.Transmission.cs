@@ -132,6 +132,7 @@ internal sealed partial class NbdClientConnection
         while (true)
         {
             SendVector list;
+            bool added = false;
             lock (_sendLock)
             {
                 if (_send.PendingBytes == 0 || _sendClosed)
@@ -150,10 +151,25 @@ internal sealed partial class NbdClientConnection
                 list = _send;
                 _send = _writing;
                 _writing = list;
+
+                // Held until the send is done: Dispose closes the socket only after it closed sending, under this lock.
+                _socket.SafeHandle.DangerousAddRef(ref added);
             }
 
             // Blocking, outside the lock: senders meanwhile list into the other one. SO_SNDTIMEO bounds each call.
-            int errno = list.SendAll(_socket.SafeHandle);
+            int errno;
+            try
+            {
+                errno = list.SendAll(_socket.SafeHandle);
+            }
+            finally
+            {
+                if (added)
+                {
+                    _socket.SafeHandle.DangerousRelease();
+                }
+            }
+
             if (errno != 0)
             {
                 FailSend(errno);
@@ -167,7 +183,7 @@ internal sealed partial class NbdClientConnection
             ? $"send blocked for {_options.RequestTimeout.TotalSeconds} s (server not reading)"
             : $"send failed: {Errno.Describe(errno)}");
 
-    /// <summary>Under the send lock, once sending is closed and no writer runs.</summary>
+    /// <summary>Under the send lock once sending is closed and no writer runs (or when the connection never opened).</summary>
     private void FreeSendLists()
     {
         _send.Dispose();

@@ -106,8 +106,19 @@ internal sealed partial class NbdClientConnection : IDisposable
                 socket.NoDelay = true;
             }
 
-            // Room for a queue depth's worth of small writes, so a send from an I/O loop rarely waits for the server.
-            socket.SendBufferSize = SendBufferBytes;
+            if (address.IsUnix)
+            {
+                // Room for a queue depth's worth of small writes, so a send rarely leaves work for the writer. A hint
+                // (TCP keeps its own autotuning, which a fixed size would turn off).
+                try
+                {
+                    socket.SendBufferSize = SendBufferBytes;
+                }
+                catch (SocketException)
+                {
+                    // The default buffer works, with more sends left to the writer.
+                }
+            }
 
             connection.ConnectSocket(deadline);
             connection.Negotiate(deadline);
@@ -119,6 +130,7 @@ internal sealed partial class NbdClientConnection : IDisposable
         catch
         {
             socket.Dispose();
+            connection.FreeSendLists();
             throw;
         }
 

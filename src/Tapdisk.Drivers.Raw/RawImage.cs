@@ -198,7 +198,7 @@ public sealed class RawImage : IBlockImage
                 (long data, long dataEnd) = _file.FindData(pos);
                 if (data < 0 || data >= end)
                 {
-                    // No more data in range (or the file system cannot tell: then SEEK_DATA returns pos itself).
+                    // No more data in range.
                     extents.Add(pos, end - pos, ExtentFlags.Hole | ExtentFlags.Zero);
                     break;
                 }

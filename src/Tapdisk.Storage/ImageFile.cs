@@ -321,8 +321,9 @@ public sealed class ImageFile : IDisposable
 
     /// <summary>
     /// The data run holding <paramref name="offsetBytes"/> or the next one after it: its start (-1 when no data follows)
-    /// and its end (<see cref="long.MaxValue"/> when the file system cannot say where the next hole is). Answers from
-    /// the last run found when it holds the offset.
+    /// and its end (<see cref="long.MaxValue"/> when the file system cannot say where the next hole is). A file system
+    /// that cannot answer SEEK_DATA at all gets data from the offset on: a hole is reported only when the kernel said
+    /// so, since a reader may skip it. Answers from the last run found when it holds the offset.
     /// </summary>
     public (long Start, long End) FindData(long offsetBytes)
     {
@@ -337,10 +338,15 @@ public sealed class ImageFile : IDisposable
             generation = _holeGeneration;
         }
 
-        long start = Seek(offsetBytes, data: true);
+        long start = PosixFile.SeekDataOrHole(_fd, offsetBytes, data: true, out int errno);
         if (start < 0)
         {
-            return (-1, -1);
+            return errno switch
+            {
+                Errno.ENXIO => (-1, -1),
+                Errno.EINVAL or Errno.EOPNOTSUPP => (offsetBytes, long.MaxValue),
+                _ => throw new ErrnoIOException(errno, Path, "lseek"),
+            };
         }
 
         long hole = Seek(start, data: false);

@@ -54,7 +54,9 @@ public sealed class IoLoop : IDisposable
     private readonly Lock _postedLock = new();
     private List<IThreadPoolWorkItem> _posted = [];
     private List<IThreadPoolWorkItem> _postedRunning = [];
+    private int _postedCount;
     private bool _postClosed;
+    private bool _runningPosted;
 
     // Work that waits for the end of the pass running completions (replies gathered into one send).
     private readonly List<IPassEndListener> _passEnd = [];
@@ -312,9 +314,10 @@ public sealed class IoLoop : IDisposable
             ArmWake();
         }
 
-        // Completions set aside by a submission are ready work: do not sleep before running them.
+        // Completions set aside by a submission, and posted work (its wake-up may have been taken by a pass that
+        // failed before running it), are ready work: do not sleep before running them.
         int errno;
-        if (_deferred.Count > 0)
+        if (_deferred.Count > 0 || Volatile.Read(ref _postedCount) > 0)
         {
             errno = _ring.Enter(0);
         }
@@ -415,6 +418,7 @@ public sealed class IoLoop : IDisposable
 
             _posted.Add(item);
             first = _posted.Count == 1;
+            _postedCount = _posted.Count;
         }
 
         if (first)
@@ -427,19 +431,22 @@ public sealed class IoLoop : IDisposable
 
     private void RunPosted()
     {
+        // Not re-entrant: a pass run from inside posted work (none does) leaves the rest to the outer one.
+        if (_runningPosted || Volatile.Read(ref _postedCount) == 0)
+        {
+            return;
+        }
+
         List<IThreadPoolWorkItem> run;
         lock (_postedLock)
         {
-            if (_posted.Count == 0)
-            {
-                return;
-            }
-
             run = _posted;
             _posted = _postedRunning;
             _postedRunning = run;
+            _postedCount = 0;
         }
 
+        _runningPosted = true;
         int i = 0;
         try
         {
@@ -450,12 +457,14 @@ public sealed class IoLoop : IDisposable
         }
         finally
         {
+            _runningPosted = false;
             if (++i < run.Count)
             {
                 // One threw (a continuation's fault is its own): the rest still run, at the next pass.
                 lock (_postedLock)
                 {
                     _posted.AddRange(run.GetRange(i, run.Count - i));
+                    _postedCount = _posted.Count;
                 }
 
                 Wake();
@@ -589,6 +598,7 @@ public sealed class IoLoop : IDisposable
                 _postClosed = true;
                 left = _posted;
                 _posted = [];
+                _postedCount = 0;
             }
 
             foreach (IThreadPoolWorkItem item in left)

@@ -51,6 +51,8 @@ public sealed class SendVectorTests
             byte[] header = [1, 2, 3, 4];
             Assert.Throws<NotSupportedException>(() => vector.Add(header, unpinnable.Memory));
             Assert.Equal(0, vector.PendingBytes);
+            Assert.Throws<NotSupportedException>(() => vector.Add(unpinnable.Memory, header));
+            Assert.Equal(0, vector.PendingBytes);
 
             // A socket with no room: a send that must not wait says so at once.
             a.SendBufferSize = 4096;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Tapdisk.Abi;
 using Tapdisk.Storage;
 using Tapdisk.Testing;
@@ -716,18 +717,22 @@ public sealed class IoLoopTests
             }
 
             var item = new RecordingItem();
-            var poster = new Thread(() => Assert.True(loop.Post(item)));
+            bool posted = false;
+            var poster = new Thread(() => posted = loop.Post(item));
             poster.Start();
             poster.Join();
+            Assert.True(posted);
             Assert.Equal(0, item.Runs);
 
-            // The post woke the loop (its eventfd read completes), so this pass returns without any I/O of its own.
-            while (item.Runs == 0)
+            // The post woke the loop (its eventfd read completes), so this pass returns without any I/O of its own. A
+            // lost wake-up would leave the pass asleep: the guard wakes it after a minute, and the test fails.
+            var clock = Stopwatch.StartNew();
+            using (var guard = new Timer(_ => loop.Wake(), null, TimeSpan.FromMinutes(1), Timeout.InfiniteTimeSpan))
             {
                 loop.RunOnce();
             }
 
-            Assert.Equal(1, item.Runs);
+            Assert.True(item.Runs == 1, $"posted work did not run at the pass the post woke (after {clock.Elapsed})");
             Assert.Equal(Environment.CurrentManagedThreadId, item.Thread);
         });
     }
