@@ -70,10 +70,15 @@ copy_job() { # -> "- MB/s cpu-us-per-256KiB", the median of three copies (one co
     # and a single one swung 0.8-1.6x against the same peer between runs)
     local t0 t1 c0 c1 runs=()
     for _ in 1 2 3; do
-        c0=$(ticks); t0=$(date +%s.%N); nbdcopy --connections=4 "nbd+unix:///?socket=$sock" null: ; t1=$(date +%s.%N); c1=$(ticks)
+        c0=$(ticks); t0=$(date +%s.%N)
+        if ! nbdcopy --connections=4 "nbd+unix:///?socket=$sock" null: ; then
+            # A failed copy shows as 0 MB/s rather than as the time it took to fail.
+            echo "compare: nbdcopy failed" >&2; echo "- 0.0 0.0"; return
+        fi
+        t1=$(date +%s.%N); c1=$(ticks)
         runs+=("$(python3 -c "print('%.1f %.1f' % ($size_mb*1.048576/($t1-$t0), ($c1-$c0)/$hz*1e6/($size_mb*4)))")")
     done
-    printf '%s\n' "${runs[@]}" | sort -n | sed -n 2p | sed 's/^/- /'
+    printf '%s\n' "${runs[@]}" | LC_ALL=C sort -g | sed -n 2p | sed 's/^/- /'
 }
 
 declare -A result

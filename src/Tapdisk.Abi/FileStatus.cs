@@ -8,4 +8,10 @@ public readonly record struct FileStatus(long Size, bool IsBlockDevice, bool IsR
 
     /// <summary>st_ctim in nanoseconds since the epoch: set by the kernel on every data or inode change, never by utimes.</summary>
     public long ChangedNs { get; init; }
+
+    /// <summary>st_uid: the owner.</summary>
+    public uint OwnerUid { get; init; }
+
+    /// <summary>The permission bits of st_mode (0o7777).</summary>
+    public uint Permissions { get; init; }
 }

@@ -13,5 +13,6 @@ public enum OpenFlags
     Dsync = 0x1000,
     Direct = 0x4000,
     LargeFile = 0x8000,
+    NoFollow = 0x20000,
     CloseOnExec = 0x80000,
 }

@@ -181,6 +181,8 @@ public static unsafe class PosixFile
         {
             ModifiedNs = (st.MtimeSec * 1_000_000_000) + st.MtimeNsec,
             ChangedNs = (st.CtimeSec * 1_000_000_000) + st.CtimeNsec,
+            OwnerUid = st.Uid,
+            Permissions = st.Mode & 0xFFF,
         };
     }
 

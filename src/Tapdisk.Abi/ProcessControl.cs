@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace Tapdisk.Abi;
 
-/// <summary>Process-level syscalls a daemon needs: a new session, stdio redirection, whether a process lives.</summary>
+/// <summary>Process-level calls a daemon needs: a new session, stdio redirection, its user, when a process started.</summary>
 public static class ProcessControl
 {
     /// <summary>setsid(2): leave the caller's session and process group (so its terminal signals don't reach us).</summary>
@@ -28,6 +28,28 @@ public static class ProcessControl
         }
     }
 
-    /// <summary>kill(pid, 0): true while a process with that id exists (one we may not signal counts too).</summary>
-    public static bool Exists(int pid) => pid > 0 && (Interop.Libc.Kill(pid, 0) == 0 || Marshal.GetLastPInvokeError() == Errno.EPERM);
+    /// <summary>geteuid(2).</summary>
+    public static uint EffectiveUserId => Interop.Libc.Geteuid();
+
+    /// <summary>
+    /// When process <paramref name="pid"/> started (field 22 of /proc/&lt;pid&gt;/stat: clock ticks since boot), or -1 if
+    /// there is no such process. With the pid it names one process: a pid the kernel reuses gets another start time.
+    /// </summary>
+    public static long StartTime(int pid)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText($"/proc/{pid}/stat");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return -1;
+        }
+
+        // "pid (comm) state ...": comm may hold spaces and parentheses, so count from the last ')'; the state is field 3.
+        int close = text.LastIndexOf(')');
+        string[] fields = close < 0 || close + 2 > text.Length ? [] : text[(close + 2)..].Split(' ');
+        return fields.Length > 19 && long.TryParse(fields[19], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long ticks) ? ticks : -1;
+    }
 }

@@ -5,9 +5,11 @@ namespace Tapdisk.Storage;
 /// <summary>
 /// The right to poll, shared by every tapdisk on the host: blktap runs one process per VBD, so a cap per process
 /// would let twenty busy disks keep twenty CPUs polling in a dom0 that has four. A page in /dev/shm holds one word per
-/// slot, the pid of the process whose loop polls in it (0: free); a loop takes a slot for one poll and gives it back.
-/// A slot left by a process that died (kill -9 mid-poll) is taken back once its pid is gone. Where the page cannot be
-/// mapped the cap holds for this process alone.
+/// slot (each on its own cache line) naming the process whose loop polls in it, by pid and start time (0: free); a
+/// loop takes a slot for one poll and gives it back. A slot left by a process that died (kill -9 mid-poll) is taken
+/// back once no process with that pid and start time exists, so a reused pid does not keep it. The page must be a
+/// regular file of this user that nobody else may write (it is not followed through a symbolic link); where it is
+/// not, or cannot be mapped, the cap holds for this process alone.
 /// </summary>
 public sealed class PollSlots : IDisposable
 {
@@ -15,11 +17,13 @@ public sealed class PollSlots : IDisposable
     public const string HostPath = "/dev/shm/tapdisk-poll-slots";
 
     private const int PageBytes = 4096;
+    private const int SlotStride = 64;
     private const int StaleCheckEvery = 64;
+    private const uint GroupOrOtherWrite = 0x12; // 0o022
     private static readonly Lazy<PollSlots> s_host = new(() => Open(HostPath, Environment.ProcessorCount / 2));
 
     private readonly SharedFileMapping? _page;
-    private readonly ulong _pid = (ulong)Environment.ProcessId;
+    private readonly ulong _self = Identity(Environment.ProcessId, ProcessControl.StartTime(Environment.ProcessId));
     private int _taken;
     private int _failures;
 
@@ -38,16 +42,16 @@ public sealed class PollSlots : IDisposable
     /// <summary>True if the table is shared with other processes (the page is mapped).</summary>
     public bool IsShared => _page is not null;
 
-    /// <summary>Opens (creating it if needed) the table at <paramref name="path"/> with <paramref name="count"/> slots (at most 512).</summary>
+    /// <summary>Opens (creating it if needed) the table at <paramref name="path"/> with <paramref name="count"/> slots (at most 64).</summary>
     public static PollSlots Open(string path, int count)
     {
-        count = Math.Clamp(count, 0, PageBytes / sizeof(ulong));
+        count = Math.Clamp(count, 0, PageBytes / SlotStride);
         if (count == 0)
         {
             return new PollSlots(null, 0);
         }
 
-        if (PosixFile.TryOpen(path, OpenFlags.ReadWrite | OpenFlags.Create, 0x180 /* 0600 */, out SafeFdHandle fd) != 0)
+        if (PosixFile.TryOpen(path, OpenFlags.ReadWrite | OpenFlags.Create | OpenFlags.NoFollow | OpenFlags.CloseOnExec, 0x180 /* 0600 */, out SafeFdHandle fd) != 0)
         {
             fd.Dispose();
             return new PollSlots(null, count);
@@ -57,8 +61,15 @@ public sealed class PollSlots : IDisposable
         {
             try
             {
+                FileStatus status = PosixFile.Stat(fd, path);
+                if (!status.IsRegularFile || status.OwnerUid != ProcessControl.EffectiveUserId || (status.Permissions & GroupOrOtherWrite) != 0)
+                {
+                    // Someone else's page (or one others may write) could hold every slot or point elsewhere: not ours to trust.
+                    return new PollSlots(null, count);
+                }
+
                 // Every process sizes it the same, so a second truncate changes nothing another already wrote.
-                if (PosixFile.Stat(fd, path).Size < PageBytes)
+                if (status.Size < PageBytes)
                 {
                     PosixFile.Truncate(fd, PageBytes, path);
                 }
@@ -99,14 +110,14 @@ public sealed class PollSlots : IDisposable
         for (int i = 0; i < Count; i++)
         {
             int candidate = (first + i) % Count;
-            if (_page.ReadUInt64(candidate * sizeof(ulong)) == 0 && _page.CompareExchangeUInt64(candidate * sizeof(ulong), _pid, 0) == 0)
+            if (_page.ReadUInt64(candidate * SlotStride) == 0 && _page.CompareExchangeUInt64(candidate * SlotStride, _self, 0) == 0)
             {
                 slot = candidate;
                 return true;
             }
         }
 
-        // All taken. Now and then, look for slots whose process is gone (a kill system call each, so not every time).
+        // All taken. Now and then, look for slots whose process is gone (a read of /proc each, so not every time).
         if (Interlocked.Increment(ref _failures) % StaleCheckEvery == 0)
         {
             FreeStale();
@@ -124,18 +135,28 @@ public sealed class PollSlots : IDisposable
             return;
         }
 
-        _page.CompareExchangeUInt64(slot * sizeof(ulong), 0, _pid);
+        _page.CompareExchangeUInt64(slot * SlotStride, 0, _self);
     }
+
+    /// <summary>A slot's word for a process: pid in the low half, the low half of its start time in the high one.</summary>
+    private static ulong Identity(int pid, long startTime) => (uint)pid | ((ulong)(uint)Math.Max(0, startTime) << 32);
 
     /// <summary>Frees every slot held by a process that no longer exists.</summary>
     private void FreeStale()
     {
         for (int i = 0; i < Count; i++)
         {
-            ulong owner = _page!.ReadUInt64(i * sizeof(ulong));
-            if (owner != 0 && owner != _pid && (owner > int.MaxValue || !ProcessControl.Exists((int)owner)))
+            ulong owner = _page!.ReadUInt64(i * SlotStride);
+            if (owner == 0 || owner == _self)
             {
-                _page.CompareExchangeUInt64(i * sizeof(ulong), 0, owner);
+                continue;
+            }
+
+            int pid = (int)(uint)owner;
+            long started = ProcessControl.StartTime(pid);
+            if (started < 0 || Identity(pid, started) != owner)
+            {
+                _page.CompareExchangeUInt64(i * SlotStride, 0, owner);
             }
         }
     }

@@ -718,21 +718,31 @@ public sealed class IoLoopTests
 
             var item = new RecordingItem();
             bool posted = false;
-            var poster = new Thread(() => posted = loop.Post(item));
-            poster.Start();
-            poster.Join();
-            Assert.True(posted);
-            Assert.Equal(0, item.Runs);
 
-            // The post woke the loop (its eventfd read completes), so this pass returns without any I/O of its own. A
-            // lost wake-up would leave the pass asleep: the guard wakes it after a minute, and the test fails.
-            var clock = Stopwatch.StartNew();
-            using (var guard = new Timer(_ => loop.Wake(), null, TimeSpan.FromMinutes(1), Timeout.InfiniteTimeSpan))
+            // Post only once this thread sleeps in io_uring_enter (x86-64 syscall 426, seen in /proc): the post's own
+            // wake-up must end that wait. A lost one would leave it asleep until the guard wakes it, and fail the test.
+            string task = new FileInfo("/proc/thread-self").LinkTarget!;
+            var poster = new Thread(() =>
+            {
+                var clock = Stopwatch.StartNew();
+                while (!File.ReadAllText($"/proc/{task}/syscall").StartsWith("426 ", StringComparison.Ordinal) && clock.Elapsed < TimeSpan.FromMinutes(1))
+                {
+                    Thread.Yield();
+                }
+
+                posted = loop.Post(item);
+            });
+            bool guardFired = false;
+            poster.Start();
+            using (var guard = new Timer(_ => { guardFired = true; loop.Wake(); }, null, TimeSpan.FromMinutes(1), Timeout.InfiniteTimeSpan))
             {
                 loop.RunOnce();
             }
 
-            Assert.True(item.Runs == 1, $"posted work did not run at the pass the post woke (after {clock.Elapsed})");
+            poster.Join();
+            Assert.True(posted);
+            Assert.False(guardFired, "the post did not wake the loop");
+            Assert.Equal(1, item.Runs);
             Assert.Equal(Environment.CurrentManagedThreadId, item.Thread);
         });
     }

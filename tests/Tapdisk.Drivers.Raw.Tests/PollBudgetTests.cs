@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Tapdisk.Abi;
 using Tapdisk.Storage;
 using Tapdisk.Testing;
 using Xunit;
@@ -90,25 +91,38 @@ public sealed class PollBudgetTests
         Assert.True(c.TryEnter(), "the slot given back on the other table was not free");
         b.Exit();
         c.Exit();
-        Assert.Equal(new byte[16], File.ReadAllBytes(page).AsSpan(0, 16).ToArray());
+        Assert.Equal(new byte[128], File.ReadAllBytes(page).AsSpan(0, 128).ToArray());
     }
 
-    [Fact]
-    public void TryEnter_SlotsHeldByADeadProcess_AreTakenBack()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TryEnter_ASlotHeldByAProcessThatIsGone_IsTakenBack(bool pidReused)
     {
         using var dir = new TempDirectory();
         string page = dir.File("slots");
-        using Process gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
-        gone.WaitForExit();
+        int pid;
+        if (pidReused)
+        {
+            // pid 1 lives, but not the process that started at this tick: the kernel gave its pid to another.
+            pid = 1;
+        }
+        else
+        {
+            using Process gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+            gone.WaitForExit();
+            pid = gone.Id;
+        }
+
         using (PollSlots table = PollSlots.Open(page, 1))
         {
             Assert.True(table.IsShared);
         }
 
-        // A tapdisk killed mid-poll left its pid in the only slot.
+        // A tapdisk killed mid-poll left its word (pid, start time) in the only slot.
         using (var file = new FileStream(page, FileMode.Open, FileAccess.Write))
         {
-            file.Write(BitConverter.GetBytes((ulong)gone.Id));
+            file.Write(BitConverter.GetBytes((uint)pid | ((ulong)uint.MaxValue << 32)));
         }
 
         using PollSlots slots = PollSlots.Open(page, 1);
@@ -116,13 +130,71 @@ public sealed class PollBudgetTests
         int attempts = 0;
         while (!budget.TryEnter())
         {
-            // Stale slots are looked for now and then (a kill(2) each), not at every try: a bounded number of tries.
-            Assert.True(++attempts < 1000, "the dead process's slot was never taken back");
+            // Stale slots are looked for now and then (a read of /proc each), not at every try: a bounded number of tries.
+            Assert.True(++attempts < 1000, "the gone process's slot was never taken back");
         }
 
         Assert.True(attempts > 0, "the slot was free to begin with: the case is not exercised");
-        Assert.Equal((ulong)Environment.ProcessId, BitConverter.ToUInt64(File.ReadAllBytes(page), 0));
+        Assert.Equal((uint)Environment.ProcessId, (uint)BitConverter.ToUInt64(File.ReadAllBytes(page), 0));
         budget.Exit();
+    }
+
+    [Fact]
+    public void TryEnter_ALiveProcessesSlot_IsNotTakenBack()
+    {
+        using var dir = new TempDirectory();
+        string page = dir.File("slots");
+        using Process sleeper = Process.Start(new ProcessStartInfo("sleep", "600") { UseShellExecute = false })!;
+        try
+        {
+            long started = ProcessControl.StartTime(sleeper.Id);
+            Assert.True(started > 0);
+            using (PollSlots table = PollSlots.Open(page, 1))
+            {
+                Assert.True(table.IsShared);
+            }
+
+            using (var file = new FileStream(page, FileMode.Open, FileAccess.Write))
+            {
+                file.Write(BitConverter.GetBytes((uint)sleeper.Id | ((ulong)(uint)started << 32)));
+            }
+
+            using PollSlots slots = PollSlots.Open(page, 1);
+            PollBudget budget = Polling(slots);
+            for (int i = 0; i < 1000; i++)
+            {
+                Assert.False(budget.TryEnter(), "a living process's slot was taken");
+            }
+        }
+        finally
+        {
+            sleeper.Kill();
+            sleeper.WaitForExit();
+        }
+    }
+
+    [Fact]
+    public void Open_APageOthersMayWrite_IsNotShared()
+    {
+        using var dir = new TempDirectory();
+        string page = dir.File("slots");
+        File.WriteAllBytes(page, new byte[4096]);
+        File.SetUnixFileMode(page, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite);
+        using (PollSlots open = PollSlots.Open(page, 2))
+        {
+            Assert.False(open.IsShared);
+        }
+
+        string link = dir.File("link");
+        File.SetUnixFileMode(page, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.CreateSymbolicLink(link, page);
+        using (PollSlots followed = PollSlots.Open(link, 2))
+        {
+            Assert.False(followed.IsShared);
+        }
+
+        using PollSlots own = PollSlots.Open(page, 2);
+        Assert.True(own.IsShared);
     }
 
     [Fact]

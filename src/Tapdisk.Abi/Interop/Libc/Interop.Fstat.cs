@@ -17,6 +17,7 @@ internal static unsafe partial class Interop
             [FieldOffset(0)] public ulong Dev;
             [FieldOffset(8)] public ulong Ino;
             [FieldOffset(24)] public uint Mode;
+            [FieldOffset(28)] public uint Uid;
             [FieldOffset(48)] public long Size;
             [FieldOffset(56)] public long BlkSize;
             [FieldOffset(64)] public long Blocks;
