@@ -69,7 +69,9 @@ public sealed class PollBudgetTests
     public void Host_HalfTheProcessors_SharedThroughDevShm()
     {
         Assert.Equal(Environment.ProcessorCount / 2, PollSlots.Host.Count);
-        Assert.True(PollSlots.Host.IsShared, $"{PollSlots.HostPath} could not be mapped");
+
+        // A single CPU never polls, so it maps nothing.
+        Assert.True(PollSlots.Host.IsShared == (PollSlots.Host.Count > 0), $"{PollSlots.HostPath} could not be mapped");
     }
 
     [Fact]
