@@ -116,17 +116,8 @@ public sealed class PollBudgetTests
             pid = gone.Id;
         }
 
-        using (PollSlots table = PollSlots.Open(page, 1))
-        {
-            Assert.True(table.IsShared);
-        }
-
         // A tapdisk killed mid-poll left its word (pid, start time) in the only slot.
-        using (var file = new FileStream(page, FileMode.Open, FileAccess.Write))
-        {
-            file.Write(BitConverter.GetBytes((uint)pid | ((ulong)uint.MaxValue << 32)));
-        }
-
+        Hold(page, (uint)pid | ((ulong)uint.MaxValue << 32));
         using PollSlots slots = PollSlots.Open(page, 1);
         PollBudget budget = Polling(slots);
         int attempts = 0;
@@ -151,16 +142,7 @@ public sealed class PollBudgetTests
         {
             long started = ProcessControl.StartTime(sleeper.Id);
             Assert.True(started > 0);
-            using (PollSlots table = PollSlots.Open(page, 1))
-            {
-                Assert.True(table.IsShared);
-            }
-
-            using (var file = new FileStream(page, FileMode.Open, FileAccess.Write))
-            {
-                file.Write(BitConverter.GetBytes((uint)sleeper.Id | ((ulong)(uint)started << 32)));
-            }
-
+            Hold(page, (uint)sleeper.Id | ((ulong)(uint)started << 32));
             using PollSlots slots = PollSlots.Open(page, 1);
             PollBudget budget = Polling(slots);
             for (int i = 0; i < 1000; i++)
@@ -205,6 +187,18 @@ public sealed class PollBudgetTests
         using var dir = new TempDirectory();
         using PollSlots none = PollSlots.Open(dir.File("slots"), 0);
         Assert.False(Polling(none).TryEnter());
+    }
+
+    /// <summary>Makes <paramref name="page"/> a one-slot table whose slot holds <paramref name="word"/>.</summary>
+    private static void Hold(string page, ulong word)
+    {
+        using (PollSlots table = PollSlots.Open(page, 1))
+        {
+            Assert.True(table.IsShared);
+        }
+
+        using var file = new FileStream(page, FileMode.Open, FileAccess.Write);
+        file.Write(BitConverter.GetBytes(word));
     }
 
     /// <summary>A budget that has seen a short wait, so it polls if it gets a slot.</summary>
