@@ -47,10 +47,7 @@ public sealed unsafe class SendVector : IDisposable
             throw new InvalidOperationException("the send vector is full");
         }
 
-        MemoryHandle pin = data.Pin();
-        _iov[_count] = new Interop.Libc.IoVec { Base = pin.Pointer, Length = (nuint)data.Length };
-        _pins[_count++] = pin;
-        _pending += data.Length;
+        List(data.Pin(), data.Length);
     }
 
     /// <summary>
@@ -78,14 +75,20 @@ public sealed unsafe class SendVector : IDisposable
 
         if (!second.IsEmpty)
         {
-            _iov[_count] = new Interop.Libc.IoVec { Base = pin.Pointer, Length = (nuint)second.Length };
-            _pins[_count++] = pin;
-            _pending += second.Length;
+            List(pin, second.Length);
         }
         else
         {
             pin.Dispose();
         }
+    }
+
+    /// <summary>Lists a pinned buffer of <paramref name="length"/> bytes after what is listed; the pin is released by <see cref="Clear"/>.</summary>
+    private void List(MemoryHandle pin, int length)
+    {
+        _iov[_count] = new Interop.Libc.IoVec { Base = pin.Pointer, Length = (nuint)length };
+        _pins[_count++] = pin;
+        _pending += length;
     }
 
     /// <summary>
