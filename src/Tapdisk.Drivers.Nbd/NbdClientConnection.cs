@@ -13,7 +13,6 @@ namespace Tapdisk.Drivers.Nbd;
 /// </summary>
 internal sealed partial class NbdClientConnection : IDisposable
 {
-    private const int SendBufferBytes = 1024 * 1024;
     private readonly Socket _socket;
     private readonly NbdClientOptions _options;
     private readonly ILogger _logger;
@@ -108,16 +107,8 @@ internal sealed partial class NbdClientConnection : IDisposable
 
             if (address.IsUnix)
             {
-                // Room for a queue depth's worth of small writes, so a send rarely leaves work for the writer. A hint
-                // (TCP keeps its own autotuning, which a fixed size would turn off).
-                try
-                {
-                    socket.SendBufferSize = SendBufferBytes;
-                }
-                catch (SocketException)
-                {
-                    // The default buffer works, with more sends left to the writer.
-                }
+                // Not on TCP: it keeps its own autotuning, which a fixed size would turn off.
+                SocketSendBuffer.TrySet(socket);
             }
 
             connection.ConnectSocket(deadline);

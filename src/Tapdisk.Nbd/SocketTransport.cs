@@ -17,7 +17,6 @@ namespace Tapdisk.Nbd;
 internal sealed class SocketTransport : IDuplexPipe, IDisposable
 {
     private const int ReceiveBytes = 64 * 1024;
-    private const int SendBufferBytes = 1024 * 1024;
 
     private readonly Socket _socket;
     private readonly Pipe _inbound;
@@ -37,7 +36,7 @@ internal sealed class SocketTransport : IDuplexPipe, IDisposable
         // SO_SNDTIMEO: a send that moves no byte for this long fails, so a peer that stopped reading cannot keep the
         // sending I/O worker forever (a send that makes progress restarts the clock).
         socket.SendTimeout = (int)Math.Ceiling(sendStallTimeout.TotalMilliseconds);
-        TrySetSendBuffer(socket);
+        SocketSendBuffer.TrySet(socket);
 
         // Backpressure: while the receive loop waits for a free request slot, at most this much is read ahead.
         _inbound = new Pipe(new PipeOptions(
@@ -79,23 +78,6 @@ internal sealed class SocketTransport : IDuplexPipe, IDisposable
         _registration.Dispose();
         _output.Dispose();
         _socket.Dispose();
-    }
-
-    /// <summary>
-    /// Asks for a 1 MiB send buffer (the kernel doubles it, within net.core.wmem_max). The default 208 KiB holds less
-    /// than one 256 KiB read reply, so every large reply blocked in send and cost its I/O worker a sleep and a wakeup
-    /// while the client drained it; nbdcopy's server CPU per copy fell by about a tenth with the larger buffer.
-    /// </summary>
-    private static void TrySetSendBuffer(Socket socket)
-    {
-        try
-        {
-            socket.SendBufferSize = SendBufferBytes;
-        }
-        catch (SocketException)
-        {
-            // Only a hint: a socket that refuses keeps the default.
-        }
     }
 
     private void Shutdown()
